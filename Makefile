@@ -1,0 +1,66 @@
+# The two commands that matter: `make demo` (the main job, once it exists) and `make test`.
+# Every target installs what it needs first; nothing here assumes a hand-installed tool.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+MODELOPS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/modelops/devcluster
+export MODELOPS_CACHE
+export PATH := $(abspath $(VENV)/bin):$(MODELOPS_CACHE)/bin:$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: help install system-deps cluster-build cluster-up cluster-down cluster-status \
+        test unit e2e lint typecheck bench clean
+
+help:
+	@echo "make test          install everything needed, then lint, unit and end-to-end tests"
+	@echo "make cluster-up    start a local Kubernetes control plane (etcd, apiserver, kwok...)"
+	@echo "make cluster-down  stop it, leaving no process behind"
+	@echo "make bench         run the benchmarks under benchmarks/"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@echo ">> creating $(VENV) and installing modelops (editable) with its dev tools"
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+system-deps:
+	@bash scripts/ensure-system-packages.sh
+
+cluster-build:
+	@bash scripts/devcluster-build.sh
+
+cluster-up: install cluster-build
+	$(VENV)/bin/modelops-devcluster up
+
+cluster-down: install
+	$(VENV)/bin/modelops-devcluster down
+
+cluster-status: install
+	$(VENV)/bin/modelops-devcluster status
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy operator/modelops_operator serving/modelops_serving tools/devcluster/modelops_devcluster
+
+unit: install system-deps
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+e2e: install system-deps cluster-build
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+# One pytest run, so its closing line counts every test; exit code 5 (no tests) fails it.
+test: install system-deps cluster-build lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install system-deps
+	@set -e; for b in benchmarks/bench_*.py; do echo ">> $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench-results

@@ -1,0 +1,1 @@
+"""modelops operator: kopf handlers over pure builders, gating statistics and a state machine."""

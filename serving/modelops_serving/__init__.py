@@ -1,0 +1,1 @@
+"""modelops serving: model server, metrics sidecar, router, model fetching and verification."""
