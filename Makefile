@@ -11,13 +11,16 @@ export PATH := $(abspath $(VENV)/bin):$(MODELOPS_CACHE)/bin:$(PATH)
 PYTEST_ARGS ?=
 
 .PHONY: help install system-deps cluster-build cluster-up cluster-down cluster-status \
-        test unit e2e lint typecheck bench clean
+        test unit e2e lint typecheck bench clean run install-crds crds
 
 help:
 	@echo "make test          install everything needed, then lint, unit and end-to-end tests"
 	@echo "make cluster-up    start a local Kubernetes control plane (etcd, apiserver, kwok...)"
 	@echo "make cluster-down  stop it, leaving no process behind"
 	@echo "make bench         run the benchmarks under benchmarks/"
+	@echo "make run           run the operator locally against the current KUBECONFIG (all namespaces)"
+	@echo "make install-crds  apply crds/ to the current KUBECONFIG"
+	@echo "make crds          regenerate crds/ from the pydantic models"
 
 install: $(VENV)/.installed
 
@@ -61,6 +64,17 @@ test: install system-deps cluster-build lint
 
 bench: install system-deps
 	@set -e; for b in benchmarks/bench_*.py; do echo ">> $$b"; $(PY) $$b; done
+
+run: install
+	@echo ">> kopf run --standalone --all-namespaces -m modelops_operator.main (KUBECONFIG=$${KUBECONFIG:-~/.kube/config})"
+	$(VENV)/bin/kopf run --standalone --all-namespaces -m modelops_operator.main
+
+install-crds:
+	@echo ">> applying crds/ (server-side) to KUBECONFIG=$${KUBECONFIG:-~/.kube/config}"
+	kubectl apply --server-side --field-manager=modelops -f crds/
+
+crds: install
+	$(PY) -m modelops_operator.api.crdgen
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench-results

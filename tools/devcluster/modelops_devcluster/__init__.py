@@ -1,1 +1,1 @@
-"""A real local Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok) run as processes."""
+"""A real local Kubernetes control plane (etcd, apiserver, controllers, kwok) run as processes."""

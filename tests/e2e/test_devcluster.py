@@ -1,0 +1,142 @@
+"""The dev cluster is a real control plane: workloads roll out, RBAC holds, teardown is clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelops_devcluster.cluster import DevCluster, cache_root, leftover_processes
+from modelops_devcluster.processes import process_alive
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pinned_kubernetes_version() -> str:
+    text = (REPO / "scripts" / "devcluster-versions.sh").read_text()
+    match = re.search(r"^K8S_VERSION=(\S+)$", text, re.MULTILINE)
+    assert match, "K8S_VERSION missing from scripts/devcluster-versions.sh"
+    go_mod = (REPO / "tools" / "k8s" / "go.mod").read_text()
+    assert f"k8s.io/kubernetes {match.group(1)}" in go_mod, "versions script and go.mod disagree"
+    return match.group(1)
+
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:stable
+        readinessProbe: {httpGet: {path: /, port: 80}}
+"""
+
+
+def test_plain_deployment_becomes_available_with_ready_pods(
+    devcluster: DevCluster, namespace: str
+) -> None:
+    devcluster.kubectl("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT)
+    devcluster.kubectl(
+        "wait", "-n", namespace, "--for=condition=Available", "deployment/web", "--timeout=90s"
+    )
+    pods = json.loads(devcluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)
+    assert len(pods["items"]) == 2
+    for pod in pods["items"]:
+        ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+        assert ready["Ready"] == "True", pod["metadata"]["name"]
+        assert pod["spec"]["nodeName"] == "kwok-node-0"
+
+
+def test_server_reports_the_pinned_version(devcluster: DevCluster) -> None:
+    version = json.loads(devcluster.kubectl("version", "-o", "json").stdout)
+    pinned = pinned_kubernetes_version()
+    assert version["serverVersion"]["gitVersion"] == pinned
+    assert version["clientVersion"]["gitVersion"] == pinned
+
+
+def test_rbac_is_enforced(devcluster: DevCluster, namespace: str) -> None:
+    admin = devcluster.kubectl("auth", "can-i", "create", "deployments", "-n", namespace)
+    assert admin.stdout.strip() == "yes"
+    service_account = f"system:serviceaccount:{namespace}:default"
+    denied = devcluster.kubectl(
+        "auth",
+        "can-i",
+        "create",
+        "deployments",
+        "-n",
+        namespace,
+        f"--as={service_account}",
+        check=False,
+    )
+    assert denied.stdout.strip() == "no"
+    devcluster.kubectl(
+        "create",
+        "rolebinding",
+        "edit",
+        "-n",
+        namespace,
+        "--clusterrole=edit",
+        f"--serviceaccount={namespace}:default",
+    )
+    allowed = devcluster.kubectl(
+        "auth", "can-i", "create", "deployments", "-n", namespace, f"--as={service_account}"
+    )
+    assert allowed.stdout.strip() == "yes"
+
+
+def test_gateway_api_crds_are_established(devcluster: DevCluster) -> None:
+    crd = json.loads(
+        devcluster.kubectl(
+            "get", "crd", "httproutes.gateway.networking.k8s.io", "-o", "json"
+        ).stdout
+    )
+    established = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert established["Established"] == "True"
+    assert "v1" in [v["name"] for v in crd["spec"]["versions"] if v["served"]]
+
+
+def test_cluster_up_and_down_commands_leave_no_process(
+    devcluster: DevCluster, tmp_path: Path
+) -> None:
+    # A second cluster, driven through the same console script `make cluster-up/down` use, with
+    # its own cache directory whose binaries are the real ones.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "bin").symlink_to(cache_root() / "bin")
+    (cache / "data").symlink_to(cache_root() / "data")
+    env = dict(os.environ, MODELOPS_CACHE=str(cache))
+    command = [sys.executable, "-m", "modelops_devcluster"]
+    up = subprocess.run([*command, "up"], env=env, text=True, capture_output=True, timeout=300)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"export KUBECONFIG={cache / 'kubeconfig'}" in up.stdout
+    second = DevCluster.load(cache / "cluster")
+    pids = dict(second.state.pids)
+    assert set(pids) == {
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+    }
+    assert all(process_alive(pid) for pid in pids.values())
+
+    down = subprocess.run([*command, "down"], env=env, text=True, capture_output=True, timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not [name for name, pid in pids.items() if process_alive(pid)]
+    # Whatever still runs a control-plane binary belongs to the session's own cluster.
+    session_pids = set(devcluster.state.pids.values())
+    strays = [p for p in leftover_processes(cache_root() / "bin") if p[0] not in session_pids]
+    assert strays == []
