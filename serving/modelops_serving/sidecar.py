@@ -1,0 +1,251 @@
+"""``modelops-sidecar``: a metrics reverse proxy in front of any V2 model server.
+
+Everything is forwarded unchanged to ``--upstream`` (ours, MLServer, Triton). Inference calls
+(``POST .../infer``) are counted and timed, their predicted values go into a histogram and are
+remembered by request id, so that ``POST /v2/feedback`` with the true value can score them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from .cli import EnvArgumentParser, configure_logging, fail, install_fast_event_loop
+from .feedback_store import FeedbackStore, score
+from .httpkit import (
+    JSONDecodeError,
+    error_response,
+    forwardable,
+    json_response,
+    loads,
+    plain_text,
+    serve_until_signalled,
+)
+from .metrics import (
+    DEFAULT_LATENCY_BUCKETS,
+    DEFAULT_PREDICTION_BUCKETS,
+    SidecarMetrics,
+    parse_buckets,
+)
+
+log = logging.getLogger("modelops_serving.sidecar")
+TASKS = ("auto", "classification", "regression")
+MAX_FEEDBACK_BODY = 1024 * 1024
+
+
+@dataclass
+class Sidecar:
+    upstream: str
+    metrics: SidecarMetrics
+    store: FeedbackStore
+    task: str = "auto"
+    prediction_output: str | None = None
+    session: aiohttp.ClientSession | None = None
+
+    def _prediction_values(self, response: Any) -> tuple[list[Any], bool] | None:
+        outputs = response.get("outputs") if isinstance(response, dict) else None
+        if not isinstance(outputs, list) or not outputs:
+            return None
+        chosen = outputs[0]
+        if self.prediction_output:
+            chosen = next((o for o in outputs if isinstance(o, dict)
+                           and o.get("name") == self.prediction_output), None)
+        if not isinstance(chosen, dict) or not isinstance(chosen.get("data"), list):
+            return None
+        values = chosen["data"]
+        if self.task == "auto":
+            datatype = str(chosen.get("datatype", ""))
+            classification = datatype in ("BOOL", "BYTES") or datatype[:3] in ("INT", "UIN")
+        else:
+            classification = self.task == "classification"
+        return values, classification
+
+    def record_inference(self, request_id: str | None, status: int, body: bytes) -> str:
+        """Metrics and feedback memory for one answered inference; returns the request id."""
+        if status != 200:
+            return request_id or str(uuid.uuid4())
+        try:
+            response = loads(body)
+        except (JSONDecodeError, ValueError):
+            return request_id or str(uuid.uuid4())
+        response_id = response.get("id") if isinstance(response, dict) else None
+        key = request_id or (response_id if isinstance(response_id, str) else None)
+        key = key or str(uuid.uuid4())
+        found = self._prediction_values(response)
+        if found is not None:
+            values, classification = found
+            evicted_before = self.store.evicted
+            self.metrics.observe_predictions(values)
+            self.store.remember(key, values, classification)
+            if isinstance(response_id, str) and response_id != key:
+                self.store.remember(response_id, values, classification)
+            self.metrics.store_entries.set(len(self.store))
+            if self.store.evicted != evicted_before:
+                self.metrics.store_evictions.inc(self.store.evicted - evicted_before)
+        return key
+
+    async def proxy(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        is_inference = request.method == "POST" and request.path.endswith("/infer")
+        body = await request.read()
+        assert self.session is not None
+        try:
+            async with self.session.request(
+                request.method, self.upstream + request.path_qs, data=body,
+                headers=forwardable(request.headers),
+            ) as upstream:
+                payload = await upstream.read()
+                status = upstream.status
+                headers = forwardable(upstream.headers)
+        except TimeoutError:
+            return self._failed(is_inference, started, 504, "the model server timed out")
+        except aiohttp.ClientError as exc:
+            return self._failed(is_inference, started, 502,
+                                f"the model server is unavailable: {type(exc).__name__}")
+        if is_inference:
+            request_id = self.record_inference(request.headers.get("X-Request-Id"), status,
+                                               payload)
+            headers["X-Request-Id"] = request_id
+            self.metrics.count_request(status)
+            self.metrics.duration.observe(time.perf_counter() - started)
+        return web.Response(body=payload, status=status, headers=headers)
+
+    def _failed(self, is_inference: bool, started: float, status: int, message: str) -> web.Response:
+        if is_inference:
+            self.metrics.count_request(status)
+            self.metrics.duration.observe(time.perf_counter() - started)
+        return error_response(message, status=status)
+
+    async def feedback(self, request: web.Request) -> web.Response:
+        counters = self.metrics.feedback
+        if request.content_length is not None and request.content_length > MAX_FEEDBACK_BODY:
+            counters["invalid"].inc()
+            return error_response(f"feedback body is larger than {MAX_FEEDBACK_BODY} bytes")
+        try:
+            body = loads(await request.read())
+        except (JSONDecodeError, ValueError, web.HTTPRequestEntityTooLarge):
+            counters["invalid"].inc()
+            return error_response("feedback body must be JSON: {\"id\": ..., \"truth\": ...}")
+        outcome = parse_feedback(body, request.headers.get("X-Request-Id"))
+        if isinstance(outcome, str):
+            counters["invalid"].inc()
+            return error_response(outcome)
+        request_id, truth = outcome
+        remembered = self.store.take(request_id)
+        self.metrics.store_entries.set(len(self.store))
+        if remembered is None:
+            counters["unmatched"].inc()
+            return json_response({"id": request_id, "outcome": "unmatched",
+                                  "error": "no remembered prediction for this id (unknown, "
+                                  "already scored, or expired)"}, status=404)
+        try:
+            result = score(remembered, truth)
+        except ValueError as exc:
+            counters["invalid"].inc()
+            return error_response(str(exc))
+        counters["correct"].inc(result.correct)
+        counters["incorrect"].inc(result.incorrect)
+        counters["scored"].inc(result.scored)
+        self.metrics.absolute_error.inc(result.absolute_error)
+        self.metrics.squared_error.inc(result.squared_error)
+        return json_response({"id": request_id, "correct": result.correct,
+                              "incorrect": result.incorrect, "scored": result.scored})
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        return plain_text(self.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
+
+
+def parse_feedback(body: Any, header_id: str | None) -> tuple[str, list[Any]] | str:
+    """``(request id, true values)`` or an error message naming the field."""
+    if not isinstance(body, dict):
+        return "feedback body must be a JSON object: {\"id\": ..., \"truth\": ...}"
+    request_id = body.get("id", header_id)
+    if not isinstance(request_id, str) or not request_id or len(request_id) > 256:
+        return "id: expected the request id (1-256 characters) from the response or X-Request-Id"
+    if "truth" not in body:
+        return "truth: missing; send the true value (or a list, one per row)"
+    truth = body["truth"]
+    values = truth if isinstance(truth, list) else [truth]
+    if not values or any(isinstance(v, list | dict) or v is None for v in values):
+        return "truth: expected a scalar or a flat, non-empty list of scalars"
+    return request_id, values
+
+
+def build_apps(sidecar: Sidecar) -> tuple[web.Application, web.Application]:
+    traffic = web.Application(client_max_size=1024**3)
+
+    async def open_session(app: web.Application) -> Any:
+        # One pooled keep-alive client for the process; upstream connections are reused.
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
+        sidecar.session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
+        )
+        yield
+        await sidecar.session.close()
+
+    traffic.cleanup_ctx.append(open_session)
+    traffic.router.add_post("/v2/feedback", sidecar.feedback)
+    traffic.router.add_route("*", "/{tail:.*}", sidecar.proxy)
+    metrics = web.Application()
+    metrics.router.add_get("/metrics", sidecar.metrics_page)
+    return traffic, metrics
+
+
+def parse_args(argv: list[str] | None) -> Any:
+    parser = EnvArgumentParser(prog="modelops-sidecar", description=__doc__.splitlines()[0])
+    parser.add_flag("--upstream", default="http://127.0.0.1:8080", help="model server URL")
+    parser.add_flag("--host", default="0.0.0.0", help="address to listen on")
+    parser.add_flag("--port", type=int, default=8000, help="traffic port")
+    parser.add_flag("--metrics-port", type=int, default=9090, help="port of /metrics")
+    parser.add_flag("--deployment", default="", help="ModelDeployment name (metric label)")
+    parser.add_flag("--model", required=True, help="model name (metric label)")
+    parser.add_flag("--version", required=True, help="model version (metric label)")
+    parser.add_flag("--role", required=True, choices=("champion", "challenger", "shadow"),
+                    help="role of this model (metric label)")
+    parser.add_flag("--prediction-buckets", help="comma list of histogram buckets")
+    parser.add_flag("--latency-buckets", help="comma list of latency buckets in seconds")
+    parser.add_flag("--prediction-output", help="output whose values are recorded (default: first)")
+    parser.add_flag("--task", default="auto", choices=TASKS,
+                    help="how feedback is scored (auto: integer/string outputs are classes)")
+    parser.add_flag("--feedback-capacity", type=int, default=50_000,
+                    help="predictions remembered for feedback")
+    parser.add_flag("--feedback-ttl", type=float, default=3600.0,
+                    help="seconds a prediction waits for its feedback")
+    parser.add_flag("--log-level", default="INFO", help="logging level")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        metrics = SidecarMetrics(
+            {"deployment": args.deployment, "model": args.model, "version": args.version,
+             "role": args.role},
+            parse_buckets(args.prediction_buckets, DEFAULT_PREDICTION_BUCKETS,
+                          "--prediction-buckets"),
+            parse_buckets(args.latency_buckets, DEFAULT_LATENCY_BUCKETS, "--latency-buckets"),
+        )
+        store = FeedbackStore(int(args.feedback_capacity), float(args.feedback_ttl))
+    except ValueError as exc:
+        return fail(str(exc))
+    sidecar = Sidecar(args.upstream.rstrip("/"), metrics, store, args.task, args.prediction_output)
+    traffic, metrics_app = build_apps(sidecar)
+    install_fast_event_loop()
+    asyncio.run(serve_until_signalled(
+        [(traffic, args.host, int(args.port)), (metrics_app, args.host, int(args.metrics_port))]
+    ))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
