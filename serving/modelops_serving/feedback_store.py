@@ -12,32 +12,23 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-@dataclass(frozen=True)
-class Remembered:
-    values: tuple[Any, ...]
-    classification: bool
-    expires_at: float
+class BoundedTTLMap(Generic[K, V]):
+    """At most ``capacity`` entries, each forgotten ``ttl`` seconds after it was put."""
 
-
-class FeedbackStore:
-    def __init__(
-        self,
-        capacity: int = 50_000,
-        ttl: float = 3600.0,
-        max_values: int = 64,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        if capacity < 1 or ttl <= 0 or max_values < 1:
-            raise ValueError("capacity and max_values must be >= 1 and ttl > 0")
+    def __init__(self, capacity: int, ttl: float, clock: Callable[[], float] = time.monotonic):
+        if capacity < 1 or ttl <= 0:
+            raise ValueError("capacity must be >= 1 and ttl > 0")
         self.capacity = capacity
         self.ttl = ttl
-        self.max_values = max_values
         self._clock = clock
-        self._entries: OrderedDict[str, Remembered] = OrderedDict()
-        self.evicted = 0  # dropped for room, before their feedback could arrive
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self.evicted = 0  # dropped for room before they expired
         self.expired = 0
 
     def __len__(self) -> int:
@@ -46,29 +37,57 @@ class FeedbackStore:
     def _purge_expired(self, now: float) -> None:
         entries = self._entries
         while entries:
-            key, first = next(iter(entries.items()))
-            if first.expires_at > now:
+            key, (expires_at, _) = next(iter(entries.items()))
+            if expires_at > now:
                 break
             del entries[key]
             self.expired += 1
 
-    def remember(self, request_id: str, values: list[Any], classification: bool) -> None:
+    def put(self, key: K, value: V) -> None:
         now = self._clock()
         self._purge_expired(now)
         entries = self._entries
-        if request_id in entries:
-            del entries[request_id]
+        if key in entries:
+            del entries[key]
         elif len(entries) >= self.capacity:
             entries.popitem(last=False)
             self.evicted += 1
-        entries[request_id] = Remembered(
-            tuple(values[: self.max_values]), classification, now + self.ttl
-        )
+        entries[key] = (now + self.ttl, value)
 
-    def take(self, request_id: str) -> Remembered | None:
-        """Remove and return the prediction, so one request is scored at most once."""
+    def get(self, key: K) -> V | None:
         self._purge_expired(self._clock())
-        return self._entries.pop(request_id, None)
+        found = self._entries.get(key)
+        return None if found is None else found[1]
+
+    def take(self, key: K) -> V | None:
+        self._purge_expired(self._clock())
+        found = self._entries.pop(key, None)
+        return None if found is None else found[1]
+
+
+@dataclass(frozen=True)
+class Remembered:
+    values: tuple[Any, ...]
+    classification: bool
+
+
+class FeedbackStore(BoundedTTLMap[str, Remembered]):
+    """Predictions by request id, each holding at most ``max_values`` values."""
+
+    def __init__(
+        self,
+        capacity: int = 50_000,
+        ttl: float = 3600.0,
+        max_values: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if max_values < 1:
+            raise ValueError("max_values must be >= 1")
+        super().__init__(capacity, ttl, clock)
+        self.max_values = max_values
+
+    def remember(self, request_id: str, values: list[Any], classification: bool) -> None:
+        self.put(request_id, Remembered(tuple(values[: self.max_values]), classification))
 
 
 def same_value(predicted: Any, truth: Any) -> bool:

@@ -97,7 +97,8 @@ def fetch(uri: str, dest: Path, digest: str | None = None, timeout: float = 300.
     target = _target_path(parts.path, dest)
     target.parent.mkdir(parents=True, exist_ok=True)
     hasher = hashlib.sha256()
-    tmp = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".fetch-", delete=False)
+    # Not a context manager: the file must outlive the block to be renamed into place.
+    tmp = tempfile.NamedTemporaryFile(dir=target.parent, prefix=".fetch-", delete=False)  # noqa: SIM115
     try:
         with tmp:
             if scheme == "file":

@@ -58,7 +58,9 @@ HOP_BY_HOP = frozenset(
 log = logging.getLogger("modelops_serving")
 
 
-def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    value: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(body=dumps(value), status=status, content_type=JSON, headers=headers)
 
 

@@ -88,7 +88,9 @@ class SklearnRuntime:
         self.outputs = tuple(outputs)
 
     @classmethod
-    def load(cls, path: Path, allow_unsafe_pickle: bool, trusted: tuple[str, ...]) -> SklearnRuntime:
+    def load(
+        cls, path: Path, allow_unsafe_pickle: bool, trusted: tuple[str, ...]
+    ) -> SklearnRuntime:
         model_file = _find_model_file(path, SKOPS_SUFFIXES + PICKLE_SUFFIXES)
         if model_file.suffix in SKOPS_SUFFIXES:
             sio = _require("skops.io", "sklearn")
@@ -123,7 +125,9 @@ class SklearnRuntime:
                 raise ProtocolError("inputs: every input column must have the same number of rows")
             x = np.hstack(columns)
         if x.ndim != 2:
-            raise ProtocolError(f"inputs: expected a 2-D tensor [rows, features], got shape {list(x.shape)}")
+            raise ProtocolError(
+                f"inputs: expected a 2-D tensor [rows, features], got shape {list(x.shape)}"
+            )
         if self.n_features is not None and x.shape[1] != self.n_features:
             raise ProtocolError(
                 f"inputs: the model expects {self.n_features} features per row, got {x.shape[1]}"
@@ -211,7 +215,9 @@ class OnnxRuntime:
         names = [o.name for o in self.outputs]
         for name in wanted:
             if name not in names:
-                raise ProtocolError(f"outputs: unknown output '{name[:80]}'; allowed: {', '.join(names)}")
+                raise ProtocolError(
+                    f"outputs: unknown output '{name[:80]}'; allowed: {', '.join(names)}"
+                )
         try:
             values = self.session.run(list(wanted) or names, feeds)
         except Exception as exc:  # shape/type mismatches surface as onnxruntime errors

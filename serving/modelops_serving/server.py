@@ -145,7 +145,9 @@ async def infer(request: web.Request) -> web.Response:
     return json_response(result, headers={"X-Request-Id": result["id"]})
 
 
-def build_app(model: ServedModel, max_body_bytes: int, inference_threads: int = 0) -> web.Application:
+def build_app(
+    model: ServedModel, max_body_bytes: int, inference_threads: int = 0
+) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes + 1)
     app[MODEL] = model
     app[MAX_BODY] = max_body_bytes
@@ -170,7 +172,7 @@ def load_model(args: Any) -> Runtime:
 
 
 def parse_args(argv: list[str] | None) -> Any:
-    parser = EnvArgumentParser(prog="modelops-serve", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = EnvArgumentParser(prog="modelops-serve", description=(__doc__ or "").split("\n")[0])
     parser.add_flag("--name", required=True, help="model name in /v2/models/{name}")
     parser.add_flag("--uri", required=True, help="file://, path, http(s):// or s3:// of the model")
     parser.add_flag("--format", required=True, choices=FORMATS, help="model format")

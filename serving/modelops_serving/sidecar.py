@@ -118,7 +118,9 @@ class Sidecar:
             self.metrics.duration.observe(time.perf_counter() - started)
         return web.Response(body=payload, status=status, headers=headers)
 
-    def _failed(self, is_inference: bool, started: float, status: int, message: str) -> web.Response:
+    def _failed(
+        self, is_inference: bool, started: float, status: int, message: str
+    ) -> web.Response:
         if is_inference:
             self.metrics.count_request(status)
             self.metrics.duration.observe(time.perf_counter() - started)

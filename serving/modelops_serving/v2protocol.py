@@ -53,8 +53,9 @@ def _field(obj: Mapping[str, Any], name: str, where: str, kind: type | tuple[typ
     if name not in obj:
         raise ProtocolError(f"{where}: missing required field '{name}'")
     value = obj[name]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        kinds = (kind,) if isinstance(kind, type) else kind
+        expected = " or ".join(k.__name__ for k in kinds)
         raise ProtocolError(f"{where}.{name}: expected {expected}, got {type(value).__name__}")
     return value
 
@@ -97,7 +98,9 @@ def decode_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
     if "data" not in tensor:
         raise ProtocolError(f"{where}: missing required field 'data'")
     if datatype not in DATATYPES:
-        raise ProtocolError(f"{where}.datatype: '{datatype[:40]}' is not one of {ALLOWED_DATATYPES}")
+        raise ProtocolError(
+            f"{where}.datatype: '{datatype[:40]}' is not one of {ALLOWED_DATATYPES}"
+        )
     for dim in shape:
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
             raise ProtocolError(f"{where}.shape: dimensions must be non-negative integers")
