@@ -1,0 +1,376 @@
+"""ChampionChallenger: the policy that gates changes of one ModelDeployment (DESIGN.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from .base import DNS1035_LABEL, DURATION, Condition, KubeModel, cel, validations
+
+STRATEGIES = ("shadow", "canary", "ab")
+GATE_TYPES = ("errorRate", "latency", "accuracy", "predictionDrift", "prometheus")
+PHASES = (
+    "Idle",
+    "Progressing",
+    "AwaitingApproval",
+    "Promoting",
+    "Promoted",
+    "RollingBack",
+    "RolledBack",
+    "Failed",
+)
+
+
+def _duration_at_least(minimum: str, field: str) -> dict[str, str]:
+    return cel(
+        f"duration(self) >= duration('{minimum}')",
+        f"{field} must be a duration of at least {minimum}, like 30s, 5m or 1h30m",
+    )
+
+
+class TargetRef(KubeModel):
+    """The ModelDeployment whose changes this policy gates."""
+
+    name: str = Field(
+        description="Name of a ModelDeployment in the same namespace. Immutable.",
+        min_length=1,
+        max_length=52,
+        pattern=DNS1035_LABEL,
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel("self == oldSelf", "spec.targetRef is immutable: create a new ChampionChallenger")
+        )
+    )
+
+
+class Strategy(KubeModel):
+    """How the challenger receives traffic while it is evaluated."""
+
+    type: Literal["shadow", "canary", "ab"] = Field(
+        description="shadow: the challenger gets a mirrored copy of requests and its answers are "
+        "recorded, never returned. canary: a weighted split that grows through steps. ab: a "
+        "fixed split, optionally sticky per user."
+    )
+    mirror_percent: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="shadow only: percentage of requests mirrored to the challenger (default 100).",
+    )
+    steps: list[int] | None = Field(
+        None,
+        min_length=1,
+        max_length=20,
+        description="canary only: challenger traffic percentages, strictly increasing, each in "
+        "1..100, for example [5, 25, 50]. The next step starts when the gates allow it.",
+        json_schema_extra=validations(
+            cel(
+                "self.all(s, s >= 1 && s <= 100)",
+                "spec.strategy.steps are percentages in 1..100",
+            ),
+            cel(
+                "self.isSorted() && self.all(s, self.filter(t, t == s).size() == 1)",
+                "spec.strategy.steps must be strictly increasing, like [5, 25, 50]",
+            ),
+        ),
+    )
+    weight: int | None = Field(
+        None,
+        ge=1,
+        le=99,
+        description="ab only: percentage of requests answered by the challenger (1..99).",
+    )
+    sticky_header: str | None = Field(
+        None,
+        max_length=256,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="ab only: request header whose value pins a user to one model, for example "
+        "X-User-Id.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.type != 'canary' || has(self.steps)",
+                "spec.strategy.steps is required when spec.strategy.type is canary",
+                field_path=".steps",
+            ),
+            cel(
+                "self.type == 'canary' || !has(self.steps)",
+                "spec.strategy.steps is only allowed when spec.strategy.type is canary",
+                field_path=".steps",
+            ),
+            cel(
+                "self.type != 'ab' || has(self.weight)",
+                "spec.strategy.weight is required when spec.strategy.type is ab",
+                field_path=".weight",
+            ),
+            cel(
+                "self.type == 'ab' || (!has(self.weight) && !has(self.stickyHeader))",
+                "spec.strategy.weight and spec.strategy.stickyHeader are only allowed when "
+                "spec.strategy.type is ab",
+                field_path=".weight",
+            ),
+            cel(
+                "self.type == 'shadow' || !has(self.mirrorPercent)",
+                "spec.strategy.mirrorPercent is only allowed when spec.strategy.type is shadow",
+                field_path=".mirrorPercent",
+            ),
+        )
+    )
+
+
+class ThresholdRange(KubeModel):
+    """Bounds a Prometheus query result must stay within (Flagger's thresholdRange)."""
+
+    min: float | None = Field(None, description="Lowest acceptable value.")
+    max: float | None = Field(None, description="Highest acceptable value.")
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.min) || has(self.max)",
+                "spec.gates[].thresholdRange needs min, max or both",
+            ),
+            cel(
+                "!has(self.min) || !has(self.max) || self.min <= self.max",
+                "spec.gates[].thresholdRange.min must not exceed max",
+            ),
+        )
+    )
+
+
+class Gate(KubeModel):
+    """One check the challenger must pass before it is promoted."""
+
+    name: str = Field(
+        description="Gate name, unique in the list.",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    )
+    type: Literal["errorRate", "latency", "accuracy", "predictionDrift", "prometheus"] = Field(
+        description="errorRate: share of failed requests. latency: share of requests slower "
+        "than latencyThreshold. accuracy: share of correct predictions, from feedback labels. "
+        "predictionDrift: distance between the challenger's and champion's prediction "
+        "distributions. prometheus: any PromQL query with a thresholdRange."
+    )
+    test: Literal["nonInferiority", "superiority"] = Field(
+        "nonInferiority",
+        description="nonInferiority: the challenger is not worse than the champion by more "
+        "than margin. superiority: the challenger is better.",
+    )
+    margin: float = Field(
+        0.2,
+        ge=0,
+        le=10,
+        description="How much worse the challenger may be and still pass nonInferiority. For "
+        "errorRate and latency a relative increase (0.2 = 20% more); for accuracy an absolute "
+        "drop (0.01 = one point); for predictionDrift the largest acceptable distance.",
+    )
+    latency_threshold: str | None = Field(
+        None,
+        max_length=32,
+        pattern=DURATION,
+        description="latency only: the bound a request must beat, like 250ms (best an exact "
+        "histogram bucket edge of the sidecar).",
+    )
+    query: str | None = Field(
+        None,
+        max_length=4096,
+        description="prometheus only: PromQL returning one number. {{namespace}}, "
+        "{{deployment}}, {{role}} and {{version}} are substituted.",
+    )
+    threshold_range: ThresholdRange | None = Field(
+        None, description="prometheus only: bounds the query result must stay within."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.type != 'latency' || has(self.latencyThreshold)",
+                "spec.gates[].latencyThreshold is required for a latency gate",
+                field_path=".latencyThreshold",
+            ),
+            cel(
+                "self.type != 'prometheus' || (has(self.query) && has(self.thresholdRange))",
+                "spec.gates[].query and spec.gates[].thresholdRange are required for a prometheus "
+                "gate",
+                field_path=".query",
+            ),
+            cel(
+                "self.type == 'prometheus' || (!has(self.query) && !has(self.thresholdRange))",
+                "spec.gates[].query and thresholdRange are only allowed for a prometheus gate",
+                field_path=".query",
+            ),
+        )
+    )
+
+
+class Decision(KubeModel):
+    """How evidence turns into a decision, and the error rate guaranteed."""
+
+    alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=0.5,
+        description="Largest probability of promoting a challenger that is in truth worse than "
+        "the margin allows, in (0, 0.5). Checking every interval does not inflate it.",
+    )
+    interval: str = Field(
+        "1m",
+        max_length=32,
+        pattern=DURATION,
+        description="How often the gates are evaluated, at least 5s.",
+        json_schema_extra=validations(_duration_at_least("5s", "spec.decision.interval")),
+    )
+    min_samples: int = Field(
+        200,
+        ge=1,
+        le=100_000_000,
+        description="Requests each model must have answered before a promotion is possible.",
+    )
+    max_duration: str = Field(
+        "24h",
+        max_length=32,
+        pattern=DURATION,
+        description="Longest a challenge may run; then onTimeout applies.",
+        json_schema_extra=validations(_duration_at_least("1m", "spec.decision.maxDuration")),
+    )
+    on_timeout: Literal["rollback", "hold"] = Field(
+        "rollback",
+        description="What happens at maxDuration without a decision: rollback (reject the "
+        "challenger, keep the champion) or hold (keep both running until a person decides).",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "duration(self.maxDuration) > duration(self.interval)",
+                "spec.decision.maxDuration must be longer than spec.decision.interval",
+                field_path=".maxDuration",
+            )
+        )
+    )
+
+
+class Approval(KubeModel):
+    """A person's sign-off after the gates pass."""
+
+    required: bool = Field(
+        False,
+        description="Stop at AwaitingApproval after the gates pass, until a person runs "
+        "`kubectl modelops approve`.",
+    )
+
+
+class ChampionChallengerSpec(KubeModel):
+    """How a change of the target ModelDeployment becomes live."""
+
+    target_ref: TargetRef = Field(description="The ModelDeployment this policy gates.")
+    strategy: Strategy = Field(description="How the challenger receives traffic.")
+    gates: list[Gate] = Field(
+        min_length=1,
+        max_length=16,
+        description="Checks the challenger must pass; all must pass to promote, any clear "
+        "failure rolls back.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    decision: Decision = Field(
+        default_factory=Decision,
+        description="Error rate, evaluation interval and limits.",
+        json_schema_extra={"default": {}},
+    )
+    approval: Approval = Field(
+        default_factory=Approval,
+        description="Whether a person must approve the promotion.",
+        json_schema_extra={"default": {}},
+    )
+    paused: bool = Field(False, description="Stop evaluating and changing traffic while true.")
+
+
+class Samples(KubeModel):
+    """Observations counted for each model."""
+
+    champion: int = Field(0, ge=0, description="Observations of the champion.")
+    challenger: int = Field(0, ge=0, description="Observations of the challenger.")
+
+
+class GateStatus(KubeModel):
+    """A gate's result at the last evaluation."""
+
+    name: str = Field(description="Gate name.")
+    type: str = Field(description="Gate type.")
+    verdict: Literal["Pending", "Pass", "Fail", "NoData"] = Field(
+        description="Pending (undecided yet), Pass, Fail or NoData (missing or stale metrics)."
+    )
+    estimate: float | None = Field(None, description="Estimated effect, challenger vs champion.")
+    lower: float | None = Field(None, description="Lower end of the anytime-valid interval.")
+    upper: float | None = Field(None, description="Upper end of the anytime-valid interval.")
+    samples: Samples = Field(default_factory=Samples, description="Observations so far.")
+    message: str = Field("", max_length=4096, description="Human-readable detail.")
+
+
+class ApprovalRecord(KubeModel):
+    """Who approved which challenger, and when."""
+
+    approved_by: str = Field(description="User who approved.")
+    approved_at: datetime = Field(description="When.")
+    version: str = Field(description="The challenger version approved.")
+
+
+class ChallengeModel(KubeModel):
+    """A model version taking part in the challenge."""
+
+    version: str = Field(description="Model version.")
+    digest: str = Field("", description="SHA-256 digest of the model file.")
+
+
+class ChampionChallengerStatus(KubeModel):
+    """Where the challenge stands, written by the operator only."""
+
+    observed_generation: int = Field(
+        0, ge=0, description="The metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Ready, Reconciling and Stalled, in the metav1.Condition shape (kstatus).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    phase: Literal[
+        "Idle",
+        "Progressing",
+        "AwaitingApproval",
+        "Promoting",
+        "Promoted",
+        "RollingBack",
+        "RolledBack",
+        "Failed",
+    ] = Field("Idle", description="Display phase; the conditions carry the truth.")
+    champion: ChallengeModel | None = Field(None, description="The serving model.")
+    challenger: ChallengeModel | None = Field(None, description="The model under evaluation.")
+    traffic_percent: int = Field(
+        0, ge=0, le=100, description="Share of requests the challenger answers (or mirrors)."
+    )
+    current_step: int = Field(0, ge=0, description="Index of the current canary step.")
+    started_at: datetime | None = Field(None, description="When the current challenge began.")
+    last_evaluation_time: datetime | None = Field(None, description="Last gate evaluation.")
+    decision: Literal["", "Continue", "Promote", "RollBack", "AwaitApproval", "Hold"] = Field(
+        "", description="The last decision taken."
+    )
+    message: str = Field("", max_length=4096, description="Why, in words.")
+    gates: list[GateStatus] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Each gate's estimate, interval, samples and verdict at the last evaluation.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    approval: ApprovalRecord | None = Field(None, description="The approval, when one was given.")

@@ -1,0 +1,243 @@
+"""Thin kopf handlers for ModelDeployment: they gather inputs, call the pure core, write.
+
+- `reconcile` (create, update of spec, resume) and `resync` (slow timer) share one idempotent
+  path that applies only what differs from the children kopf's indices observe.
+- `publish_status` (one daemon per object) is the single writer of the status; it wakes when
+  a reconcile finishes or a child Deployment changes, and writes only a changed status.
+All handlers return None: a return value would be written to status and pruned by the schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from lightkube.core.exceptions import ApiError
+from pydantic import ValidationError
+
+from ..api.modeldeployment import ModelDeploymentSpec
+from ..conditions import READY, STALLED, find_condition, utc_now
+from ..constants import (
+    GROUP,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    MDEP_PLURAL,
+    ROLE_CHAMPION,
+    VERSION,
+)
+from ..kube import patch_modeldeployment_status
+from ..observe import DeploymentObservation, child_key, observe_deployment, slim_manifest
+from ..reconcile import ReconcileReport, reconcile_modeldeployment
+from ..status import ReconcileOutcome, compute_status, status_patch
+
+MDEP = (GROUP, VERSION, MDEP_PLURAL)
+MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
+# Drift correction and retry of blocked specs; children changes are seen at once via watches.
+RESYNC_SECONDS = float(os.environ.get("MODELOPS_RESYNC_SECONDS", "300"))
+# Let a burst of child events settle into one status write.
+DEBOUNCE_SECONDS = 0.2
+
+
+def _wake(memo: kopf.Memo, key: tuple[str, str]) -> None:
+    memo.wakeups.setdefault(key, asyncio.Event()).set()
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+async def model_deployments(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
+    """(namespace, mdep, role) -> slim observation of each Deployment we manage."""
+    key = child_key(body)
+    if key is None:
+        return None
+    _wake(memo, key[:2])
+    return {key: observe_deployment(body)}
+
+
+@kopf.index("", "v1", "services", labels=MANAGED)
+async def model_services(body: kopf.Body, **_: Any) -> Any:
+    """(namespace, mdep) -> slim manifest of each Service we manage."""
+    key = child_key(body)
+    return None if key is None else {key[:2]: slim_manifest(body)}
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def child_deleted(
+    event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """A deleted child is re-created by the next reconcile; wake the publisher to say so."""
+    key = child_key(body)
+    if event.get("type") == "DELETED" and key is not None:
+        _wake(memo, key[:2])
+
+
+def _first(index: kopf.Index, key: Any) -> Any:
+    store = index.get(key)
+    return next(iter(store), None) if store else None
+
+
+def _observed_children(
+    name: str, namespace: str, deployments: kopf.Index, services: kopf.Index
+) -> dict[tuple[str, str], Mapping[str, Any]]:
+    observed: dict[tuple[str, str], Mapping[str, Any]] = {}
+    champion: DeploymentObservation | None = _first(deployments, (namespace, name, ROLE_CHAMPION))
+    if champion is not None:
+        observed[("Deployment", champion.manifest["metadata"]["name"])] = champion.manifest
+    service = _first(services, (namespace, name))
+    if service is not None:
+        observed[("Service", service["metadata"]["name"])] = service
+    return observed
+
+
+def _post_events(
+    body: kopf.Body, report: ReconcileReport, previous: ReconcileOutcome | None
+) -> None:
+    for child in report.applied:
+        if child.created:
+            kopf.info(body, reason="Created", message=f"created {child.kind} {child.name}")
+        elif any(".spec.template" in path for path in child.fields):
+            kopf.info(body, reason="RollingOut", message=f"updated {child.kind} {child.name}")
+        else:
+            changed = ", ".join(child.fields[:3])
+            kopf.info(body, reason="Updated", message=f"{child.kind} {child.name}: {changed}")
+    blocker = report.outcome.blocker
+    if blocker and (previous is None or previous.blocker != blocker):
+        kopf.warn(body, reason=blocker.reason, message=blocker.message)
+
+
+async def _reconcile(
+    name: str, namespace: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **indices: Any
+) -> None:
+    key = (namespace, name)
+    async with memo.locks[key]:
+        observed = _observed_children(
+            name, namespace, indices["model_deployments"], indices["model_services"]
+        )
+        try:
+            report = await reconcile_modeldeployment(
+                memo.k8s,
+                name,
+                namespace,
+                body["metadata"]["uid"],
+                int(body["metadata"].get("generation") or 0),
+                body.get("spec") or {},
+                observed,
+                memo.serving_image,
+            )
+        except ApiError as error:
+            raise kopf.TemporaryError(
+                f"API error while applying children: {error}", delay=10
+            ) from error
+        _post_events(body, report, memo.outcomes.get(key))
+        memo.outcomes[key] = report.outcome
+    applied = ", ".join(f"{c.kind}/{c.name}" for c in report.applied) or "nothing"
+    logger.info(f"reconciled generation {report.outcome.generation}: applied {applied}")
+    _wake(memo, key)
+
+
+@kopf.on.resume(*MDEP)
+@kopf.on.create(*MDEP)
+@kopf.on.update(*MDEP, field="spec")
+async def reconcile(
+    name: str, namespace: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **kwargs: Any
+) -> None:
+    await _reconcile(name, namespace, body, memo, logger, **kwargs)
+
+
+@kopf.timer(*MDEP, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+async def resync(
+    name: str, namespace: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **kwargs: Any
+) -> None:
+    await _reconcile(name, namespace, body, memo, logger, **kwargs)
+
+
+def _post_status_events(
+    body: kopf.Body, before: Mapping[str, Any], after: Mapping[str, Any]
+) -> None:
+    was_ready = find_condition(before.get("conditions"), READY).get("status") == "True"
+    now_ready = find_condition(after.get("conditions"), READY)
+    if now_ready.get("status") == "True" and not was_ready:
+        kopf.info(body, reason=now_ready["reason"], message=now_ready["message"])
+    was_stalled = find_condition(before.get("conditions"), STALLED).get("status") == "True"
+    stalled = find_condition(after.get("conditions"), STALLED)
+    if (
+        stalled.get("status") == "True"
+        and not was_stalled
+        and stalled["reason"] == "RolloutStalled"
+    ):
+        kopf.warn(body, reason=stalled["reason"], message=stalled["message"])
+
+
+async def _publish_once(
+    name: str,
+    namespace: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    deployments: kopf.Index,
+    last_written: Mapping[str, Any] | None,
+) -> Mapping[str, Any] | None:
+    """Write the status if it changed; returns what was written (or the last write)."""
+    outcome: ReconcileOutcome | None = memo.outcomes.get((namespace, name))
+    generation = int(body["metadata"].get("generation") or 0)
+    if outcome is None or outcome.generation != generation:
+        return last_written  # the reconcile of this generation has not finished yet
+    try:
+        spec = ModelDeploymentSpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError:
+        spec = None
+    current = dict(body.get("status") or {})
+    if (
+        last_written
+        and int(current.get("observedGeneration") or 0) <= last_written["observedGeneration"]
+    ):
+        # Our last write may not have come back through the watch yet: compare with it.
+        current = {**current, **last_written}
+    if spec is None:
+        return last_written
+    observed = _first(deployments, (namespace, name, ROLE_CHAMPION))
+    wanted = compute_status(name, namespace, spec, outcome, observed, current, utc_now())
+    patch = status_patch(current, wanted)
+    if not patch:
+        return last_written
+    await patch_modeldeployment_status(memo.k8s, namespace, name, patch)
+    _post_status_events(body, current, patch)
+    return patch
+
+
+@kopf.daemon(*MDEP, cancellation_timeout=5)
+async def publish_status(
+    name: str,
+    namespace: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    stopped: Any,
+    logger: Any,
+    model_deployments: kopf.Index,
+    **_: Any,
+) -> None:
+    key = (namespace, name)
+    wakeup = memo.wakeups.setdefault(key, asyncio.Event())
+    last_written: Mapping[str, Any] | None = None
+    while not stopped:
+        wakeup.clear()
+        try:
+            last_written = await _publish_once(
+                name, namespace, body, memo, model_deployments, last_written
+            )
+        except ApiError as error:
+            logger.warning(f"status write failed, retrying: {error}")
+            await stopped.wait(2)
+            continue
+        waiter = asyncio.ensure_future(wakeup.wait())
+        stopper = asyncio.ensure_future(_until(stopped))
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (waiter, stopper):
+            task.cancel()
+        await stopped.wait(DEBOUNCE_SECONDS)
+    memo.wakeups.pop(key, None)
+    memo.outcomes.pop(key, None)
+
+
+async def _until(stopped: Any) -> None:
+    await stopped.wait()

@@ -1,0 +1,55 @@
+"""Operator-level handlers: settings, login, shared clients, metrics endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import defaultdict
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from ..constants import DEFAULT_SERVING_IMAGE, GROUP
+from ..kube import make_client
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """One explicit login: in a pod its service account, elsewhere KUBECONFIG."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup()
+async def configure(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any
+) -> None:
+    # Our own prefixes, not kopf.zalando.org: the annotations say who put them there.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    # With least-privilege RBAC the operator cannot list CRDs or namespaces; it needs not to.
+    settings.scanning.disabled = True
+    settings.queueing.worker_limit = None
+
+    memo.k8s = make_client()
+    memo.serving_image = os.environ.get("MODELOPS_SERVING_IMAGE", DEFAULT_SERVING_IMAGE)
+    memo.outcomes = {}  # (namespace, name) -> ReconcileOutcome of the last reconcile
+    memo.wakeups = {}  # (namespace, name) -> asyncio.Event that wakes the status publisher
+    memo.locks = defaultdict(asyncio.Lock)  # one reconcile at a time per object
+
+    port = int(os.environ.get("MODELOPS_METRICS_PORT", "0") or 0)
+    if port:
+        start_http_server(port, addr=os.environ.get("MODELOPS_METRICS_ADDR", "0.0.0.0"))
+        logger.info(f"operator metrics on :{port}/metrics")
+
+
+@kopf.on.cleanup()
+async def close_clients(memo: kopf.Memo, **_: Any) -> None:
+    client = getattr(memo, "k8s", None)
+    if client is not None:
+        await client.close()

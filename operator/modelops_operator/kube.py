@@ -1,0 +1,92 @@
+"""The operator's Kubernetes client: lightkube AsyncClient, server-side apply as "modelops".
+
+Every write this client sends is counted in `modelops_operator_api_writes_total`, so a
+resync that changes nothing can be shown to write nothing (tests and benchmarks read it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx2
+from lightkube import AsyncClient, codecs
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.core_v1 import PersistentVolumeClaim, Secret
+from lightkube.types import PatchType
+from prometheus_client import Counter
+
+from .constants import FIELD_MANAGER, GROUP, MDEP_KIND, MDEP_PLURAL, VERSION
+
+ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, MDEP_KIND, MDEP_PLURAL)
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+API_WRITES = Counter(
+    "modelops_operator_api_writes",
+    "Write requests the operator's own client sent to the Kubernetes API.",
+    ["verb", "resource"],
+)
+
+
+def _resource_of(path: str) -> str:
+    """'/apis/apps/v1/namespaces/x/deployments/y' -> 'deployments' (plus '/status')."""
+    parts = [p for p in path.split("/") if p]
+    if "namespaces" in parts:
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[3:] if parts and parts[0] == "apis" else parts[2:]
+    if not parts:
+        return "unknown"
+    return parts[0] + (f"/{parts[2]}" if len(parts) > 2 else "")
+
+
+async def _count_write(request: httpx2.Request) -> None:
+    if request.method in WRITE_METHODS:
+        API_WRITES.labels(request.method, _resource_of(request.url.path)).inc()
+
+
+def make_client() -> AsyncClient:
+    """A client from the in-cluster service account or KUBECONFIG, counting its writes."""
+    client = AsyncClient(field_manager=FIELD_MANAGER)
+    # lightkube builds its httpx client from the kubeconfig (TLS, token); add our hook to it.
+    http = client._client._client
+    http.event_hooks = {**http.event_hooks, "request": [*http.event_hooks["request"], _count_write]}
+    return client
+
+
+async def apply_manifest(client: AsyncClient, manifest: Mapping[str, Any]) -> None:
+    """Server-side apply with force: we own these fields, and re-take them after manual drift."""
+    await client.apply(codecs.from_dict(dict(manifest)), field_manager=FIELD_MANAGER, force=True)
+
+
+async def patch_modeldeployment_status(
+    client: AsyncClient, namespace: str, name: str, status: Mapping[str, Any]
+) -> None:
+    """Merge-patch the status subresource (this controller is the only writer of these keys)."""
+    await client.patch(
+        ModelDeploymentResource.Status,
+        name,
+        {"status": dict(status)},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+
+
+async def _exists(client: AsyncClient, resource: Any, namespace: str, name: str) -> bool:
+    try:
+        await client.get(resource, name, namespace=namespace)
+    except ApiError as error:
+        if error.status.code == 404:
+            return False
+        raise
+    return True
+
+
+async def secret_exists(client: AsyncClient, namespace: str, name: str) -> bool:
+    return await _exists(client, Secret, namespace, name)
+
+
+async def claim_exists(client: AsyncClient, namespace: str, name: str) -> bool:
+    return await _exists(client, PersistentVolumeClaim, namespace, name)

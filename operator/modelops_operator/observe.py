@@ -1,0 +1,88 @@
+"""Slim projections of the children the operator watches, kept in kopf in-memory indices.
+
+Whole bodies would hold managedFields and status noise for every Deployment in the cluster;
+these projections keep what the reconcile and the status need, and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .constants import LABEL_DEPLOYMENT, LABEL_MODEL_VERSION, LABEL_ROLE
+
+# Top-level metadata the drift comparison looks at; the rest (managedFields, uid...) is noise.
+_KEPT_METADATA = ("name", "namespace", "labels", "annotations", "ownerReferences")
+
+
+@dataclass(frozen=True)
+class DeploymentObservation:
+    """What a child Deployment says about its rollout."""
+
+    generation: int
+    observed_generation: int
+    wanted_replicas: int
+    replicas: int
+    updated_replicas: int
+    ready_replicas: int
+    available_replicas: int
+    template_version: str
+    deadline_exceeded: bool
+    progress_message: str
+    manifest: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+def child_key(body: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(namespace, ModelDeployment name, role) of a child we manage, else None."""
+    metadata = body.get("metadata", {})
+    labels = metadata.get("labels") or {}
+    owner = labels.get(LABEL_DEPLOYMENT)
+    if not owner:
+        return None
+    return (metadata.get("namespace", ""), owner, labels.get(LABEL_ROLE, ""))
+
+
+def slim_manifest(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of an object the drift comparison reads: metadata subset and spec."""
+    metadata = body.get("metadata", {})
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: metadata[k] for k in _KEPT_METADATA if k in metadata},
+        "spec": body.get("spec", {}),
+    }
+
+
+def observe_deployment(body: Mapping[str, Any]) -> DeploymentObservation:
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    progressing = next(
+        (c for c in status.get("conditions") or () if c.get("type") == "Progressing"), {}
+    )
+    return DeploymentObservation(
+        generation=int(body.get("metadata", {}).get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        wanted_replicas=int(spec.get("replicas") if spec.get("replicas") is not None else 1),
+        replicas=int(status.get("replicas") or 0),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        available_replicas=int(status.get("availableReplicas") or 0),
+        template_version=str(template_labels.get(LABEL_MODEL_VERSION, "")),
+        deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
+        progress_message=str(progressing.get("message", "")),
+        manifest=slim_manifest(body),
+    )
+
+
+def rollout_complete(observed: DeploymentObservation, replicas: int, version: str) -> bool:
+    """The Deployment runs exactly `replicas` pods of `version`, all available, none older."""
+    return (
+        observed.observed_generation >= observed.generation
+        and observed.wanted_replicas == replicas
+        and observed.template_version == version
+        and observed.updated_replicas >= replicas
+        and observed.available_replicas >= replicas
+        and observed.replicas == replicas
+    )
