@@ -46,13 +46,15 @@ def _is_zero(value: object) -> bool:
 
 
 def _scalars_equal(desired: object, observed: object) -> bool:
-    if desired == observed and type(desired) is type(observed):
+    if isinstance(desired, bool) or isinstance(observed, bool):
+        return desired is observed  # True == 1 in Python, not in Kubernetes
+    if desired == observed:
         return True
     if isinstance(desired, str) or isinstance(observed, str):
         # "1" vs 1, "0.5" vs "500m": quantities the API server rewrote.
         left, right = parse_quantity(desired), parse_quantity(observed)
         return left is not None and left == right
-    return desired == observed
+    return False
 
 
 def _named(items: list[Any]) -> bool:

@@ -1,0 +1,197 @@
+"""Run the operator as a real process with the chart's least-privilege identity.
+
+Used by the end-to-end tests and the benchmark: the chart's ServiceAccount and RBAC are
+rendered with `helm template` and applied, a token is minted for the ServiceAccount with the
+TokenRequest API (`kubectl create token`), and `kopf run` is started with a kubeconfig holding
+only that token. So the tests prove the chart grants enough, and not that an admin can do it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART = REPO_ROOT / "charts" / "modelops"
+CRDS = REPO_ROOT / "crds"
+RELEASE = "modelops"
+SYSTEM_NAMESPACE = "modelops-system"
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def helm_template(helm: Path, namespace: str, *extra: str) -> list[dict[str, Any]]:
+    """The chart's manifests as dicts (no cluster needed)."""
+    out = subprocess.run(
+        [str(helm), "template", RELEASE, str(CHART), "--namespace", namespace, *extra],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def install_crds(kubectl: Kubectl) -> None:
+    kubectl("apply", "--server-side", "--field-manager=modelops-tests", "-f", str(CRDS))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS))
+
+
+def service_account_kubeconfig(
+    kubectl: Kubectl, helm: Path, api_url: str, ca_file: Path, path: Path
+) -> str:
+    """Apply the chart's RBAC, mint a token for its ServiceAccount, write a kubeconfig.
+
+    Returns the ServiceAccount's user name (system:serviceaccount:<ns>:<name>).
+    """
+    kubectl("create", "namespace", SYSTEM_NAMESPACE, check=False)
+    docs = [d for d in helm_template(helm, SYSTEM_NAMESPACE) if d["kind"] in RBAC_KINDS]
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    account = next(d for d in docs if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    token = kubectl(
+        "create", "token", account, "-n", SYSTEM_NAMESPACE, "--duration=6h"
+    ).stdout.strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "dev", "cluster": {"server": api_url, "certificate-authority": str(ca_file)}}
+        ],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "operator",
+                "context": {"cluster": "dev", "user": account, "namespace": SYSTEM_NAMESPACE},
+            }
+        ],
+        "current-context": "operator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return f"system:serviceaccount:{SYSTEM_NAMESPACE}:{account}"
+
+
+_SAMPLE = re.compile(r"^modelops_operator_api_writes_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+
+
+@dataclass
+class OperatorProcess:
+    """`kopf run` of modelops_operator.main in a subprocess."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    metrics_port: int
+    health_port: int
+
+    @classmethod
+    def start(
+        cls,
+        kubeconfig: Path,
+        log_path: Path,
+        *,
+        resync_seconds: float = 300,
+        extra_env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> OperatorProcess:
+        metrics_port, health_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "MODELOPS_RESYNC_SECONDS": str(resync_seconds),
+            "MODELOPS_METRICS_PORT": str(metrics_port),
+            "MODELOPS_METRICS_ADDR": "127.0.0.1",
+            **(extra_env or {}),
+        }
+        command = [
+            sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
+            f"--liveness=http://127.0.0.1:{health_port}/healthz",
+            "-m", "modelops_operator.main",
+        ]  # fmt: skip
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        operator = cls(process, log_path, metrics_port, health_port)
+        operator._wait_healthy(timeout)
+        return operator
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"operator exited early:\n{self.log()[-4000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"operator not healthy after {timeout} s:\n{self.log()[-4000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def writes(self) -> dict[str, float]:
+        """The operator's own write counter, by 'VERB resource'."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        counts: dict[str, float] = {}
+        for line in text.splitlines():
+            match = _SAMPLE.match(line)
+            if match:
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group("labels")))
+                counts[f"{labels['verb']} {labels['resource']}"] = float(match.group("value"))
+        return counts
+
+    def peak_rss_kib(self) -> int:
+        """VmHWM of the operator process (Linux)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def apiserver_writes(metrics_text: str, resources: set[str]) -> dict[str, float]:
+    """Write requests the API server counted, by 'VERB resource[/subresource]'.
+
+    From `apiserver_request_total`; it has no user label, so callers restrict the resources
+    and the time window to ones where only the operator can write.
+    """
+    counts: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}")]))
+        if labels.get("verb") not in {"POST", "PUT", "PATCH", "APPLY", "DELETE"}:
+            continue
+        if labels.get("resource") not in resources or labels.get("dry_run"):
+            continue
+        sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+        key = f"{labels['verb']} {labels['resource']}{sub}"
+        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts

@@ -1,0 +1,242 @@
+"""The ModelDeployment controller on a real API server, run as the chart's ServiceAccount.
+
+kwok marks pods Ready on paper, so these tests check objects and statuses, not traffic.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelops_operator.testing import OperatorProcess
+
+from .operator_fixtures import *  # noqa: F403  (crds, operator_identity, operator)
+from .operator_fixtures import get_json, wait_until
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "modeldeployment-sklearn.yaml"
+DIGEST_2 = "sha256:" + "2b" * 32
+
+
+def manifest(name: str, **model: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {
+                "name": "fraud",
+                "version": "1.0.0",
+                "uri": "https://models.example.com/fraud/1.0.0/model.onnx",
+                "format": "onnx",
+                "digest": "sha256:" + "1a" * 32,
+                **model,
+            },
+            "runtime": {"replicas": 1},
+        },
+    }
+
+
+def apply(devcluster: Any, namespace: str, body: dict[str, Any]) -> None:
+    devcluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+
+
+def wait_ready(devcluster: Any, namespace: str, name: str, timeout: int = 90) -> dict[str, Any]:
+    result = devcluster.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", f"mdep/{name}", f"--timeout={timeout}s",
+        check=False, timeout=timeout + 30,
+    )  # fmt: skip
+    if result.returncode != 0:
+        status = get_json(devcluster, "-n", namespace, f"mdep/{name}").get("status")
+        pytest.fail(
+            f"mdep/{name} not Ready: {result.stderr}\nstatus: {json.dumps(status, indent=1)}"
+        )
+    return get_json(devcluster, "-n", namespace, f"mdep/{name}")
+
+
+def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in body.get("status", {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def settled(devcluster: Any, namespace: str, name: str, version: str) -> dict[str, Any] | None:
+    """The object once status caught up with the spec and the rollout of `version` finished."""
+    body = get_json(devcluster, "-n", namespace, f"mdep/{name}")
+    status = body.get("status", {})
+    done = (
+        status.get("observedGeneration") == body["metadata"]["generation"]
+        and condition(body, "Ready").get("status") == "True"
+        and status.get("champion", {}).get("version") == version
+    )
+    return body if done else None
+
+
+def test_example_becomes_ready_with_owned_children_and_delete_cascades(
+    devcluster: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    devcluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+    body = wait_ready(devcluster, namespace, "iris")
+    uid = body["metadata"]["uid"]
+    status = body["status"]
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    for type_ in ("Ready", "Reconciling", "Stalled"):
+        assert condition(body, type_)["observedGeneration"] == body["metadata"]["generation"]
+    assert condition(body, "Stalled")["status"] == "False"
+    assert status["endpoint"] == f"http://iris.{namespace}.svc.cluster.local"
+    assert status["champion"]["version"] == "1.0.0"
+    assert status["readyReplicas"] == 2
+
+    deployment = get_json(devcluster, "-n", namespace, "deployment/iris-champion")
+    service = get_json(devcluster, "-n", namespace, "service/iris")
+    for child in (deployment, service):
+        (owner,) = child["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == ("ModelDeployment", "iris", uid)
+        assert owner["controller"] is True
+    managers = {m["manager"] for m in deployment["metadata"]["managedFields"]}
+    assert "modelops" in managers  # server-side apply with the stable field manager
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["model-fetch"]
+    assert [c["name"] for c in pod["containers"]] == ["model", "metrics-sidecar"]
+
+    events = devcluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=iris",
+        "-o", "jsonpath={.items[*].reason}",
+    ).stdout.split()  # fmt: skip
+    assert "Created" in events and "RolloutComplete" in events
+
+    devcluster.kubectl("delete", "-n", namespace, "mdep/iris", "--timeout=60s")
+    wait_until(
+        lambda: not devcluster.kubectl(
+            "get", "-n", namespace, "deployment,service", "-l", "modelops.io/deployment=iris",
+            "-o", "name",
+        ).stdout.strip(),
+        timeout=60,
+        what="the garbage collector to delete the Deployment and Service",
+    )  # fmt: skip
+
+
+def test_version_and_uri_changes_roll_the_deployment(
+    devcluster: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    apply(devcluster, namespace, manifest("fraud"))
+    first = wait_ready(devcluster, namespace, "fraud")
+    before = get_json(devcluster, "-n", namespace, "deployment/fraud-champion")
+
+    apply(devcluster, namespace, manifest("fraud", version="2.0.0", digest=DIGEST_2))
+    second = wait_until(
+        lambda: settled(devcluster, namespace, "fraud", "2.0.0"), timeout=90, what="2.0.0 live"
+    )
+    assert second["metadata"]["generation"] > first["metadata"]["generation"]
+    rolled = get_json(devcluster, "-n", namespace, "deployment/fraud-champion")
+    assert rolled["metadata"]["generation"] > before["metadata"]["generation"]
+    labels = rolled["spec"]["template"]["metadata"]["labels"]
+    assert labels["modelops.io/model-version"] == "2.0.0"
+    (entry,) = second["status"]["history"]
+    assert (entry["fromVersion"], entry["toVersion"], entry["action"]) == (
+        "1.0.0",
+        "2.0.0",
+        "RolledOut",
+    )
+
+    new_uri = "https://models.example.com/fraud/2.0.0/model-b.onnx"
+    apply(devcluster, namespace, manifest("fraud", version="2.0.0", digest=DIGEST_2, uri=new_uri))
+    third = wait_until(
+        lambda: (
+            (b := settled(devcluster, namespace, "fraud", "2.0.0"))
+            and b["metadata"]["generation"] > second["metadata"]["generation"]
+            and b
+        ),
+        timeout=90,
+        what="the uri change to be observed",
+    )
+    assert third["status"]["observedGeneration"] == third["metadata"]["generation"]
+    again = get_json(devcluster, "-n", namespace, "deployment/fraud-champion")
+    assert again["metadata"]["generation"] > rolled["metadata"]["generation"]
+    fetch = again["spec"]["template"]["spec"]["initContainers"][0]
+    assert fetch["args"][0] == new_uri
+
+
+def test_scale_subresource(devcluster: Any, namespace: str, operator: OperatorProcess) -> None:
+    apply(devcluster, namespace, manifest("scaled"))
+    wait_ready(devcluster, namespace, "scaled")
+    devcluster.kubectl("scale", "-n", namespace, "mdep/scaled", "--replicas=3")
+    body = wait_until(
+        lambda: (
+            (b := get_json(devcluster, "-n", namespace, "mdep/scaled"))
+            and b["status"].get("readyReplicas") == 3
+            and condition(b, "Ready").get("status") == "True"
+            and b
+        ),
+        timeout=90,
+        what="3 ready replicas",
+    )
+    assert body["spec"]["runtime"]["replicas"] == 3
+    deployment = get_json(devcluster, "-n", namespace, "deployment/scaled-champion")
+    assert deployment["spec"]["replicas"] == 3
+    scale = json.loads(
+        devcluster.kubectl(
+            "get", "--raw",
+            f"/apis/modelops.io/v1alpha1/namespaces/{namespace}/modeldeployments/scaled/scale",
+        ).stdout
+    )  # fmt: skip
+    assert scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
+    assert scale["status"]["selector"] == "modelops.io/deployment=scaled,modelops.io/role=champion"
+
+
+def test_missing_credentials_secret_stalls_naming_the_field(
+    devcluster: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    body = manifest("private", uri="s3://models/fraud/model.onnx", credentialsSecret="s3-creds")
+    apply(devcluster, namespace, body)
+    devcluster.kubectl(
+        "wait", "-n", namespace, "--for=condition=Stalled", "mdep/private", "--timeout=60s"
+    )
+    stalled = condition(get_json(devcluster, "-n", namespace, "mdep/private"), "Stalled")
+    assert stalled["reason"] == "SecretNotFound"
+    assert "spec.model.credentialsSecret" in stalled["message"]
+    assert "s3-creds" in stalled["message"]
+    missing = devcluster.kubectl("get", "-n", namespace, "deployment/private-champion", check=False)
+    assert missing.returncode != 0  # nothing is started that cannot work
+
+    # Fixing the cause is enough: the next resync notices and rolls out.
+    devcluster.kubectl(
+        "create", "secret", "generic", "s3-creds", "-n", namespace,
+        "--from-literal=AWS_ACCESS_KEY_ID=x", "--from-literal=AWS_SECRET_ACCESS_KEY=y",
+    )  # fmt: skip
+    recovered = wait_ready(devcluster, namespace, "private")
+    assert condition(recovered, "Stalled")["status"] == "False"
+    deployment = get_json(devcluster, "-n", namespace, "deployment/private-champion")
+    fetch = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    assert fetch["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+
+
+def test_a_deleted_child_is_recreated(
+    devcluster: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    apply(devcluster, namespace, manifest("healing"))
+    wait_ready(devcluster, namespace, "healing")
+    devcluster.kubectl("delete", "-n", namespace, "service/healing")
+    wait_until(
+        lambda: (
+            devcluster.kubectl("get", "-n", namespace, "service/healing", check=False).returncode
+            == 0
+        ),
+        timeout=60,
+        what="the Service to be re-created by the drift resync",
+    )
+
+
+def test_operator_is_not_admin(devcluster: Any, operator_identity: tuple[Path, str]) -> None:
+    kubeconfig, user = operator_identity
+    assert user.startswith("system:serviceaccount:")
+    result = devcluster.kubectl(
+        "--kubeconfig", str(kubeconfig), "get", "secrets", "-A", check=False
+    )
+    assert result.returncode != 0 and "forbidden" in result.stderr.lower()
+    result = devcluster.kubectl("--kubeconfig", str(kubeconfig), "get", "pods", "-A", check=False)
+    assert result.returncode != 0 and "forbidden" in result.stderr.lower()

@@ -1,0 +1,76 @@
+"""A resync with nothing changed writes nothing: counted on both sides of the wire.
+
+1. The operator's own client counts every write it sends (modelops_operator_api_writes_total).
+2. The API server counts every write it receives (apiserver_request_total); it has no user
+   label, so the window is chosen when nothing else writes these resources, and the count is
+   restricted to what the operator could write (ModelDeployments, their status, Deployments,
+   Services, Events). kopf's own writes (finalizers, annotations, events) go through its own
+   HTTP client and are caught here.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelops_operator.testing import OperatorProcess, apiserver_writes
+
+from .operator_fixtures import *  # noqa: F403  (crds, operator_identity, operator)
+from .operator_fixtures import RESYNC_SECONDS, wait_until
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "modeldeployment-sklearn.yaml"
+WATCHED = {"modeldeployments", "deployments", "services", "events", "replicasets", "pods"}
+
+
+def _server_writes(devcluster: Any) -> dict[str, float]:
+    return apiserver_writes(devcluster.kubectl("get", "--raw", "/metrics").stdout, WATCHED)
+
+
+def _resyncs(process: OperatorProcess, namespace: str, name: str) -> int:
+    pattern = re.compile(rf"\[{namespace}/{name}\].*reconciled generation \d+: applied nothing")
+    return len(pattern.findall(process.log()))
+
+
+def _other_test_namespaces(devcluster: Any, mine: str) -> list[str]:
+    names = devcluster.kubectl("get", "namespaces", "-o", "name").stdout.split()
+    return [n for n in names if n.startswith("namespace/t-") and n != f"namespace/{mine}"]
+
+
+def test_noop_resync_makes_zero_writes(
+    devcluster: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    # Other tests' namespaces being torn down would write (and the operator drops finalizers).
+    wait_until(
+        lambda: not _other_test_namespaces(devcluster, namespace),
+        timeout=90,
+        what="other test namespaces to be deleted",
+    )
+    devcluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+    devcluster.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", "mdep/iris", "--timeout=90s"
+    )
+    time.sleep(2)  # the last events of the rollout settle
+
+    operator_before, server_before = operator.writes(), _server_writes(devcluster)
+    events_before = devcluster.kubectl(
+        "get", "events", "-n", namespace, "-o", "name"
+    ).stdout.split()
+    resyncs_before = _resyncs(operator, namespace, "iris")
+    time.sleep(3 * RESYNC_SECONDS + 1)
+    resyncs = _resyncs(operator, namespace, "iris") - resyncs_before
+    operator_after, server_after = operator.writes(), _server_writes(devcluster)
+    events_after = devcluster.kubectl("get", "events", "-n", namespace, "-o", "name").stdout.split()
+
+    assert resyncs >= 2, "the drift timer did not run in the window"
+    operator_delta = {k: v - operator_before.get(k, 0) for k, v in operator_after.items()}
+    server_delta = {k: v - server_before.get(k, 0) for k, v in server_after.items()}
+    assert not {k: v for k, v in operator_delta.items() if v}, operator_delta
+    assert not {k: v for k, v in server_delta.items() if v}, server_delta
+    assert events_after == events_before
+    print(f"{resyncs} resyncs, 0 writes (operator counter and apiserver_request_total)")
