@@ -153,5 +153,6 @@ class ConfigWatcher:
 
     def _reject(self, error: ConfigError) -> ConfigError:
         self.last_error = str(error)
+        self.digest = None  # a later good file counts as a reload, even if unchanged
         log.error("rejected %s, keeping the last good configuration: %s", self.path, error)
         return error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,9 +55,11 @@ class Stack:
 
     def configure(self, **fields: object) -> None:
         """Write a new router configuration and wait until the router has loaded it."""
+        config = router_config(self.champion.url, self.challenger.url, **fields)
+        if self.config_path.read_text() == json.dumps(config):
+            return  # the router ignores a rewrite with identical content
         before = self.reloads()
-        write_config(self.config_path, router_config(self.champion.url, self.challenger.url,
-                                                     **fields))
+        write_config(self.config_path, config)
         deadline = time.monotonic() + 10
         while self.reloads() == before:
             if time.monotonic() > deadline:
@@ -69,7 +72,9 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack(models: Models, log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    models: Models, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     config_path = tmp_path_factory.mktemp("router") / "router.json"
     champion_server = model_server("fraud", models.classifier_skops, "sklearn", "v1")
     challenger_server = model_server("fraud", models.classifier_onnx, "onnx", "v2")

@@ -112,7 +112,8 @@ class Program:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                url = path if path.startswith("http") else self.url + path
+                if httpx.get(url, timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -156,8 +157,8 @@ def router(config_path: Path, *extra: str) -> Program:
 
 
 def router_config(champion: str, challenger: str | None, **fields: object) -> dict[str, object]:
-    config: dict[str, object] = {"apiVersion": "router.modelops.io/v1alpha1", "kind": "RouterConfig",
-                                 "champion": {"url": champion}}
+    config: dict[str, object] = {"apiVersion": "router.modelops.io/v1alpha1",
+                                 "kind": "RouterConfig", "champion": {"url": champion}}
     if challenger:
         config["challenger"] = {"url": challenger}
     config.update(fields)
