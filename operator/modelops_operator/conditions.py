@@ -58,7 +58,9 @@ def merge_conditions(
             "type": state.type,
             "status": state.status,
             "observedGeneration": generation,
-            "lastTransitionTime": format_time(now) if moved else old["lastTransitionTime"],
+            "lastTransitionTime": format_time(now)
+            if moved or old is None
+            else old["lastTransitionTime"],
             "reason": state.reason,
             "message": state.message,
         }

@@ -58,13 +58,13 @@ def observe_deployment(body: Mapping[str, Any]) -> DeploymentObservation:
     spec = body.get("spec") or {}
     status = body.get("status") or {}
     template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    progressing = next(
+    progressing: Mapping[str, Any] = next(
         (c for c in status.get("conditions") or () if c.get("type") == "Progressing"), {}
     )
     return DeploymentObservation(
         generation=int(body.get("metadata", {}).get("generation") or 0),
         observed_generation=int(status.get("observedGeneration") or 0),
-        wanted_replicas=int(spec.get("replicas") if spec.get("replicas") is not None else 1),
+        wanted_replicas=int(spec["replicas"]) if spec.get("replicas") is not None else 1,
         replicas=int(status.get("replicas") or 0),
         updated_replicas=int(status.get("updatedReplicas") or 0),
         ready_replicas=int(status.get("readyReplicas") or 0),

@@ -50,7 +50,9 @@ def plan_children(
         build_model_deployment(name, namespace, spec, ROLE_CHAMPION, serving_image),
         build_service(name, namespace),
     ]
-    owner = {"metadata": {"name": name, "uid": uid}, "apiVersion": API_VERSION, "kind": MDEP_KIND}
+    owner = kopf.Body(
+        {"metadata": {"name": name, "uid": uid}, "apiVersion": API_VERSION, "kind": MDEP_KIND}
+    )
     for child in children:
         kopf.append_owner_reference(child, owner=owner)
     return children

@@ -281,12 +281,12 @@ class ChampionChallengerSpec(KubeModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     decision: Decision = Field(
-        default_factory=Decision,
+        default_factory=lambda: Decision.model_validate({}),
         description="Error rate, evaluation interval and limits.",
         json_schema_extra={"default": {}},
     )
     approval: Approval = Field(
-        default_factory=Approval,
+        default_factory=lambda: Approval.model_validate({}),
         description="Whether a person must approve the promotion.",
         json_schema_extra={"default": {}},
     )
@@ -311,7 +311,9 @@ class GateStatus(KubeModel):
     estimate: float | None = Field(None, description="Estimated effect, challenger vs champion.")
     lower: float | None = Field(None, description="Lower end of the anytime-valid interval.")
     upper: float | None = Field(None, description="Upper end of the anytime-valid interval.")
-    samples: Samples = Field(default_factory=Samples, description="Observations so far.")
+    samples: Samples = Field(
+        default_factory=lambda: Samples.model_validate({}), description="Observations so far."
+    )
     message: str = Field("", max_length=4096, description="Human-readable detail.")
 
 

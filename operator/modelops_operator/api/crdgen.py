@@ -195,7 +195,7 @@ def modeldeployment_crd() -> dict[str, Any]:
         [NAME_RULE],
     )
     ready, status = _ready_columns()
-    columns = [
+    columns: list[dict[str, Any]] = [
         ready,
         {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
         {"name": "Version", "type": "string", "jsonPath": ".status.champion.version"},
@@ -223,7 +223,7 @@ def championchallenger_crd() -> dict[str, Any]:
         [],
     )
     ready, status = _ready_columns()
-    columns = [
+    columns: list[dict[str, Any]] = [
         {"name": "Target", "type": "string", "jsonPath": ".spec.targetRef.name"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {

@@ -235,7 +235,7 @@ class Monitoring(KubeModel):
         ),
     )
     feedback: Feedback = Field(
-        default_factory=Feedback,
+        default_factory=lambda: Feedback.model_validate({}),
         description="Ground-truth feedback settings.",
         json_schema_extra={"default": {}},
     )
@@ -252,12 +252,12 @@ class ModelDeploymentSpec(KubeModel):
 
     model: ModelSource = Field(description="The model to serve.")
     runtime: Runtime = Field(
-        default_factory=Runtime,
+        default_factory=lambda: Runtime.model_validate({}),
         description="How the model server runs.",
         json_schema_extra={"default": {}},
     )
     monitoring: Monitoring = Field(
-        default_factory=Monitoring,
+        default_factory=lambda: Monitoring.model_validate({}),
         description="What the metrics sidecar records.",
         json_schema_extra={"default": {}},
     )

@@ -88,7 +88,7 @@ def build_fetch_container(
     image = (
         model_image(spec, serving_image) if spec.model.uri.startswith("file://") else serving_image
     )
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": MODEL_VOLUME, "mountPath": MODEL_DIR},
         {"name": TMP_VOLUME, "mountPath": "/tmp"},
     ]

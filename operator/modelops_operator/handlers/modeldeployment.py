@@ -107,7 +107,7 @@ def _post_events(
 
 
 async def _reconcile(
-    name: str, namespace: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **indices: Any
+    *, name: str, namespace: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **indices: Any
 ) -> None:
     key = (namespace, name)
     async with memo.locks[key]:
@@ -139,17 +139,13 @@ async def _reconcile(
 @kopf.on.resume(*MDEP)
 @kopf.on.create(*MDEP)
 @kopf.on.update(*MDEP, field="spec")
-async def reconcile(
-    name: str, namespace: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **kwargs: Any
-) -> None:
-    await _reconcile(name, namespace, body, memo, logger, **kwargs)
+async def reconcile(**kwargs: Any) -> None:
+    await _reconcile(**kwargs)
 
 
 @kopf.timer(*MDEP, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-async def resync(
-    name: str, namespace: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **kwargs: Any
-) -> None:
-    await _reconcile(name, namespace, body, memo, logger, **kwargs)
+async def resync(**kwargs: Any) -> None:
+    await _reconcile(**kwargs)
 
 
 def _post_status_events(
@@ -206,7 +202,12 @@ async def _publish_once(
 
 
 @kopf.daemon(*MDEP, cancellation_timeout=5)
-async def publish_status(
+async def publish_status(**kwargs: Any) -> None:
+    await _publish_loop(**kwargs)
+
+
+async def _publish_loop(
+    *,
     name: str,
     namespace: str,
     body: kopf.Body,
