@@ -7,7 +7,8 @@ apply fails with the field path and the rule's own words in the message.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -270,6 +271,17 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def validation_namespace(devcluster: Any, crds: None) -> Iterator[str]:
+    """One namespace for the whole module: dry-runs persist nothing, so cases cannot interfere."""
+    name = f"crd-validation-{uuid.uuid4().hex[:8]}"
+    devcluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        devcluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 def _dry_run(devcluster: Any, namespace: str, manifest: dict[str, Any]):
     return devcluster.kubectl(
         "apply", "--dry-run=server", "-n", namespace, "-f", "-",
@@ -294,8 +306,7 @@ def test_valid_manifests_and_examples_are_accepted(
 )
 def test_invalid_manifest_is_rejected_naming_the_field(
     devcluster: Any,
-    crds: None,
-    namespace: str,
+    validation_namespace: str,
     base: dict,
     mutate: Callable,
     field: str,
@@ -303,7 +314,7 @@ def test_invalid_manifest_is_rejected_naming_the_field(
 ) -> None:
     manifest = copy.deepcopy(base)
     mutate(manifest)
-    result = _dry_run(devcluster, namespace, manifest)
+    result = _dry_run(devcluster, validation_namespace, manifest)
     assert result.returncode != 0, f"accepted: {manifest}"
     assert field in result.stderr, result.stderr
     assert words in result.stderr, result.stderr

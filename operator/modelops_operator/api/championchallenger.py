@@ -250,7 +250,9 @@ class Decision(KubeModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
-                "duration(self.maxDuration) > duration(self.interval)",
+                # has(): the rule also runs on the `{}` default, before nested defaults apply.
+                "!has(self.maxDuration) || !has(self.interval) "
+                "|| duration(self.maxDuration) > duration(self.interval)",
                 "spec.decision.maxDuration must be longer than spec.decision.interval",
                 field_path=".maxDuration",
             )

@@ -120,7 +120,8 @@ def _root_schema(
         "properties": {
             "apiVersion": {"type": "string", "description": "modelops.io/v1alpha1"},
             "kind": {"type": "string", "description": "The kind of this object."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server owns the metadata schema: anything but `type` is rejected.
+            "metadata": {"type": "object"},
             "spec": model_schema(spec, "spec"),
             "status": model_schema(status, "status", defaults=False),
         },

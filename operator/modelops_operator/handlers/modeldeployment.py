@@ -62,16 +62,6 @@ async def model_services(body: kopf.Body, **_: Any) -> Any:
     return None if key is None else {key[:2]: slim_manifest(body)}
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-async def child_deleted(
-    event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> None:
-    """A deleted child is re-created by the next reconcile; wake the publisher to say so."""
-    key = child_key(body)
-    if event.get("type") == "DELETED" and key is not None:
-        _wake(memo, key[:2])
-
-
 def _first(index: kopf.Index, key: Any) -> Any:
     store = index.get(key)
     return next(iter(store), None) if store else None

@@ -32,6 +32,8 @@ async def configure(
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.level = logging.INFO
+    # lightkube's HTTP client logs every request at INFO; the handlers log what matters.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     # With least-privilege RBAC the operator cannot list CRDs or namespaces; it needs not to.
     settings.scanning.disabled = True
     settings.queueing.worker_limit = None
