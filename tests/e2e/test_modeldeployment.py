@@ -91,7 +91,9 @@ def test_example_becomes_ready_with_owned_children_and_delete_cascades(
     assert status["champion"]["version"] == "1.0.0"
     assert status["readyReplicas"] == 2
 
-    deployment = get_json(devcluster, "-n", namespace, "deployment/iris-champion")
+    deployment = get_json(
+        devcluster, "-n", namespace, "deployment/iris-champion", "--show-managed-fields"
+    )
     service = get_json(devcluster, "-n", namespace, "service/iris")
     for child in (deployment, service):
         (owner,) = child["metadata"]["ownerReferences"]
