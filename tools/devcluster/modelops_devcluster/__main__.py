@@ -33,9 +33,8 @@ def down(_: argparse.Namespace) -> int:
         DevCluster.load(_workdir()).stop(progress=_say)
     else:
         _say("no cluster state found; nothing to stop")
-    left = leftover_processes(cache_root() / "bin")
-    for pid, name in left:
-        _say(f"still running: {name} (pid {pid}) — not started by this cluster, left alone")
+    for pid, name in leftover_processes(cache_root() / "bin", workdir=_workdir()):
+        _say(f"warning: {name} (pid {pid}) from {_workdir()} is still running")
     return 0
 
 

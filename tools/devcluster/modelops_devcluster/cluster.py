@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -134,7 +135,7 @@ class DevCluster:
     def api(self) -> httpx.Client:
         return httpx.Client(
             base_url=self.api_url,
-            verify=str(self.ca_file),
+            verify=ssl.create_default_context(cafile=self.ca_file),
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=30,
         )
@@ -290,8 +291,14 @@ def wait_for_service_account(cluster: DevCluster, namespace: str, timeout: float
     )
 
 
-def leftover_processes(bin_dir: Path, names: Iterable[str] = STOP_ORDER) -> list[tuple[int, str]]:
-    """Processes on this machine that run one of the control-plane binaries from bin_dir."""
+def leftover_processes(
+    bin_dir: Path, workdir: Path | None = None, names: Iterable[str] = STOP_ORDER
+) -> list[tuple[int, str]]:
+    """Processes running a control-plane binary from bin_dir (and, if given, started in workdir).
+
+    Components run with the cluster's workdir as their current directory, which tells the
+    processes of one cluster from those of another cluster on the same machine.
+    """
     wanted = set(names)
     found: list[tuple[int, str]] = []
     resolved_dir = bin_dir.resolve()
@@ -300,9 +307,12 @@ def leftover_processes(bin_dir: Path, names: Iterable[str] = STOP_ORDER) -> list
             continue
         try:
             exe = Path(os.readlink(entry / "exe"))
+            cwd = Path(os.readlink(entry / "cwd"))
         except OSError:
             continue
-        if exe.parent == resolved_dir and exe.name in wanted:
+        if exe.parent != resolved_dir or exe.name not in wanted:
+            continue
+        if workdir is None or cwd == workdir.resolve():
             found.append((int(entry.name), exe.name))
     return found
 

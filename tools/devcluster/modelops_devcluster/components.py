@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ class Component:
     timeout: float = 60.0
 
 
-def _http_ok(url: str, verify: bool | str = False) -> bool:
+def _http_ok(url: str, verify: bool | ssl.SSLContext = False) -> bool:
     try:
         response = httpx.get(url, verify=verify, timeout=2)
     except httpx.HTTPError:
@@ -157,7 +158,7 @@ class ComponentLauncher:
                 "--profiling=false",
             ],
             ready=lambda: (
-                _http_ok(ready_url, verify=str(pki.ca_cert))
+                _http_ok(ready_url, verify=ssl.create_default_context(cafile=pki.ca_cert))
                 and self._write_component_kubeconfig(state)
             ),
             timeout=90,
