@@ -1,0 +1,93 @@
+"""Per-series differencing: new series count from zero, resets count from the reset."""
+
+from __future__ import annotations
+
+from modelops_operator.promsource.counts import (
+    ArmSelector,
+    Sample,
+    arm_counts,
+    paired_counts,
+    series_increase,
+)
+
+CHAMPION = ArmSelector(role="champion", version="v1")
+CHALLENGER = ArmSelector(role="challenger", version="v2")
+
+
+def sample(value: float, **labels: str) -> Sample:
+    return Sample(labels=labels, value=value, timestamp=0.0)
+
+
+def test_growth_since_start_per_series_with_new_series_and_resets() -> None:
+    start = [
+        sample(100, pod="a", role="champion", version="v1", code="200"),
+        sample(40, pod="b", role="champion", version="v1", code="200"),
+    ]
+    now = [
+        sample(130, pod="a", role="champion", version="v1", code="200"),  # grew by 30
+        sample(7, pod="b", role="champion", version="v1", code="200"),  # reset: 7 since then
+        sample(12, pod="c", role="champion", version="v1", code="500"),  # new pod
+        sample(9, pod="d", role="challenger", version="v2", code="200"),
+    ]
+    grown = series_increase(now, start)
+    counts = arm_counts({"requests": grown}, CHAMPION)
+    assert counts["requests"] == 30 + 7 + 12
+    assert counts["errors"] == 12
+    assert arm_counts({"requests": grown}, CHALLENGER)["requests"] == 9
+
+
+def test_an_older_challenger_version_is_never_mixed_in() -> None:
+    now = [
+        sample(500, pod="x", role="challenger", version="v2", code="500"),
+        sample(20, pod="y", role="challenger", version="v3", code="200"),
+    ]
+    counts = arm_counts({"requests": series_increase(now, [])}, ArmSelector("challenger", "v3"))
+    assert counts == {
+        "requests": 20,
+        "errors": 0,
+        "latencyBuckets": {},
+        "predictionBuckets": {},
+        "feedbackCorrect": 0.0,
+        "feedbackTotal": 0.0,
+    }
+
+
+def test_buckets_feedback_and_regression_sums_are_grouped() -> None:
+    labels = {"role": "champion", "version": "v1"}
+    metrics = {
+        "latency": series_increase(
+            [sample(8, le="0.1", **labels), sample(10, le="+Inf", **labels)], []
+        ),
+        "feedback": series_increase(
+            [
+                sample(6, outcome="correct", **labels),
+                sample(2, outcome="incorrect", **labels),
+                sample(3, outcome="scored", **labels),
+            ],
+            [],
+        ),
+        "absoluteError": series_increase([sample(1.5, **labels)], []),
+        "squaredError": series_increase([sample(0.75, **labels)], []),
+    }
+    counts = arm_counts(metrics, CHAMPION)
+    assert counts["latencyBuckets"] == {"0.1": 8, "+Inf": 10}
+    assert (counts["feedbackCorrect"], counts["feedbackTotal"]) == (6, 8)
+    assert (counts["errorSum"], counts["squaredErrorSum"]) == (1.5, 0.75)
+
+
+def test_paired_shadow_outcomes() -> None:
+    grown = series_increase(
+        [
+            sample(50, champion="correct", challenger="correct"),
+            sample(4, champion="correct", challenger="incorrect"),
+            sample(9, champion="incorrect", challenger="correct"),
+            sample(2, champion="incorrect", challenger="incorrect"),
+        ],
+        [sample(10, champion="correct", challenger="correct")],
+    )
+    assert paired_counts(grown) == {
+        "both": 40,
+        "championOnly": 4,
+        "challengerOnly": 9,
+        "neither": 2,
+    }
