@@ -1,0 +1,362 @@
+"""The champion/challenger state machine: one pure function per phase, Flagger-style.
+
+`step(status, observation) -> Transition`. Everything it knows comes in as plain data (what the
+ModelDeployment asks for, what is live, what the gates said, what a person commanded), and
+everything it decides goes out as plain data (the next status, Events, a history entry). State
+lives in the returned status, never in memory, so an operator restarted at any point resumes
+from status where it stopped; the topology (which Deployments run which version, how traffic is
+split) is derived from status alone by `desired_topology`, so applying it twice is harmless.
+
+Phases: Idle → Progressing(step i) → [AwaitingApproval] → Promoting → Promoted, or
+RollingBack → RolledBack; Failed for configuration errors. Promotion follows Flagger's hot swap:
+(1) all traffic to the warm challenger, (2) the champion Deployment rolls to the new version
+while it takes no traffic, (3) all traffic back to the champion, the challenger is removed.
+Every traffic move is one route update of a router that reloads without dropping requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .model import (
+    Command,
+    Event,
+    HistoryEntry,
+    Observation,
+    Phase,
+    PromotionStage,
+    Status,
+    Topology,
+    Transition,
+)
+
+GATED_PHASES = (Phase.PROGRESSING, Phase.AWAITING_APPROVAL)
+RESTING_PHASES = (Phase.IDLE, Phase.PROMOTED, Phase.ROLLED_BACK)
+
+
+def desired_topology(status: Status) -> Topology:
+    """What should run and how traffic is split, from status alone."""
+    champion = status.champion
+    challenger = status.challenger
+    if status.phase in GATED_PHASES and challenger is not None:
+        return Topology(champion, challenger, status.challenger_percent, status.mirror_percent)
+    if status.phase is Phase.PROMOTING and challenger is not None:
+        if status.promotion_stage is PromotionStage.SHIFT:
+            return Topology(champion, challenger, 100, 0)
+        if status.promotion_stage is PromotionStage.CONVERGE:
+            # The champion Deployment rolls to the new version while it takes no traffic.
+            return Topology(challenger, challenger, 100, 0)
+        return Topology(challenger, None, 0, 0)
+    if status.phase is Phase.ROLLING_BACK and challenger is not None:
+        # Traffic leaves the challenger first; it is removed once the route says so.
+        return Topology(champion, challenger if not status.traffic_withdrawn else None, 0, 0)
+    return Topology(champion, None, 0, 0)
+
+
+def step(status: Status, seen: Observation) -> Transition:
+    if seen.config_error:
+        return _fail(status, seen)
+    if status.phase is Phase.FAILED:
+        status = replace(status, phase=Phase.IDLE if status.champion is None else _rest(status))
+    if status.champion is None and seen.live_champion is not None:
+        status = replace(status, champion=seen.live_champion)
+    if seen.paused and status.phase not in (Phase.PROMOTING, Phase.ROLLING_BACK):
+        # Half a swap is worse than either end of it, so a pause waits for one to finish.
+        return Transition(replace(status, message="paused (spec.paused is true)"))
+    if seen.command is not None and status.phase in GATED_PHASES:
+        return _obey(status, seen, seen.command)
+    handler = {
+        Phase.IDLE: _resting,
+        Phase.PROMOTED: _resting,
+        Phase.ROLLED_BACK: _resting,
+        Phase.PROGRESSING: _progressing,
+        Phase.AWAITING_APPROVAL: _awaiting_approval,
+        Phase.PROMOTING: _promoting,
+        Phase.ROLLING_BACK: _rolling_back,
+    }[status.phase]
+    return handler(status, seen)
+
+
+# ----------------------------------------------------------------------------- resting phases
+def _rest(status: Status) -> Phase:
+    return status.last_outcome or Phase.IDLE
+
+
+def _resting(status: Status, seen: Observation) -> Transition:
+    if seen.live_champion is not None:
+        # At rest the live champion is the truth, whoever rolled it out.
+        status = replace(status, champion=seen.live_champion)
+    champion = status.champion
+    if champion is None:
+        return Transition(replace(status, message="waiting for the target's first rollout"))
+    if seen.desired.same_model(champion):
+        return Transition(replace(status, message=f"{champion.version} is serving"))
+    if status.rejected is not None and seen.desired.same_model(status.rejected):
+        return Transition(
+            replace(
+                status,
+                message=f"{status.rejected.version} was rolled back; {champion.version} serves "
+                "until spec.model names another version",
+            )
+        )
+    return _start(status, seen, reason="ChallengeStarted")
+
+
+def _start(status: Status, seen: Observation, *, reason: str) -> Transition:
+    challenger = seen.desired
+    assert status.champion is not None
+    fresh = Status(
+        phase=Phase.PROGRESSING,
+        champion=status.champion,
+        challenger=challenger,
+        rejected=status.rejected,
+        last_outcome=status.last_outcome,
+        message=f"starting challenger {challenger.version}; waiting for it to become ready",
+    )
+    return Transition(
+        fresh,
+        events=(
+            Event(
+                "Normal",
+                reason,
+                f"challenger {challenger.version} against champion "
+                f"{status.champion.version} ({seen.strategy.type})",
+            ),
+        ),
+        reset_evidence=True,
+    )
+
+
+# ----------------------------------------------------------------------------- gated phases
+def _progressing(status: Status, seen: Observation) -> Transition:
+    changed = _spec_moved(status, seen)
+    if changed is not None:
+        return changed
+    assert status.challenger is not None
+    if not seen.challenger_ready:
+        return Transition(
+            replace(
+                status,
+                message=f"waiting for challenger {status.challenger.version} to become ready",
+            )
+        )
+    if status.started_at is None:
+        first = seen.strategy.traffic_at(0)
+        started = replace(
+            status,
+            started_at=seen.now,
+            step_started_at=seen.now,
+            step=0,
+            challenger_percent=first.challenger_percent,
+            mirror_percent=first.mirror_percent,
+            message=f"challenger ready; {first.describe()}",
+        )
+        return Transition(started, events=(Event("Normal", "TrafficShifted", first.describe()),))
+    gates = seen.gates
+    if gates.action == "ROLLBACK":
+        return _begin_rollback(status, f"gates failed: {gates.reason}", "GatesFailed")
+    strategy = seen.strategy
+    final_step = status.step >= strategy.last_step
+    if gates.action == "PROMOTE" and final_step:
+        return _gates_passed(status, seen)
+    dwell_over = status.step_started_at is not None and (
+        seen.now - status.step_started_at >= seen.step_interval_seconds
+    )
+    if not final_step and gates.fresh and gates.action in ("WAIT", "PROMOTE") and dwell_over:
+        # More exposure only on fresh evidence of no harm: stale or missing data never widens it.
+        nxt = strategy.traffic_at(status.step + 1)
+        advanced = replace(
+            status,
+            step=status.step + 1,
+            step_started_at=seen.now,
+            challenger_percent=nxt.challenger_percent,
+            mirror_percent=nxt.mirror_percent,
+            message=f"step {status.step + 2}/{strategy.last_step + 1}: {nxt.describe()}",
+        )
+        return Transition(advanced, events=(Event("Normal", "TrafficShifted", nxt.describe()),))
+    return Transition(replace(status, message=gates.reason))
+
+
+def _gates_passed(status: Status, seen: Observation) -> Transition:
+    assert status.challenger is not None
+    version = status.challenger.version
+    if seen.approval_required and seen.approved_version != version:
+        waiting = replace(
+            status,
+            phase=Phase.AWAITING_APPROVAL,
+            message=f"gates passed; {version} awaits approval (kubectl modelops approve)",
+        )
+        return Transition(waiting, events=(Event("Normal", "AwaitingApproval", waiting.message),))
+    by = f" (approved by {seen.approved_by})" if seen.approval_required else ""
+    return _begin_promotion(status, f"gates passed{by}", "GatesPassed")
+
+
+def _awaiting_approval(status: Status, seen: Observation) -> Transition:
+    changed = _spec_moved(status, seen)
+    if changed is not None:
+        return changed
+    assert status.challenger is not None
+    if seen.gates.action == "ROLLBACK":
+        return _begin_rollback(status, f"gates failed: {seen.gates.reason}", "GatesFailed")
+    if seen.approved_version == status.challenger.version:
+        return _begin_promotion(status, f"approved by {seen.approved_by}", "Approved")
+    return Transition(
+        replace(
+            status,
+            message=f"gates passed; {status.challenger.version} awaits approval "
+            "(kubectl modelops approve)",
+        )
+    )
+
+
+def _spec_moved(status: Status, seen: Observation) -> Transition | None:
+    """A new spec.model mid-challenge: never promote a version nobody validated."""
+    assert status.challenger is not None and status.champion is not None
+    if seen.desired.same_model(status.challenger):
+        return None
+    if seen.desired.same_model(status.champion):
+        cancelled = replace(
+            desired_rest(status),
+            message=f"challenge of {status.challenger.version} cancelled: "
+            f"spec.model is {status.champion.version} again",
+        )
+        return Transition(
+            cancelled,
+            events=(Event("Normal", "ChallengeCancelled", cancelled.message),),
+            reset_evidence=True,
+        )
+    return _start(status, seen, reason="ChallengeRestarted")
+
+
+def desired_rest(status: Status) -> Status:
+    return Status(
+        phase=_rest(status),
+        champion=status.champion,
+        rejected=status.rejected,
+        last_outcome=status.last_outcome,
+    )
+
+
+def _obey(status: Status, seen: Observation, command: Command) -> Transition:
+    if command.action == "rollback":
+        return _begin_rollback(status, f"rollback requested by {command.user}", "ManualRollback")
+    return _begin_promotion(status, f"promotion forced by {command.user}", "ForcedPromotion")
+
+
+# ----------------------------------------------------------------------------- swaps
+def _begin_promotion(status: Status, reason: str, event_reason: str) -> Transition:
+    assert status.challenger is not None
+    promoting = replace(
+        status,
+        phase=Phase.PROMOTING,
+        promotion_stage=PromotionStage.SHIFT,
+        outcome_reason=reason,
+        message=f"promoting {status.challenger.version}: {reason}",
+    )
+    return Transition(promoting, events=(Event("Normal", event_reason, promoting.message),))
+
+
+def _promoting(status: Status, seen: Observation) -> Transition:
+    challenger = status.challenger
+    assert challenger is not None
+    stage = status.promotion_stage
+    if stage is PromotionStage.SHIFT and seen.route_applied:
+        return Transition(
+            replace(
+                status,
+                promotion_stage=PromotionStage.CONVERGE,
+                message=f"all traffic on {challenger.version}; rolling the champion Deployment",
+            )
+        )
+    if stage is PromotionStage.CONVERGE and seen.champion_ready_version == challenger.version:
+        return Transition(
+            replace(
+                status,
+                promotion_stage=PromotionStage.SETTLE,
+                message=f"champion Deployment runs {challenger.version}; moving traffic back to it",
+            )
+        )
+    if stage is PromotionStage.SETTLE and seen.route_applied and seen.challenger_removed:
+        previous = status.champion
+        done = Status(
+            phase=Phase.PROMOTED,
+            champion=challenger,
+            last_outcome=Phase.PROMOTED,
+            message=f"{challenger.version} promoted: {status.outcome_reason}",
+        )
+        entry = HistoryEntry(
+            kind="Promoted",
+            version=challenger.version,
+            previous=previous.version if previous else "",
+            at=seen.now,
+            reason=status.outcome_reason,
+        )
+        return Transition(
+            done,
+            events=(Event("Normal", "Promoted", done.message),),
+            history=entry,
+            reset_evidence=True,
+        )
+    return Transition(status)
+
+
+def _begin_rollback(status: Status, reason: str, event_reason: str) -> Transition:
+    assert status.challenger is not None
+    rolling = replace(
+        status,
+        phase=Phase.ROLLING_BACK,
+        challenger_percent=0,
+        mirror_percent=0,
+        traffic_withdrawn=False,
+        outcome_reason=reason,
+        message=f"rolling back {status.challenger.version}: {reason}",
+    )
+    return Transition(rolling, events=(Event("Warning", event_reason, rolling.message),))
+
+
+def _rolling_back(status: Status, seen: Observation) -> Transition:
+    challenger = status.challenger
+    assert challenger is not None
+    if not status.traffic_withdrawn:
+        if seen.route_applied:
+            return Transition(replace(status, traffic_withdrawn=True))
+        return Transition(status)
+    if not seen.challenger_removed:
+        return Transition(status)
+    done = Status(
+        phase=Phase.ROLLED_BACK,
+        champion=status.champion,
+        rejected=challenger,
+        last_outcome=Phase.ROLLED_BACK,
+        message=f"{challenger.version} rolled back: {status.outcome_reason}",
+    )
+    entry = HistoryEntry(
+        kind="RolledBack",
+        version=challenger.version,
+        previous=status.champion.version if status.champion else "",
+        at=seen.now,
+        reason=status.outcome_reason,
+    )
+    return Transition(
+        done,
+        events=(Event("Warning", "RolledBack", done.message),),
+        history=entry,
+        reset_evidence=True,
+    )
+
+
+def _fail(status: Status, seen: Observation) -> Transition:
+    message = f"configuration error: {seen.config_error}"
+    if status.phase is Phase.FAILED and status.message == message:
+        return Transition(status)
+    # Nothing live is harmed: the champion keeps serving and any challenger is withdrawn.
+    failed = Status(
+        phase=Phase.FAILED,
+        champion=status.champion,
+        rejected=status.rejected,
+        last_outcome=status.last_outcome,
+        message=message,
+    )
+    return Transition(
+        failed, events=(Event("Warning", "ConfigError", message),), reset_evidence=True
+    )
