@@ -37,6 +37,7 @@ from .httpkit import (
 from .router_config import ConfigError, ConfigWatcher, RouterConfig
 from .router_metrics import RouterMetrics
 from .routing import CHAMPION, agreement, choose_arm, first_output, should_mirror
+from .upstream import UpstreamPool
 
 log = logging.getLogger("modelops_serving.router")
 
@@ -52,7 +53,8 @@ class Answered:
 
 @dataclass(frozen=True)
 class MirrorJob:
-    url: str
+    base_url: str
+    path_qs: str
     body: bytes
     headers: Any
     primary_status: int
@@ -69,8 +71,9 @@ class Router:
         self.answered: BoundedTTLMap[str, Answered] = BoundedTTLMap(memory, memory_ttl)
         self.queue: asyncio.Queue[MirrorJob] = asyncio.Queue(maxsize=mirror_queue)
         self.mirror_workers = mirror_workers
-        self.mirror_timeout = aiohttp.ClientTimeout(total=mirror_timeout)
-        self.session: aiohttp.ClientSession | None = None
+        self.mirror_timeout = mirror_timeout
+        self.session: aiohttp.ClientSession | None = None  # for https:// backends only
+        self.pools: dict[str, UpstreamPool] = {}
         metrics.show_config(config)
 
     # -- configuration -------------------------------------------------------------------
@@ -94,13 +97,17 @@ class Router:
                 log.exception("configuration poll failed")
 
     # -- traffic ---------------------------------------------------------------------------
-    async def _forward(self, method: str, url: str, body: bytes, headers: Any,
-                       timeout: aiohttp.ClientTimeout | None = None) -> tuple[int, Any, bytes]:
+    async def _forward(self, method: str, base_url: str, path_qs: str, body: bytes, headers: Any,
+                       timeout: float = 120.0) -> tuple[int, Any, bytes]:
+        """Raises TimeoutError, or OSError / aiohttp.ClientError when the backend fails."""
+        if base_url.startswith("http://"):
+            pool = self.pools.get(base_url)
+            if pool is None:
+                pool = self.pools[base_url] = UpstreamPool(base_url)
+            return await pool.request(method, path_qs, headers, body, timeout)
         assert self.session is not None
-        kwargs: dict[str, Any] = {"data": body, "headers": headers}
-        if timeout is not None:
-            kwargs["timeout"] = timeout
-        async with self.session.request(method, url, **kwargs) as upstream:
+        async with self.session.request(method, base_url + path_qs, data=body, headers=headers,
+                                        timeout=aiohttp.ClientTimeout(total=timeout)) as upstream:
             return upstream.status, forwardable(upstream.headers), await upstream.read()
 
     async def proxy(self, request: web.Request) -> web.Response:
@@ -117,10 +124,10 @@ class Router:
         assert backend is not None
         try:
             status, out_headers, payload = await self._forward(
-                request.method, backend.url + request.path_qs, body, headers)
+                request.method, backend.url, request.path_qs, body, headers)
         except TimeoutError:
             status, out_headers, payload = 504, None, b""
-        except aiohttp.ClientError as exc:
+        except (OSError, aiohttp.ClientError) as exc:
             status, out_headers, payload = 502, None, type(exc).__name__.encode()
         if not is_inference:
             if out_headers is None:
@@ -130,7 +137,7 @@ class Router:
         shadow_url = None
         if config.mode == "shadow" and config.challenger and should_mirror(config.mirrorPercent):
             shadow_url = config.challenger.url
-            self._enqueue_mirror(shadow_url + request.path_qs, body, headers, request_id,
+            self._enqueue_mirror(shadow_url, request.path_qs, body, headers, request_id,
                                  status, payload)
         if request_id:
             self.answered.put(request_id, Answered(arm, backend.url, shadow_url))
@@ -141,14 +148,15 @@ class Router:
             return error_response(f"the {arm} {message}", status)
         return web.Response(body=payload, status=status, headers=out_headers)
 
-    def _enqueue_mirror(self, url: str, body: bytes, headers: Any, request_id: str | None,
-                        status: int, payload: bytes) -> None:
+    def _enqueue_mirror(self, base_url: str, path_qs: str, body: bytes, headers: Any,
+                        request_id: str | None, status: int, payload: bytes) -> None:
         mirror_headers = headers.copy()
         if request_id:
             # The same id on both arms is what lets feedback score the pair.
             mirror_headers["X-Request-Id"] = request_id
         try:
-            self.queue.put_nowait(MirrorJob(url, body, mirror_headers, status, payload))
+            self.queue.put_nowait(MirrorJob(base_url, path_qs, body, mirror_headers, status,
+                                            payload))
         except asyncio.QueueFull:
             self.metrics.mirror["dropped"].inc()
 
@@ -157,10 +165,10 @@ class Router:
             job = await self.queue.get()
             self.metrics.queue_depth.set(self.queue.qsize())
             try:
-                status, _, payload = await self._forward("POST", job.url, job.body, job.headers,
-                                                         self.mirror_timeout)
+                status, _, payload = await self._forward(
+                    "POST", job.base_url, job.path_qs, job.body, job.headers, self.mirror_timeout)
                 self.metrics.mirror["sent"].inc()
-            except (aiohttp.ClientError, TimeoutError):
+            except (OSError, aiohttp.ClientError):  # TimeoutError is an OSError
                 self.metrics.mirror["failed"].inc()
                 self.metrics.agreement["error"].inc()
                 continue
@@ -188,7 +196,7 @@ class Router:
         headers["X-Request-Id"] = request_id
         urls = [answered.url] + ([answered.shadow_url] if answered.shadow_url else [])
         results = await asyncio.gather(
-            *(self._forward("POST", url + "/v2/feedback", body, headers) for url in urls),
+            *(self._forward("POST", url, "/v2/feedback", body, headers) for url in urls),
             return_exceptions=True)
         primary = results[0]
         if isinstance(primary, BaseException):
@@ -241,6 +249,8 @@ def build_apps(router: Router, reload_interval: float) -> tuple[web.Application,
         tasks = [asyncio.create_task(router.watch(reload_interval))]
         tasks += [asyncio.create_task(router.mirror_worker()) for _ in range(router.mirror_workers)]
         yield
+        for pool in router.pools.values():
+            pool.close()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from .cli import EnvArgumentParser, configure_logging, fail, install_fast_event_loop
@@ -23,7 +22,6 @@ from .feedback_store import FeedbackStore, score
 from .httpkit import (
     JSONDecodeError,
     error_response,
-    forwardable,
     json_response,
     loads,
     plain_text,
@@ -35,6 +33,7 @@ from .metrics import (
     SidecarMetrics,
     parse_buckets,
 )
+from .upstream import UpstreamPool
 
 log = logging.getLogger("modelops_serving.sidecar")
 TASKS = ("auto", "classification", "regression")
@@ -48,7 +47,8 @@ class Sidecar:
     store: FeedbackStore
     task: str = "auto"
     prediction_output: str | None = None
-    session: aiohttp.ClientSession | None = None
+    pool: UpstreamPool | None = None
+    timeout: float = 120.0
 
     def _prediction_values(self, response: Any) -> tuple[list[Any], bool] | None:
         outputs = response.get("outputs") if isinstance(response, dict) else None
@@ -96,18 +96,13 @@ class Sidecar:
         started = time.perf_counter()
         is_inference = request.method == "POST" and request.path.endswith("/infer")
         body = await request.read()
-        assert self.session is not None
+        assert self.pool is not None
         try:
-            async with self.session.request(
-                request.method, self.upstream + request.path_qs, data=body,
-                headers=forwardable(request.headers),
-            ) as upstream:
-                payload = await upstream.read()
-                status = upstream.status
-                headers = forwardable(upstream.headers)
+            status, headers, payload = await self.pool.request(
+                request.method, request.path_qs, request.headers, body, self.timeout)
         except TimeoutError:
             return self._failed(is_inference, started, 504, "the model server timed out")
-        except aiohttp.ClientError as exc:
+        except OSError as exc:  # refused, reset, or not HTTP (UpstreamError)
             return self._failed(is_inference, started, 502,
                                 f"the model server is unavailable: {type(exc).__name__}")
         if is_inference:
@@ -184,17 +179,13 @@ def parse_feedback(body: Any, header_id: str | None) -> tuple[str, list[Any]] | 
 def build_apps(sidecar: Sidecar) -> tuple[web.Application, web.Application]:
     traffic = web.Application(client_max_size=1024**3)
 
-    async def open_session(app: web.Application) -> Any:
-        # One pooled keep-alive client for the process; upstream connections are reused.
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=60)
-        sidecar.session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
-        )
+    async def open_pool(app: web.Application) -> Any:
+        # One keep-alive pool for the process; upstream connections are reused.
+        sidecar.pool = UpstreamPool(sidecar.upstream)
         yield
-        await sidecar.session.close()
+        sidecar.pool.close()
 
-    traffic.cleanup_ctx.append(open_session)
+    traffic.cleanup_ctx.append(open_pool)
     traffic.router.add_post("/v2/feedback", sidecar.feedback)
     traffic.router.add_route("*", "/{tail:.*}", sidecar.proxy)
     metrics = web.Application()
@@ -204,7 +195,10 @@ def build_apps(sidecar: Sidecar) -> tuple[web.Application, web.Application]:
 
 def parse_args(argv: list[str] | None) -> Any:
     parser = EnvArgumentParser(prog="modelops-sidecar", description=__doc__.splitlines()[0])
-    parser.add_flag("--upstream", default="http://127.0.0.1:8080", help="model server URL")
+    parser.add_flag("--upstream", default="http://127.0.0.1:8080",
+                    help="model server URL (http://, normally in the same pod)")
+    parser.add_flag("--upstream-timeout", type=float, default=120.0,
+                    help="seconds to wait for the model server's answer")
     parser.add_flag("--host", default="0.0.0.0", help="address to listen on")
     parser.add_flag("--port", type=int, default=8000, help="traffic port")
     parser.add_flag("--metrics-port", type=int, default=9090, help="port of /metrics")
@@ -238,9 +232,11 @@ def main(argv: list[str] | None = None) -> int:
             parse_buckets(args.latency_buckets, DEFAULT_LATENCY_BUCKETS, "--latency-buckets"),
         )
         store = FeedbackStore(int(args.feedback_capacity), float(args.feedback_ttl))
+        UpstreamPool(args.upstream)  # validates the URL before anything listens
     except ValueError as exc:
         return fail(str(exc))
-    sidecar = Sidecar(args.upstream.rstrip("/"), metrics, store, args.task, args.prediction_output)
+    sidecar = Sidecar(args.upstream.rstrip("/"), metrics, store, args.task, args.prediction_output,
+                      timeout=float(args.upstream_timeout))
     traffic, metrics_app = build_apps(sidecar)
     install_fast_event_loop()
     asyncio.run(serve_until_signalled(

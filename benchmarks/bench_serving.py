@@ -1,0 +1,408 @@
+"""Serving data-plane benchmark: what each hop costs, and our model server against MLServer.
+
+All in one run, same machine, same model, same request (one row, 10 features, a scikit-learn
+LogisticRegression), load from wrk (or a Python closed-loop generator when wrk is missing) at
+fixed concurrency:
+
+  direct         client -> modelops-serve
+  sidecar        client -> modelops-sidecar -> modelops-serve
+  router+sidecar client -> modelops-router -> modelops-sidecar -> modelops-serve
+  nginx          client -> nginx (plain reverse proxy, keep-alive upstream) -> modelops-serve
+  mlserver       client -> MLServer (PyPI, sklearn runtime) serving the same model
+
+Concurrency 1 measures the latency a hop adds; concurrency 16 measures throughput. MLServer is
+installed into its own virtualenv under ~/.cache (its pins conflict with ours). Results go to
+bench-results/serving/. Figures are noisy on a shared 2-core machine: read the ratios, which are
+measured back to back in the same run, rather than the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench-results" / "serving"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "modelops" / "bench"
+MLSERVER_VENV = CACHE / "mlserver-venv"
+# uvloop 0.22+ breaks MLServer 1.7.1's parallel workers (get_event_loop without a loop).
+MLSERVER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"]
+HOST = "127.0.0.1"
+DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
+CONCURRENCIES = (1, 16)
+N_FEATURES = 10
+
+
+@dataclass
+class Result:
+    scenario: str
+    concurrency: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    tool: str
+    # CPU time each of our processes spent per request: robust to a busy machine, unlike latency.
+    cpu_us_per_request: dict[str, float]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class Processes:
+    """Every process the benchmark starts, stopped by pid at the end."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - lives with the process
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+                                   env={**os.environ, **(env or {})}, start_new_session=True)
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.started:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User+system CPU of every process in a process group (nginx runs master + worker)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def make_model(directory: Path) -> tuple[Path, Path, np.ndarray, object]:
+    import joblib
+    import skops.io as sio
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = make_classification(n_samples=2000, n_features=N_FEATURES, random_state=11)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    skops_path, joblib_path = directory / "model.skops", directory / "model.joblib"
+    sio.dump(model, skops_path)
+    joblib.dump(model, joblib_path)
+    return skops_path, joblib_path, X, model
+
+
+def nginx_config(directory: Path, port: int, upstream_port: int) -> Path:
+    temp = directory / "nginx-temp"
+    temp.mkdir(exist_ok=True)
+    text = f"""
+worker_processes 1;
+daemon off;
+pid {directory}/nginx.pid;
+error_log {directory}/nginx-error.log warn;
+{"user root;" if os.geteuid() == 0 else ""}
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {temp}/body;
+  proxy_temp_path {temp}/proxy;
+  fastcgi_temp_path {temp}/fastcgi;
+  uwsgi_temp_path {temp}/uwsgi;
+  scgi_temp_path {temp}/scgi;
+  upstream model {{ server {HOST}:{upstream_port}; keepalive 64; }}
+  server {{
+    listen {HOST}:{port};
+    location / {{
+      proxy_pass http://model;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+    path = directory / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+def ensure_mlserver() -> Path | None:
+    """MLServer in a throwaway venv (never the project's); None when it cannot be installed."""
+    binary = MLSERVER_VENV / "bin" / "mlserver"
+    if binary.exists():
+        return binary
+    print(f">> installing {' '.join(MLSERVER_PINS)} into {MLSERVER_VENV}", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
+        subprocess.run([str(MLSERVER_VENV / "bin" / "pip"), "install", "--quiet", *MLSERVER_PINS],
+                       check=True, timeout=1200)
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"!! MLServer not available, its comparison is skipped: {exc}", flush=True)
+        return None
+    return binary
+
+
+def mlserver_dir(directory: Path, joblib_path: Path, parallel_workers: int) -> tuple[Path, int]:
+    http_port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "settings.json").write_text(json.dumps({
+        "http_port": http_port, "grpc_port": free_port(), "metrics_port": free_port(),
+        "parallel_workers": parallel_workers, "debug": False, "host": HOST}))
+    (directory / "model-settings.json").write_text(json.dumps({
+        "name": "fraud", "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": str(joblib_path), "version": "v1"}}))
+    return directory, http_port
+
+
+# -- load generation ---------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[{body}]]
+"""
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def run_wrk(url: str, body: bytes, concurrency: int, script_dir: Path) -> tuple[float, float,
+                                                                                float, int]:
+    script = script_dir / "post.lua"
+    script.write_text(WRK_SCRIPT.format(body=body.decode()))
+    threads = min(concurrency, 2)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{DURATION}s",
+                          "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, timeout=DURATION + 60).stdout
+
+    def latency(percent: str) -> float:
+        match = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not match:
+            raise RuntimeError(f"cannot parse wrk output:\n{out}")
+        return float(match.group(1)) * UNITS[match.group(2)]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failed = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        failed += sum(int(g) for g in socket_errors.groups())
+    return rps, latency("50"), latency("99"), failed
+
+
+def run_python_load(url: str, body: bytes, concurrency: int) -> tuple[float, float, float, int]:
+    import aiohttp
+
+    async def go() -> tuple[float, float, float, int]:
+        latencies: list[float] = []
+        errors = 0
+        deadline = time.perf_counter() + DURATION
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+
+            async def worker() -> None:
+                nonlocal errors
+                while time.perf_counter() < deadline:
+                    started = time.perf_counter()
+                    async with s.post(url, data=body,
+                                      headers={"Content-Type": "application/json"}) as r:
+                        await r.read()
+                        errors += r.status != 200
+                    latencies.append(time.perf_counter() - started)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        ms = np.array(latencies) * 1000
+        return (len(ms) / DURATION, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)),
+                errors)
+
+    return asyncio.run(go())
+
+
+def measure(scenario: str, url: str, body: bytes, work_dir: Path,
+            groups: dict[str, int]) -> list[Result]:
+    results = []
+    for concurrency in CONCURRENCIES:
+        # A short warm-up so connection set-up and lazy imports are not measured.
+        for _ in range(50):
+            httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+        cpu_before = {name: group_cpu_seconds(pgid) for name, pgid in groups.items()}
+        if shutil.which("wrk"):
+            rps, p50, p99, errors = run_wrk(url, body, concurrency, work_dir)
+            tool = "wrk"
+        else:
+            rps, p50, p99, errors = run_python_load(url, body, concurrency)
+            tool = "python"
+        served = max(rps * DURATION, 1.0)
+        cpu = {name: round((group_cpu_seconds(pgid) - cpu_before[name]) / served * 1e6, 1)
+               for name, pgid in groups.items()}
+        result = Result(scenario, concurrency, round(rps, 1), round(p50, 3), round(p99, 3),
+                        errors, tool, cpu)
+        cpu_text = " ".join(f"{k}={v:.0f}" for k, v in cpu.items() if v > 0)
+        print(f"   {scenario:<16} c={concurrency:<3} {rps:>9.1f} req/s  p50 {p50:7.3f} ms  "
+              f"p99 {p99:7.3f} ms  errors {errors}  CPU us/request: {cpu_text}", flush=True)
+        results.append(result)
+    return results
+
+
+def expect_same_predictions(url: str, rows: np.ndarray, model: object, name: str) -> None:
+    body = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64",
+                        "data": rows.ravel().tolist()}]}
+    response = httpx.post(url, json=body, timeout=30)
+    response.raise_for_status()
+    got = response.json()["outputs"][0]["data"]
+    expected = model.predict(rows).tolist()  # type: ignore[attr-defined]
+    if got != expected:
+        raise RuntimeError(f"{name} answered {got[:5]}…, the model itself {expected[:5]}…")
+
+
+def ratios(results: list[Result]) -> list[str]:
+    by = {(r.scenario, r.concurrency): r for r in results}
+    lines = []
+    for c in CONCURRENCIES:
+        direct = by.get(("direct", c))
+        if direct is None:
+            continue
+        for scenario in ("sidecar", "router+sidecar", "nginx"):
+            other = by.get((scenario, c))
+            if other:
+                share = other.requests_per_second / max(direct.requests_per_second, 1e-9)
+                lines.append(
+                    f"c={c:<3} {scenario:<15} throughput {share:6.1%} of direct, adds "
+                    f"{other.p50_ms - direct.p50_ms:+.3f} ms at p50, "
+                    f"{other.p99_ms - direct.p99_ms:+.3f} ms at p99")
+        for scenario in ("mlserver", "mlserver-pw0"):
+            ml = by.get((scenario, c))
+            if ml:
+                lines.append(
+                    f"c={c:<3} ours vs {scenario:<12} throughput x"
+                    f"{direct.requests_per_second / max(ml.requests_per_second, 1e-9):.2f}, "
+                    f"p99 {direct.p99_ms:.3f} ms vs {ml.p99_ms:.3f} ms")
+    return lines
+
+
+def main() -> int:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-serving-", dir=RESULTS))
+    procs = Processes(work)
+    load_before = os.getloadavg()
+    print(f">> serving benchmark in {work} (load average {load_before[0]:.1f} on "
+          f"{os.cpu_count()} cores; {DURATION}s per measurement)", flush=True)
+    skops_path, joblib_path, X, model = make_model(work)
+    rows = X[:1]
+    body = json.dumps({"inputs": [{"name": "input-0", "shape": [1, N_FEATURES], "datatype": "FP64",
+                                   "data": rows.ravel().tolist()}]}).encode()
+    python = sys.executable
+    ports = {name: free_port() for name in ("server", "sidecar", "sidecar_metrics", "router",
+                                             "router_metrics", "nginx")}
+    infer_path = "/v2/models/fraud/infer"
+    results: list[Result] = []
+    try:
+        server = procs.start("server", [python, "-m", "modelops_serving.server", "--name", "fraud",
+                                        "--uri", str(skops_path), "--format", "sklearn",
+                                        "--version", "v1", "--host", HOST,
+                                        "--port", str(ports["server"]), "--termination-log", ""])
+        sidecar = procs.start("sidecar", [
+            python, "-m", "modelops_serving.sidecar", "--upstream",
+            f"http://{HOST}:{ports['server']}", "--host", HOST, "--port", str(ports["sidecar"]),
+            "--metrics-port", str(ports["sidecar_metrics"]), "--model", "fraud", "--version", "v1",
+            "--role", "champion", "--log-level", "WARNING"])
+        config = work / "router.json"
+        config.write_text(json.dumps({"apiVersion": "router.modelops.io/v1alpha1",
+                                      "champion": {"url": f"http://{HOST}:{ports['sidecar']}"}}))
+        router = procs.start("router", [
+            python, "-m", "modelops_serving.router", "--config", str(config), "--host", HOST,
+            "--port", str(ports["router"]), "--metrics-port", str(ports["router_metrics"]),
+            "--log-level", "WARNING"])
+        targets = {"direct": (ports["server"], server), "sidecar": (ports["sidecar"], sidecar),
+                   "router+sidecar": (ports["router"], router)}
+        if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"):
+            nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+            conf = nginx_config(work, ports["nginx"], ports["server"])
+            nginx = procs.start("nginx", [nginx_bin, "-c", str(conf), "-p", str(work),
+                                          "-e", str(work / "nginx-error.log")])
+            targets["nginx"] = (ports["nginx"], nginx)
+        else:
+            print("!! nginx not installed (make system-deps): its row is skipped")
+        wait_ready(f"http://{HOST}:{ports['server']}/v2/health/ready", server)
+        for name, (port, process) in targets.items():
+            url = f"http://{HOST}:{port}{infer_path}"
+            wait_ready(f"http://{HOST}:{port}/v2/health/ready", process)
+            expect_same_predictions(url, X[:64], model, name)
+        print(">> measuring (all predictions checked against the model first)", flush=True)
+        groups = {name: process.pid for name, (_, process) in targets.items()}
+        groups["server"] = groups.pop("direct")
+        groups["router"] = groups.pop("router+sidecar")
+        for name, (port, _) in targets.items():
+            results += measure(name, f"http://{HOST}:{port}{infer_path}", body, work, groups)
+        procs.stop_all()
+        procs.started.clear()
+        # MLServer alone on the machine, like our server was, once with default settings and
+        # once with inference on the event loop (parallel_workers=0), as ours runs.
+        binary = ensure_mlserver()
+        for scenario, workers in (("mlserver", 1), ("mlserver-pw0", 0)) if binary else ():
+            directory, port = mlserver_dir(work / scenario, joblib_path, workers)
+            process = procs.start(scenario, [str(binary), "start", str(directory)])
+            try:
+                wait_ready(f"http://{HOST}:{port}/v2/models/fraud/ready", process, timeout=180)
+                url = f"http://{HOST}:{port}{infer_path}"
+                expect_same_predictions(url, X[:64], model, scenario)
+                results += measure(scenario, url, body, work, {scenario: process.pid})
+            except RuntimeError as exc:
+                print(f"!! {scenario} failed: {exc}; see {work / scenario}.log")
+            procs.stop_all()
+            procs.started.clear()
+    finally:
+        procs.stop_all()
+    summary = ratios(results)
+    print(">> ratios (measured back to back in this run)")
+    for line in summary:
+        print("   " + line)
+    report = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_average_before": load_before,
+              "load_average_after": os.getloadavg(), "cpus": os.cpu_count(),
+              "seconds_per_measurement": DURATION, "results": [asdict(r) for r in results],
+              "ratios": summary}
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+    print(f">> results: {RESULTS / 'latest.json'} (logs in {work})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

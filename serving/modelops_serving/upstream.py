@@ -1,0 +1,208 @@
+"""A lean HTTP/1.1 keep-alive client for the proxy hops (sidecar -> server, router -> sidecar).
+
+Why not aiohttp's client: per request it builds request/response objects, cookie and tracing
+machinery, and a timer task; on the sidecar's hot path that costs more CPU than the rest of the
+hop together. A proxy talking plain HTTP/1.1 to a known upstream needs far less: write one
+buffer, parse one status line, headers and a Content-Length or chunked body. Only ``http://``
+upstreams use this path (the pod-local and in-cluster hops); anything else goes through aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from urllib.parse import urlsplit
+
+from multidict import CIMultiDict
+
+from .httpkit import HOP_BY_HOP
+
+MAX_HEAD = 64 * 1024
+
+
+class UpstreamError(ConnectionError):
+    """The upstream closed, refused or sent something that is not HTTP/1.1."""
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, CIMultiDict[str], bytes, bool]] | None = None
+        self.closed = False
+        self.received_any = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            # A body without a length ends at close (HTTP/1.0 style); otherwise it is an error.
+            parsed = _parse(self.buffer, eof=True) if self.buffer else None
+            if parsed is not None:
+                self.waiter.set_result(parsed)
+            else:
+                self.waiter.set_exception(UpstreamError("the upstream closed the connection"))
+
+    def data_received(self, data: bytes) -> None:
+        self.received_any = True
+        self.buffer += data
+        if self.waiter is None or self.waiter.done():
+            return
+        try:
+            parsed = _parse(self.buffer, eof=False)
+        except UpstreamError as exc:
+            self.waiter.set_exception(exc)
+            return
+        if parsed is not None:
+            self.buffer.clear()
+            self.waiter.set_result(parsed)
+
+
+def _parse(buffer: bytearray, eof: bool) -> tuple[int, CIMultiDict[str], bytes, bool] | None:
+    """A complete response from the buffer, or None when more bytes are needed."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buffer) > MAX_HEAD:
+            raise UpstreamError("response head too large")
+        return None
+    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        raise UpstreamError(f"not an HTTP/1.x response: {lines[0][:80]!r}")
+    status = int(parts[1])
+    headers: CIMultiDict[str] = CIMultiDict()
+    length: int | None = None
+    chunked = False
+    keep_alive = parts[0] == "HTTP/1.1"
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        value = value.strip()
+        lowered = name.lower()
+        if lowered == "content-length":
+            length = int(value) if value.isdigit() else -1
+            if length < 0:
+                raise UpstreamError("invalid Content-Length")
+        elif lowered == "transfer-encoding":
+            chunked = "chunked" in value.lower()
+        elif lowered == "connection":
+            keep_alive = keep_alive and "close" not in value.lower()
+        if lowered not in HOP_BY_HOP:
+            headers.add(name, value)
+    start = end + 4
+    if status in (204, 304) or 100 <= status < 200:
+        return status, headers, b"", keep_alive
+    if chunked:
+        body = _dechunk(buffer, start)
+        return None if body is None else (status, headers, body, keep_alive)
+    if length is not None:
+        if len(buffer) - start < length:
+            return None
+        return status, headers, bytes(buffer[start:start + length]), keep_alive
+    # No length: the body runs to the end of the connection.
+    return (status, headers, bytes(buffer[start:]), False) if eof else None
+
+
+def _dechunk(buffer: bytearray, position: int) -> bytes | None:
+    pieces = []
+    while True:
+        line_end = buffer.find(b"\r\n", position)
+        if line_end < 0:
+            return None
+        size_text = bytes(buffer[position:line_end]).split(b";")[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError as exc:
+            raise UpstreamError("invalid chunk size") from exc
+        position = line_end + 2
+        if size == 0:
+            trailer_end = buffer.find(b"\r\n\r\n", position - 2)
+            return b"".join(pieces) if trailer_end >= 0 else None
+        if len(buffer) < position + size + 2:
+            return None
+        pieces.append(bytes(buffer[position:position + size]))
+        position += size + 2
+
+
+class UpstreamPool:
+    """Keep-alive connections to one ``http://host:port`` origin."""
+
+    def __init__(self, base_url: str, max_idle: int = 256):
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"--upstream: must be an http:// URL, got '{base_url}'")
+        self.host = parts.hostname
+        self.port = parts.port or 80
+        self.prefix = parts.path.rstrip("/")
+        self.host_header = parts.netloc
+        self.idle: deque[_Connection] = deque()
+        self.max_idle = max_idle
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_connection(_Connection, self.host, self.port)
+        return protocol
+
+    async def request(self, method: str, path_qs: str, headers: CIMultiDict[str] | dict[str, str],
+                      body: bytes, timeout: float = 120.0) -> tuple[int, CIMultiDict[str], bytes]:
+        head = [f"{method} {self.prefix}{path_qs} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+                f"Content-Length: {len(body)}\r\n"]
+        head.extend(f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
+        head.append("\r\n")
+        payload = "".join(head).encode("latin-1") + body
+        for attempt in (0, 1):
+            connection, reused = None, False
+            while self.idle:
+                candidate = self.idle.pop()
+                if not candidate.closed:
+                    connection, reused = candidate, True
+                    break
+            if connection is None:
+                connection = await self._connect()
+            try:
+                status, out_headers, content, keep_alive = await self._exchange(
+                    connection, payload, timeout)
+            except UpstreamError:
+                # A pooled connection the server had already closed: retry once, fresh, but
+                # only if nothing came back (so the request was never processed).
+                if reused and attempt == 0 and not connection.received_any:
+                    continue
+                raise
+            if keep_alive and not connection.closed and len(self.idle) < self.max_idle:
+                connection.received_any = False
+                self.idle.append(connection)
+            elif connection.transport is not None:
+                connection.transport.close()
+            return status, out_headers, content
+        raise UpstreamError("unreachable")
+
+    async def _exchange(self, connection: _Connection, payload: bytes,
+                        timeout: float) -> tuple[int, CIMultiDict[str], bytes, bool]:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[tuple[int, CIMultiDict[str], bytes, bool]] = loop.create_future()
+        connection.waiter = waiter
+        assert connection.transport is not None
+        connection.transport.write(payload)
+        # A timer handle is far cheaper than asyncio.wait_for's extra task per request.
+        timer = loop.call_later(timeout, _expire, waiter)
+        try:
+            return await waiter
+        except BaseException:
+            if connection.transport is not None:
+                connection.transport.close()
+            raise
+        finally:
+            timer.cancel()
+            connection.waiter = None
+
+    def close(self) -> None:
+        while self.idle:
+            connection = self.idle.pop()
+            if connection.transport is not None:
+                connection.transport.close()
+
+
+def _expire(waiter: asyncio.Future[object]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("the upstream did not answer in time"))
