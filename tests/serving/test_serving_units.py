@@ -250,3 +250,12 @@ def test_upstream_parser_handles_lengths_chunks_and_close() -> None:
     assert _parse(bytearray(closing), eof=False)[::3] == (503, False)  # type: ignore[index]
     with pytest.raises(UpstreamError, match=r"not an HTTP/1\.x response"):
         _parse(bytearray(b"SSH-2.0-OpenSSH\r\n\r\n"), eof=False)
+
+
+def test_a_missing_runtime_names_the_extra_to_install() -> None:
+    from modelops_serving.runtimes import ModelLoadError, _require, load_runtime
+
+    with pytest.raises(ModelLoadError, match=r"pip install modelops\[onnx\]"):
+        _require("onnxruntime_that_is_not_installed", "onnx")
+    with pytest.raises(ModelLoadError, match="--format 'tensorflow' is not one of sklearn"):
+        load_runtime("tensorflow", Path("."))
