@@ -27,8 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from modelops_operator.testing import (
     OperatorProcess,
     apiserver_writes,
@@ -42,7 +40,7 @@ NAMESPACE = "bench"
 TIMEOUT = 900
 
 
-def manifests(count: int) -> str:
+def manifests(count: int) -> list[dict]:
     docs = []
     for i in range(count):
         docs.append(
@@ -62,7 +60,7 @@ def manifests(count: int) -> str:
                 },
             }
         )
-    return yaml.safe_dump_all(docs)
+    return docs
 
 
 def ready_names(cluster) -> set[str]:
@@ -75,6 +73,16 @@ def ready_names(cluster) -> set[str]:
             for c in item.get("status", {}).get("conditions", [])
         )
     }
+
+
+def available_deployments(cluster) -> int:
+    """Child Deployments whose pods are all available (what the cluster, not we, controls)."""
+    items = json.loads(cluster.kubectl("get", "deploy", "-n", NAMESPACE, "-o", "json").stdout)
+    return sum(
+        1
+        for d in items["items"]
+        if d.get("status", {}).get("availableReplicas", 0) >= d["spec"]["replicas"]
+    )
 
 
 def kopf_events(cluster) -> int:
@@ -94,19 +102,27 @@ def run(cluster, workdir: Path) -> dict[str, object]:
         cluster.kubectl, cluster.bin_dir / "helm", cluster.api_url, cluster.ca_file, kubeconfig
     )
     cluster.kubectl("create", "namespace", NAMESPACE)
-    operator = OperatorProcess.start(kubeconfig, workdir / "operator.log")
+    operator = OperatorProcess.start(kubeconfig, REPO / "bench-results" / "bench_operator.log")
     try:
         server_before = apiserver_writes(
             cluster.kubectl("get", "--raw", "/metrics").stdout, {"modeldeployments"}
         )
+        # "At once": one POST per object from one client, without kubectl's client-side
+        # throttling (which alone spreads 200 applies over more than a minute).
+        path = f"/apis/modelops.io/v1alpha1/namespaces/{NAMESPACE}/modeldeployments"
         started = time.monotonic()
-        cluster.kubectl("apply", "-f", "-", input=manifests(OBJECTS), timeout=300)
+        with cluster.api() as api:
+            for body in manifests(OBJECTS):
+                api.post(path, json=body).raise_for_status()
         applied = time.monotonic() - started
         first_ready: dict[str, float] = {}
+        children_available: float | None = None
         while len(first_ready) < OBJECTS and time.monotonic() - started < TIMEOUT:
             now = time.monotonic() - started
             for name in ready_names(cluster) - first_ready.keys():
                 first_ready[name] = now
+            if children_available is None and available_deployments(cluster) == OBJECTS:
+                children_available = now
             time.sleep(1)
         all_ready = max(first_ready.values()) if len(first_ready) == OBJECTS else None
         time.sleep(5)  # let trailing status writes and events land before counting
@@ -125,6 +141,9 @@ def run(cluster, workdir: Path) -> dict[str, object]:
             "objects": OBJECTS,
             "apply_seconds": round(applied, 2),
             "all_ready_seconds": None if all_ready is None else round(all_ready, 1),
+            "all_deployments_available_seconds": None
+            if children_available is None
+            else round(children_available, 1),
             "ready_count": len(first_ready),
             "time_to_ready_p50_seconds": round(statistics.median(times), 1) if times else None,
             "time_to_ready_p95_seconds": round(times[int(0.95 * (len(times) - 1))], 1)
@@ -141,7 +160,14 @@ def run(cluster, workdir: Path) -> dict[str, object]:
 
 
 def main() -> int:
+    from modelops_devcluster import components
     from modelops_devcluster.cluster import DevCluster, cache_root
+
+    # The dev cluster's Service range is a /24: 200 Services fill it so far that the API
+    # server's random allocation fails transiently ("range is full") and the retries would be
+    # measured instead of the operator. Same first address (the API server certificate names
+    # it), 16 times the room. (Asked upstream for a parameter instead of this override.)
+    components.SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/20"
 
     if not (cache_root() / "bin" / "kube-apiserver").exists():
         print("skipped: no dev-cluster binaries (run `make cluster-build` first)")
@@ -160,6 +186,10 @@ def main() -> int:
     print(f"  all Ready after          {results['all_ready_seconds']} s "
           f"(p50 {results['time_to_ready_p50_seconds']} s, "
           f"p95 {results['time_to_ready_p95_seconds']} s)")  # fmt: skip
+    print(
+        f"  child Deployments all available after {results['all_deployments_available_seconds']} s"
+    )
+    print(f"  objects created in       {results['apply_seconds']} s (one POST each)")
     print(f"  operator peak RSS        {results['operator_peak_rss_mib']} MiB")
     print(f"  write requests / object  {results['writes_per_object']}")
     print(f"    operator client        {results['writes_operator_client']}")

@@ -49,7 +49,9 @@ async def _count_write(request: httpx2.Request) -> None:
 
 def make_client() -> AsyncClient:
     """A client from the in-cluster service account or KUBECONFIG, counting its writes."""
-    client = AsyncClient(field_manager=FIELD_MANAGER)
+    # 30 s, not lightkube's 10 s: a burst of creations (Service IP allocation in particular)
+    # can queue in a busy API server, and a timed-out apply is retried, which costs more.
+    client = AsyncClient(field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(30.0))
     # lightkube builds its httpx client from the kubeconfig (TLS, token); add our hook to it.
     http = client._client._client
     http.event_hooks = {**http.event_hooks, "request": [*http.event_hooks["request"], _count_write]}

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import httpx2
 import kopf
 from lightkube.core.exceptions import ApiError
 from pydantic import ValidationError
@@ -83,10 +84,12 @@ def _observed_children(
 def _post_events(
     body: kopf.Body, report: ReconcileReport, previous: ReconcileOutcome | None
 ) -> None:
-    for child in report.applied:
-        if child.created:
-            kopf.info(body, reason="Created", message=f"created {child.kind} {child.name}")
-        elif any(".spec.template" in path for path in child.fields):
+    """One event per reconcile that changed something, one per new blocker."""
+    created = [f"{c.kind} {c.name}" for c in report.applied if c.created]
+    if created:
+        kopf.info(body, reason="Created", message="created " + ", ".join(created))
+    for child in (c for c in report.applied if not c.created):
+        if any(".spec.template" in path for path in child.fields):
             kopf.info(body, reason="RollingOut", message=f"updated {child.kind} {child.name}")
         else:
             changed = ", ".join(child.fields[:3])
@@ -100,7 +103,7 @@ async def _reconcile(
     *, name: str, namespace: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **indices: Any
 ) -> None:
     key = (namespace, name)
-    async with memo.locks[key]:
+    async with memo.locks[key], memo.api_slots:
         observed = _observed_children(
             name, namespace, indices["model_deployments"], indices["model_services"]
         )
@@ -115,9 +118,10 @@ async def _reconcile(
                 observed,
                 memo.serving_image,
             )
-        except ApiError as error:
+        except (ApiError, httpx2.HTTPError) as error:
+            # Retried soon (kopf's default backoff for other errors is a minute).
             raise kopf.TemporaryError(
-                f"API error while applying children: {error}", delay=10
+                f"API error while applying children: {error!r}", delay=5
             ) from error
         _post_events(body, report, memo.outcomes.get(key))
         memo.outcomes[key] = report.outcome
@@ -216,8 +220,8 @@ async def _publish_loop(
             last_written = await _publish_once(
                 name, namespace, body, memo, model_deployments, last_written
             )
-        except ApiError as error:
-            logger.warning(f"status write failed, retrying: {error}")
+        except (ApiError, httpx2.HTTPError) as error:
+            logger.warning(f"status write failed, retrying: {error!r}")
             await stopped.wait(2)
             continue
         waiter = asyncio.ensure_future(wakeup.wait())

@@ -43,6 +43,9 @@ async def configure(
     memo.outcomes = {}  # (namespace, name) -> ReconcileOutcome of the last reconcile
     memo.wakeups = {}  # (namespace, name) -> asyncio.Event that wakes the status publisher
     memo.locks = defaultdict(asyncio.Lock)  # one reconcile at a time per object
+    # At most this many reconciles talk to the API server at once: 200 objects applied
+    # together should queue here, not in the API server where requests time out.
+    memo.api_slots = asyncio.Semaphore(int(os.environ.get("MODELOPS_MAX_CONCURRENT", "16")))
 
     port = int(os.environ.get("MODELOPS_METRICS_PORT", "0") or 0)
     if port:
