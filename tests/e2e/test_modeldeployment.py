@@ -222,15 +222,18 @@ def test_a_deleted_child_is_recreated(
 ) -> None:
     apply(devcluster, namespace, manifest("healing"))
     wait_ready(devcluster, namespace, "healing")
-    devcluster.kubectl("delete", "-n", namespace, "service/healing")
-    wait_until(
-        lambda: (
-            devcluster.kubectl("get", "-n", namespace, "service/healing", check=False).returncode
-            == 0
-        ),
-        timeout=60,
-        what="the Service to be re-created by the drift resync",
-    )
+    devcluster.kubectl("delete", "-n", namespace, "service/healing", "deployment/healing-champion")
+    for kind in ("service/healing", "deployment/healing-champion"):
+        wait_until(
+            lambda kind=kind: devcluster.kubectl(
+                "get", "-n", namespace, kind, check=False
+            ).returncode == 0,
+            timeout=60,
+            what=f"{kind} to be re-created",
+        )  # fmt: skip
+    wait_ready(devcluster, namespace, "healing")
+    # Re-created on the deletion event itself, not only by the periodic resync.
+    assert f"[{namespace}/healing] a child was deleted by someone else" in operator.log()
 
 
 def test_operator_is_not_admin(devcluster: Any, operator_identity: tuple[Path, str]) -> None:

@@ -63,6 +63,20 @@ async def model_services(body: kopf.Body, **_: Any) -> Any:
     return None if key is None else {key[:2]: slim_manifest(body)}
 
 
+def _is_deletion(event: Mapping[str, Any], **_: Any) -> bool:
+    return event.get("type") == "DELETED"
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED, when=_is_deletion)
+@kopf.on.event("", "v1", "services", labels=MANAGED, when=_is_deletion)
+async def child_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A child deleted by hand is re-created at once by the owner's daemon, not at resync."""
+    key = child_key(body)
+    if key is not None:
+        memo.repairs.add(key[:2])
+        _wake(memo, key[:2])
+
+
 def _first(index: kopf.Index, key: Any) -> Any:
     store = index.get(key)
     return next(iter(store), None) if store else None
@@ -209,13 +223,26 @@ async def _publish_loop(
     stopped: Any,
     logger: Any,
     model_deployments: kopf.Index,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     key = (namespace, name)
     wakeup = memo.wakeups.setdefault(key, asyncio.Event())
     last_written: Mapping[str, Any] | None = None
     while not stopped:
         wakeup.clear()
+        if key in memo.repairs and not body["metadata"].get("deletionTimestamp"):
+            memo.repairs.discard(key)
+            logger.info("a child was deleted by someone else; re-creating it")
+            try:
+                await _reconcile(
+                    name=name, namespace=namespace, body=body, memo=memo, logger=logger,
+                    model_deployments=model_deployments, **kwargs,
+                )  # fmt: skip
+            except kopf.TemporaryError as error:
+                logger.warning(f"re-creating a deleted child failed, retrying: {error}")
+                memo.repairs.add(key)
+                await stopped.wait(5)
+                continue
         try:
             last_written = await _publish_once(
                 name, namespace, body, memo, model_deployments, last_written
@@ -232,6 +259,7 @@ async def _publish_loop(
         await stopped.wait(DEBOUNCE_SECONDS)
     memo.wakeups.pop(key, None)
     memo.outcomes.pop(key, None)
+    memo.repairs.discard(key)
 
 
 async def _until(stopped: Any) -> None:

@@ -42,6 +42,7 @@ async def configure(
     memo.serving_image = os.environ.get("MODELOPS_SERVING_IMAGE", DEFAULT_SERVING_IMAGE)
     memo.outcomes = {}  # (namespace, name) -> ReconcileOutcome of the last reconcile
     memo.wakeups = {}  # (namespace, name) -> asyncio.Event that wakes the status publisher
+    memo.repairs = set()  # (namespace, name) whose child was deleted by someone else
     memo.locks = defaultdict(asyncio.Lock)  # one reconcile at a time per object
     # At most this many reconciles talk to the API server at once: 200 objects applied
     # together should queue here, not in the API server where requests time out.
