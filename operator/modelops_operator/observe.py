@@ -76,6 +76,73 @@ def observe_deployment(body: Mapping[str, Any]) -> DeploymentObservation:
     )
 
 
+# Waiting reasons that will not clear by themselves.
+_STUCK_WAITING = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
+)
+
+
+@dataclass(frozen=True)
+class PodFailure:
+    """Why one model pod cannot serve, as its container statuses tell it."""
+
+    pod: str
+    version: str
+    container: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PodHealth:
+    """One model pod, with its failure if it has one (the index keeps healthy pods too, so a
+    recovered pod replaces its old failure)."""
+
+    pod: str
+    failure: PodFailure | None
+
+
+def observe_pod(body: Mapping[str, Any]) -> PodHealth:
+    """The first failed container (init containers first) of a pod, from its status.
+
+    Our programs write why they stopped (e.g. a digest mismatch) to the termination log, which
+    the kubelet copies into `state.terminated.message`.
+    """
+    metadata = body.get("metadata", {})
+    name = metadata.get("name", "")
+    version = (metadata.get("labels") or {}).get(LABEL_MODEL_VERSION, "")
+    status = body.get("status") or {}
+    for kind in ("initContainerStatuses", "containerStatuses"):
+        for container in status.get(kind) or ():
+            state = container.get("state") or {}
+            for current in (state, container.get("lastState") or {}):
+                terminated = current.get("terminated") or {}
+                if terminated and int(terminated.get("exitCode") or 0) != 0:
+                    return PodHealth(
+                        name,
+                        PodFailure(
+                            name,
+                            version,
+                            container.get("name", ""),
+                            terminated.get("reason") or "Error",
+                            str(terminated.get("message") or "").strip(),
+                        ),
+                    )
+            waiting = state.get("waiting") or {}
+            if waiting.get("reason") in _STUCK_WAITING:
+                return PodHealth(
+                    name,
+                    PodFailure(
+                        name,
+                        version,
+                        container.get("name", ""),
+                        waiting["reason"],
+                        str(waiting.get("message") or "").strip(),
+                    ),
+                )
+    return PodHealth(name, None)
+
+
 def rollout_complete(observed: DeploymentObservation, replicas: int, version: str) -> bool:
     """The Deployment runs exactly `replicas` pods of `version`, all available, none older."""
     return (

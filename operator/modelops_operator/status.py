@@ -8,7 +8,7 @@ resync that finds nothing new writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +18,7 @@ from .api.modeldeployment import ModelDeploymentSpec
 from .builders.workload import endpoint_url, selector_string, workload_name
 from .conditions import format_time
 from .constants import ROLE_CHAMPION
-from .observe import DeploymentObservation, rollout_complete
+from .observe import DeploymentObservation, PodFailure, rollout_complete
 
 HISTORY_LIMIT = 20
 # The status keys this controller owns; others (challenger) belong to the ChampionChallenger.
@@ -51,11 +51,28 @@ class ReconcileOutcome:
     blocker: Blocker | None = None
 
 
+def _pod_failure_message(failure: PodFailure) -> tuple[str, str]:
+    """Reason and message of a failed model pod, naming the fields a person should check."""
+    if failure.container == "model-fetch":
+        reason, fields = "ModelFetchFailed", "spec.model.uri, spec.model.digest"
+    elif failure.container == "model":
+        reason, fields = "ModelServerFailed", "spec.model.format, spec.runtime"
+    else:
+        reason, fields = "PodFailed", "spec.runtime"
+    detail = failure.message or "no message"
+    message = (
+        f"pod {failure.pod} (version {failure.version}): container {failure.container} "
+        f"{failure.reason}: {detail} (check {fields})"
+    )
+    return reason, message[:4000]
+
+
 def _conditions_for(
     name: str,
     spec: ModelDeploymentSpec,
     outcome: ReconcileOutcome,
     observed: DeploymentObservation | None,
+    failures: Sequence[PodFailure] = (),
 ) -> tuple[list[cond.ConditionState], bool]:
     """The kstatus conditions and whether the wanted version is fully rolled out."""
     want, version = spec.runtime.replicas, spec.model.version
@@ -69,6 +86,13 @@ def _conditions_for(
             f"{observed.ready_replicas}/{want} replicas ready, serving {spec.model.name} {version}"
         )
         return cond.ready("RolloutComplete", message), True
+    order = {"model-fetch": 0, "model": 1}  # the first thing that broke explains the rest
+    failed = sorted(
+        (f for f in failures if f.version == version),
+        key=lambda f: (order.get(f.container, 2), f.pod),
+    )
+    if failed:
+        return cond.stalled(*_pod_failure_message(failed[0])), False
     if observed.deadline_exceeded:
         message = (
             f"Deployment {child} made no progress rolling out version {version}: "
@@ -118,10 +142,11 @@ def compute_status(
     observed: DeploymentObservation | None,
     previous: Mapping[str, Any] | None,
     now: datetime,
+    failures: Sequence[PodFailure] = (),
 ) -> dict[str, Any]:
     """The status (owned keys only) for `outcome.generation`."""
     previous = previous or {}
-    wanted, complete = _conditions_for(name, spec, outcome, observed)
+    wanted, complete = _conditions_for(name, spec, outcome, observed, failures)
     champion, history = _champion_and_history(spec, previous, complete, now)
     status: dict[str, Any] = {
         "observedGeneration": outcome.generation,

@@ -236,6 +236,56 @@ def test_a_deleted_child_is_recreated(
     assert f"[{namespace}/healing] a child was deleted by someone else" in operator.log()
 
 
+def test_a_failing_model_pod_stalls_with_its_termination_message(
+    devcluster: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    """kwok runs no containers, so the failure a real kubelet would report is written into the
+    pod status by hand; the node is cordoned so that kwok leaves the pod alone."""
+    node = devcluster.kubectl("get", "nodes", "-o", "name").stdout.split()[0]
+    devcluster.kubectl("cordon", node)
+    try:
+        apply(devcluster, namespace, manifest("broken"))
+        pod = wait_until(
+            lambda: devcluster.kubectl(
+                "get", "pods", "-n", namespace, "-l", "modelops.io/deployment=broken",
+                "-o", "jsonpath={.items[0].metadata.name}", check=False,
+            ).stdout.strip(),
+            timeout=60,
+            what="the model pod to be created",
+        )  # fmt: skip
+        mismatch = (
+            "digest mismatch for https://…/model.onnx: expected sha256:1a1a…, got sha256:9f9f…"
+        )
+        terminated = {"exitCode": 1, "reason": "Error", "message": mismatch}
+        status = {
+            "initContainerStatuses": [
+                {
+                    "name": "model-fetch",
+                    "image": "modelops/modelops-serving:0.1.0",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 3,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": terminated},
+                }
+            ]
+        }
+        devcluster.kubectl(
+            "patch", "pod", pod, "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": status}),
+        )  # fmt: skip
+        devcluster.kubectl(
+            "wait", "-n", namespace, "--for=condition=Stalled", "mdep/broken", "--timeout=60s"
+        )
+        stalled = condition(get_json(devcluster, "-n", namespace, "mdep/broken"), "Stalled")
+        assert stalled["reason"] == "ModelFetchFailed"
+        assert "digest mismatch" in stalled["message"]
+        assert "spec.model.digest" in stalled["message"]
+        assert pod in stalled["message"]
+    finally:
+        devcluster.kubectl("uncordon", node)
+
+
 def test_operator_is_not_admin(devcluster: Any, operator_identity: tuple[Path, str]) -> None:
     kubeconfig, user = operator_identity
     assert user.startswith("system:serviceaccount:")

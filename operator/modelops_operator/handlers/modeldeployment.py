@@ -30,7 +30,14 @@ from ..constants import (
     VERSION,
 )
 from ..kube import patch_modeldeployment_status
-from ..observe import DeploymentObservation, child_key, observe_deployment, slim_manifest
+from ..observe import (
+    DeploymentObservation,
+    PodHealth,
+    child_key,
+    observe_deployment,
+    observe_pod,
+    slim_manifest,
+)
 from ..reconcile import ReconcileReport, reconcile_modeldeployment
 from ..status import ReconcileOutcome, compute_status, status_patch
 
@@ -61,6 +68,16 @@ async def model_services(body: kopf.Body, **_: Any) -> Any:
     """(namespace, mdep) -> slim manifest of each Service we manage."""
     key = child_key(body)
     return None if key is None else {key[:2]: slim_manifest(body)}
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED)
+async def model_pods(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
+    """(namespace, mdep, role) -> health of each model pod, so status can say why it fails."""
+    key = child_key(body)
+    if key is None:
+        return None
+    _wake(memo, key[:2])
+    return {key: observe_pod(body)}
 
 
 def _is_deletion(event: Mapping[str, Any], **_: Any) -> bool:
@@ -179,6 +196,7 @@ async def _publish_once(
     body: kopf.Body,
     memo: kopf.Memo,
     deployments: kopf.Index,
+    pods: kopf.Index,
     last_written: Mapping[str, Any] | None,
 ) -> Mapping[str, Any] | None:
     """Write the status if it changed; returns what was written (or the last write)."""
@@ -200,7 +218,9 @@ async def _publish_once(
     if spec is None:
         return last_written
     observed = _first(deployments, (namespace, name, ROLE_CHAMPION))
-    wanted = compute_status(name, namespace, spec, outcome, observed, current, utc_now())
+    health: list[PodHealth] = list(pods.get((namespace, name, ROLE_CHAMPION)) or ())
+    failures = [h.failure for h in health if h.failure is not None]
+    wanted = compute_status(name, namespace, spec, outcome, observed, current, utc_now(), failures)
     patch = status_patch(current, wanted)
     if not patch:
         return last_written
@@ -245,7 +265,7 @@ async def _publish_loop(
                 continue
         try:
             last_written = await _publish_once(
-                name, namespace, body, memo, model_deployments, last_written
+                name, namespace, body, memo, model_deployments, kwargs["model_pods"], last_written
             )
         except (ApiError, httpx2.HTTPError) as error:
             logger.warning(f"status write failed, retrying: {error!r}")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from modelops_operator.api.modeldeployment import ModelDeploymentSpec
 from modelops_operator.conditions import find_condition, merge_conditions, progressing, ready
-from modelops_operator.observe import DeploymentObservation, observe_deployment
+from modelops_operator.observe import DeploymentObservation, observe_deployment, observe_pod
 from modelops_operator.status import Blocker, ReconcileOutcome, compute_status, status_patch
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -217,3 +217,45 @@ def test_observe_deployment_reads_the_rollout() -> None:
     assert (seen.generation, seen.observed_generation, seen.template_version) == (5, 5, "2")
     assert not seen.deadline_exceeded
     assert "managedFields" not in seen.manifest["metadata"]
+
+
+def _pod(init_state: dict, version: str = "1.0.0") -> dict:
+    return {
+        "metadata": {
+            "name": "fraud-champion-abc",
+            "labels": {"modelops.io/model-version": version},
+        },
+        "status": {"initContainerStatuses": [{"name": "model-fetch", "state": init_state}]},
+    }
+
+
+def test_observe_pod_reads_the_termination_message() -> None:
+    health = observe_pod(
+        _pod({"terminated": {"exitCode": 1, "reason": "Error", "message": "digest mismatch\n"}})
+    )
+    assert health.failure is not None
+    assert (health.failure.container, health.failure.message) == ("model-fetch", "digest mismatch")
+    assert observe_pod(_pod({"terminated": {"exitCode": 0, "reason": "Completed"}})).failure is None
+    assert observe_pod(_pod({"running": {}})).failure is None
+    pulling = observe_pod(_pod({"waiting": {"reason": "ImagePullBackOff", "message": "no such"}}))
+    assert pulling.failure is not None and pulling.failure.reason == "ImagePullBackOff"
+
+
+def test_failed_fetch_of_the_wanted_version_stalls_naming_the_fields() -> None:
+    failure = observe_pod(
+        _pod({"terminated": {"exitCode": 1, "reason": "Error", "message": "digest mismatch"}})
+    ).failure
+    status = compute_status("fraud", "ns", spec(), ReconcileOutcome(1),
+                            observed(available=0), None, T0, [failure])  # fmt: skip
+    stalled = find_condition(status["conditions"], "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "ModelFetchFailed")
+    assert "digest mismatch" in stalled["message"] and "spec.model.digest" in stalled["message"]
+    # A failing pod of another (older) version does not stall the wanted one.
+    other = compute_status("fraud", "ns", spec("2.0.0"), ReconcileOutcome(2),
+                           observed("2.0.0", available=1), None, T0, [failure])  # fmt: skip
+    assert find_condition(other["conditions"], "Stalled")["status"] == "False"
+    # Once the rollout is complete, an old failure is history.
+    done = compute_status(
+        "fraud", "ns", spec(), ReconcileOutcome(1), observed(), None, T0, [failure]
+    )
+    assert find_condition(done["conditions"], "Ready")["status"] == "True"
