@@ -31,6 +31,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[tuple[int, CIMultiDict[str], bytes, bool]] | None = None
         self.closed = False
         self.received_any = False
+        self.head_request = False  # a HEAD answer has headers only, whatever its length says
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -39,7 +40,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.waiter is not None and not self.waiter.done():
             # A body without a length ends at close (HTTP/1.0 style); otherwise it is an error.
-            parsed = _parse(self.buffer, eof=True) if self.buffer else None
+            parsed = _parse(self.buffer, True, self.head_request) if self.buffer else None
             if parsed is not None:
                 self.waiter.set_result(parsed)
             else:
@@ -51,7 +52,7 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None or self.waiter.done():
             return
         try:
-            parsed = _parse(self.buffer, eof=False)
+            parsed = _parse(self.buffer, False, self.head_request)
         except UpstreamError as exc:
             self.waiter.set_exception(exc)
             return
@@ -60,7 +61,9 @@ class _Connection(asyncio.Protocol):
             self.waiter.set_result(parsed)
 
 
-def _parse(buffer: bytearray, eof: bool) -> tuple[int, CIMultiDict[str], bytes, bool] | None:
+def _parse(
+    buffer: bytearray, eof: bool, head_request: bool = False
+) -> tuple[int, CIMultiDict[str], bytes, bool] | None:
     """A complete response from the buffer, or None when more bytes are needed."""
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
@@ -91,7 +94,7 @@ def _parse(buffer: bytearray, eof: bool) -> tuple[int, CIMultiDict[str], bytes, 
         if lowered not in HOP_BY_HOP:
             headers.add(name, value)
     start = end + 4
-    if status in (204, 304) or 100 <= status < 200:
+    if head_request or status in (204, 304) or 100 <= status < 200:
         return status, headers, b"", keep_alive
     if chunked:
         body = _dechunk(buffer, start)
@@ -182,6 +185,7 @@ class UpstreamPool:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[tuple[int, CIMultiDict[str], bytes, bool]] = loop.create_future()
         connection.waiter = waiter
+        connection.head_request = payload.startswith(b"HEAD ")
         assert connection.transport is not None
         connection.transport.write(payload)
         # A timer handle is far cheaper than asyncio.wait_for's extra task per request.

@@ -71,7 +71,7 @@ def assert_no_server_error(response: httpx.Response) -> None:
         assert "error" in response.json()
 
 
-CLIENT = httpx.Client(timeout=30)  # keep-alive: the fuzzing, not connecting, should take the time
+CLIENT = httpx.Client(timeout=10)  # keep-alive: the fuzzing, not connecting, should take the time
 
 
 @pytest.fixture(scope="module")

@@ -130,3 +130,11 @@ def test_prediction_histogram_matches_model_outputs(stack, models: Models) -> No
     le_01 = (metric_value(after, "modelops_prediction_value_bucket", le="0.1", role="champion")
              - metric_value(before, "modelops_prediction_value_bucket", le="0.1", role="champion"))
     assert le_01 == zeros
+
+
+def test_head_requests_pass_through_the_proxies(stack) -> None:
+    # Found by fuzzing: a HEAD answer announces a length but has no body.
+    for url in (stack.champion.url, stack.router.url):
+        response = httpx.head(f"{url}/v2/health/ready", timeout=5)
+        assert response.status_code == 200 and response.content == b""
+        assert httpx.get(f"{url}/v2/health/ready", timeout=5).json() == {"ready": True}

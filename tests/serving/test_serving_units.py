@@ -248,6 +248,8 @@ def test_upstream_parser_handles_lengths_chunks_and_close() -> None:
     assert _parse(bytearray(until_close), eof=True)[2:] == (b"rest of stream", False)  # type: ignore[index]
     closing = b"HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     assert _parse(bytearray(closing), eof=False)[::3] == (503, False)  # type: ignore[index]
+    # A HEAD answer announces the length of a body it does not send.
+    assert _parse(bytearray(head), eof=False, head_request=True)[2] == b""  # type: ignore[index]
     with pytest.raises(UpstreamError, match=r"not an HTTP/1\.x response"):
         _parse(bytearray(b"SSH-2.0-OpenSSH\r\n\r\n"), eof=False)
 
