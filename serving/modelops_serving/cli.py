@@ -47,7 +47,9 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def install_fast_event_loop() -> str:
-    """Use uvloop when it is installed: it roughly halves the event loop's per-request cost."""
+    """Use uvloop when it is installed (``MODELOPS_EVENT_LOOP=asyncio`` opts out)."""
+    if os.environ.get("MODELOPS_EVENT_LOOP", "auto") == "asyncio":
+        return "asyncio"
     try:
         import uvloop
     except ImportError:

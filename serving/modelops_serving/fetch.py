@@ -16,6 +16,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -61,7 +62,7 @@ def _target_path(uri_path: str, dest: Path) -> Path:
     return dest
 
 
-def _stream_to(response: httpx.Response, handle: tempfile._TemporaryFileWrapper, hasher) -> None:  # type: ignore[type-arg]
+def _stream_to(response: httpx.Response, handle: Any, hasher: Any) -> None:
     for chunk in response.iter_bytes(CHUNK):
         hasher.update(chunk)
         handle.write(chunk)

@@ -83,7 +83,9 @@ class SklearnRuntime:
         self.allows_nan = _allows_nan(estimator)
         self.n_features = getattr(estimator, "n_features_in_", None)
         self.feature_names = [str(n) for n in getattr(estimator, "feature_names_in_", [])]
-        self.inputs = (TensorSpec("input-0", "FP64", (-1, self.n_features or -1)),)
+        self.inputs: tuple[TensorSpec, ...] = (
+            TensorSpec("input-0", "FP64", (-1, self.n_features or -1)),
+        )
         outputs = [TensorSpec("predict", "FP64", (-1,))]
         if hasattr(estimator, "predict_proba"):
             outputs.append(TensorSpec("predict_proba", "FP64", (-1, -1)))

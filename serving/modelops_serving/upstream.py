@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
@@ -108,7 +110,7 @@ def _parse(
 
 
 def _dechunk(buffer: bytearray, position: int) -> bytes | None:
-    pieces = []
+    pieces: list[bytes] = []
     while True:
         line_end = buffer.find(b"\r\n", position)
         if line_end < 0:
@@ -147,7 +149,7 @@ class UpstreamPool:
         _, protocol = await loop.create_connection(_Connection, self.host, self.port)
         return protocol
 
-    async def request(self, method: str, path_qs: str, headers: CIMultiDict[str] | dict[str, str],
+    async def request(self, method: str, path_qs: str, headers: Mapping[str, str],
                       body: bytes, timeout: float = 120.0) -> tuple[int, CIMultiDict[str], bytes]:
         head = [f"{method} {self.prefix}{path_qs} HTTP/1.1\r\nHost: {self.host_header}\r\n"
                 f"Content-Length: {len(body)}\r\n"]
@@ -207,6 +209,6 @@ class UpstreamPool:
                 connection.transport.close()
 
 
-def _expire(waiter: asyncio.Future[object]) -> None:
+def _expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError("the upstream did not answer in time"))

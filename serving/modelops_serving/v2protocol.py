@@ -201,6 +201,7 @@ def datatype_of(array: np.ndarray) -> str:
 def encode_tensor(name: str, array: np.ndarray) -> dict[str, Any]:
     array = np.asarray(array)
     datatype = datatype_of(array)
+    data: list[Any]
     if datatype == "BYTES":
         data = [v.decode() if isinstance(v, bytes) else str(v) for v in array.ravel().tolist()]
     elif datatype == "FP64" and array.dtype != np.float64:
