@@ -2,7 +2,7 @@
 
 All in one run, same machine, same model, same request (one row, 10 features, a scikit-learn
 LogisticRegression), load from wrk (or a Python closed-loop generator when wrk is missing) at
-fixed concurrency:
+fixed concurrency, every scenario once per round for several rounds (medians reported):
 
   direct         client -> modelops-serve
   sidecar        client -> modelops-sidecar -> modelops-serve
@@ -11,7 +11,9 @@ fixed concurrency:
   mlserver       client -> MLServer (PyPI, sklearn runtime) serving the same model
 
 Concurrency 1 measures the latency a hop adds; concurrency 16 measures throughput. MLServer is
-installed into its own virtualenv under ~/.cache (its pins conflict with ours). Results go to
+installed into its own virtualenv under ~/.cache (its pins conflict with ours) and runs beside
+ours, measured in the same rounds. Besides req/s and latency, the CPU time each process spent
+per request is read from /proc: it is far less disturbed by a busy machine. Results go to
 bench-results/serving/. Figures are noisy on a shared 2-core machine: read the ratios, which are
 measured back to back in the same run, rather than the absolute numbers.
 """
@@ -42,7 +44,8 @@ MLSERVER_VENV = CACHE / "mlserver-venv"
 # uvloop 0.22+ breaks MLServer 1.7.1's parallel workers (get_event_loop without a loop).
 MLSERVER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"]
 HOST = "127.0.0.1"
-DURATION = int(os.environ.get("BENCH_SECONDS", "8"))
+DURATION = int(os.environ.get("BENCH_SECONDS", "4"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONCURRENCIES = (1, 16)
 N_FEATURES = 10
 
@@ -256,30 +259,59 @@ def run_python_load(url: str, body: bytes, concurrency: int) -> tuple[float, flo
     return asyncio.run(go())
 
 
-def measure(scenario: str, url: str, body: bytes, work_dir: Path,
-            groups: dict[str, int]) -> list[Result]:
-    results = []
-    for concurrency in CONCURRENCIES:
-        # A short warm-up so connection set-up and lazy imports are not measured.
+def measure_once(scenario: str, url: str, body: bytes, concurrency: int, work_dir: Path,
+                 groups: dict[str, int]) -> Result:
+    cpu_before = {name: group_cpu_seconds(pgid) for name, pgid in groups.items()}
+    if shutil.which("wrk"):
+        rps, p50, p99, errors = run_wrk(url, body, concurrency, work_dir)
+        tool = "wrk"
+    else:
+        rps, p50, p99, errors = run_python_load(url, body, concurrency)
+        tool = "python"
+    served = max(rps * DURATION, 1.0)
+    cpu = {name: round((group_cpu_seconds(pgid) - cpu_before[name]) / served * 1e6, 1)
+           for name, pgid in groups.items()}
+    # Only the processes on this scenario's path; the others sat idle.
+    cpu = {name: value for name, value in cpu.items() if value >= 40}
+    return Result(scenario, concurrency, round(rps, 1), round(p50, 3), round(p99, 3), errors,
+                  tool, cpu)
+
+
+def median_result(rounds: list[Result]) -> Result:
+    first = rounds[0]
+    names = {name for r in rounds for name in r.cpu_us_per_request}
+    return Result(
+        first.scenario, first.concurrency,
+        float(np.median([r.requests_per_second for r in rounds])),
+        float(np.median([r.p50_ms for r in rounds])), float(np.median([r.p99_ms for r in rounds])),
+        sum(r.errors for r in rounds), first.tool,
+        {n: float(np.median([r.cpu_us_per_request.get(n, 0.0) for r in rounds])) for n in names})
+
+
+def show(result: Result, prefix: str = "   ") -> None:
+    cpu_text = " ".join(f"{k}={v:.0f}" for k, v in sorted(result.cpu_us_per_request.items()))
+    print(f"{prefix}{result.scenario:<16} c={result.concurrency:<3} "
+          f"{result.requests_per_second:>9.1f} req/s  p50 {result.p50_ms:7.3f} ms  "
+          f"p99 {result.p99_ms:7.3f} ms  errors {result.errors}  CPU us/request: {cpu_text}",
+          flush=True)
+
+
+def measure_interleaved(targets: dict[str, str], body: bytes, work_dir: Path,
+                        groups: dict[str, int]) -> list[Result]:
+    """Every scenario once per round, rounds repeated: a burst of background load then hits
+    all scenarios alike instead of one, and the median per scenario is reported."""
+    for url in targets.values():  # warm-up: connections, lazy imports, caches
         for _ in range(50):
             httpx.post(url, content=body, headers={"Content-Type": "application/json"})
-        cpu_before = {name: group_cpu_seconds(pgid) for name, pgid in groups.items()}
-        if shutil.which("wrk"):
-            rps, p50, p99, errors = run_wrk(url, body, concurrency, work_dir)
-            tool = "wrk"
-        else:
-            rps, p50, p99, errors = run_python_load(url, body, concurrency)
-            tool = "python"
-        served = max(rps * DURATION, 1.0)
-        cpu = {name: round((group_cpu_seconds(pgid) - cpu_before[name]) / served * 1e6, 1)
-               for name, pgid in groups.items()}
-        result = Result(scenario, concurrency, round(rps, 1), round(p50, 3), round(p99, 3),
-                        errors, tool, cpu)
-        cpu_text = " ".join(f"{k}={v:.0f}" for k, v in cpu.items() if v > 0)
-        print(f"   {scenario:<16} c={concurrency:<3} {rps:>9.1f} req/s  p50 {p50:7.3f} ms  "
-              f"p99 {p99:7.3f} ms  errors {errors}  CPU us/request: {cpu_text}", flush=True)
-        results.append(result)
-    return results
+    rounds: dict[tuple[str, int], list[Result]] = {}
+    for round_number in range(ROUNDS):
+        print(f">> round {round_number + 1}/{ROUNDS}", flush=True)
+        for concurrency in CONCURRENCIES:
+            for scenario, url in targets.items():
+                result = measure_once(scenario, url, body, concurrency, work_dir, groups)
+                show(result, "     ")
+                rounds.setdefault((scenario, concurrency), []).append(result)
+    return [median_result(r) for r in rounds.values()]
 
 
 def expect_same_predictions(url: str, rows: np.ndarray, model: object, name: str) -> None:
@@ -366,16 +398,8 @@ def main() -> int:
             url = f"http://{HOST}:{port}{infer_path}"
             wait_ready(f"http://{HOST}:{port}/v2/health/ready", process)
             expect_same_predictions(url, X[:64], model, name)
-        print(">> measuring (all predictions checked against the model first)", flush=True)
-        groups = {name: process.pid for name, (_, process) in targets.items()}
-        groups["server"] = groups.pop("direct")
-        groups["router"] = groups.pop("router+sidecar")
-        for name, (port, _) in targets.items():
-            results += measure(name, f"http://{HOST}:{port}{infer_path}", body, work, groups)
-        procs.stop_all()
-        procs.started.clear()
-        # MLServer alone on the machine, like our server was, once with default settings and
-        # once with inference on the event loop (parallel_workers=0), as ours runs.
+        # MLServer runs beside ours (idle servers cost nothing), so all are measured alike:
+        # once with default settings, once with inference on the event loop as ours runs.
         binary = ensure_mlserver()
         for scenario, workers in (("mlserver", 1), ("mlserver-pw0", 0)) if binary else ():
             directory, port = mlserver_dir(work / scenario, joblib_path, workers)
@@ -384,20 +408,29 @@ def main() -> int:
                 wait_ready(f"http://{HOST}:{port}/v2/models/fraud/ready", process, timeout=180)
                 url = f"http://{HOST}:{port}{infer_path}"
                 expect_same_predictions(url, X[:64], model, scenario)
-                results += measure(scenario, url, body, work, {scenario: process.pid})
+                targets[scenario] = (port, process)
             except RuntimeError as exc:
-                print(f"!! {scenario} failed: {exc}; see {work / scenario}.log")
-            procs.stop_all()
-            procs.started.clear()
+                print(f"!! {scenario} left out: {exc}; see {work / scenario}.log")
+        print(">> measuring (every path's predictions were checked against the model first)",
+              flush=True)
+        groups = {name: process.pid for name, (_, process) in targets.items()}
+        groups["server"] = groups.pop("direct")
+        groups["router"] = groups.pop("router+sidecar")
+        urls = {name: f"http://{HOST}:{port}{infer_path}" for name, (port, _) in targets.items()}
+        results = measure_interleaved(urls, body, work, groups)
     finally:
         procs.stop_all()
+    print(f">> medians of {ROUNDS} rounds")
+    for result in results:
+        show(result)
     summary = ratios(results)
-    print(">> ratios (measured back to back in this run)")
+    print(">> ratios (medians, measured interleaved in this run)")
     for line in summary:
         print("   " + line)
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_average_before": load_before,
               "load_average_after": os.getloadavg(), "cpus": os.cpu_count(),
-              "seconds_per_measurement": DURATION, "results": [asdict(r) for r in results],
+              "seconds_per_measurement": DURATION, "rounds": ROUNDS,
+              "results": [asdict(r) for r in results],
               "ratios": summary}
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(f">> results: {RESULTS / 'latest.json'} (logs in {work})")
