@@ -330,18 +330,6 @@ class ModelDeploymentStatus(KubeModel):
     )
 
 
-class ModelDeployment(KubeModel):
-    """One model endpoint with a stable name and Service."""
-
-    api_version: Literal["modelops.io/v1alpha1"] = Field(
-        "modelops.io/v1alpha1", description="modelops.io/v1alpha1"
-    )
-    kind: Literal["ModelDeployment"] = Field("ModelDeployment", description="ModelDeployment")
-    metadata: dict[str, object] = Field(default_factory=dict, description="Standard metadata.")
-    spec: ModelDeploymentSpec = Field(description="What should be live.")
-    status: ModelDeploymentStatus | None = Field(None, description="What is live.")
-
-
 NAME_RULE = cel(
     f"self.metadata.name.size() <= {MAX_NAME_LENGTH} && "
     f"self.metadata.name.matches('{DNS1035_LABEL}')",
