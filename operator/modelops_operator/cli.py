@@ -1,0 +1,321 @@
+# ruff: noqa: RUF001, RUF003  (mathematical notation: α, θ, τ, Δ, ×, − are intended)
+"""The ``modelops`` command line.
+
+Subcommands are groups (``modelops <group> <command>``). To add a group, write a function that
+takes the top-level ``subparsers`` object, adds its parser(s) and sets ``func`` (a callable taking
+the parsed ``argparse.Namespace`` and returning an exit code) with ``set_defaults``, then append
+it to :data:`COMMAND_GROUPS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def _shares(text: str) -> tuple[float, ...]:
+    """ "0.1" or "5,25,50" (percent when > 1) → challenger shares in (0, 1)."""
+    out = []
+    for part in text.split(","):
+        v = float(part)
+        out.append(v / 100 if v > 1 else v)
+    if any(not 0 < v < 1 for v in out):
+        raise argparse.ArgumentTypeError("split shares must be in (0, 1) or (1, 100) percent")
+    return tuple(out)
+
+
+def _add_gating(subparsers: Any) -> None:
+    gating = subparsers.add_parser(
+        "gating",
+        help="the anytime-valid gating engine: simulate and plan",
+        description="Anytime-valid promotion decisions: simulate them, plan their duration.",
+    )
+    sub = gating.add_subparsers(dest="gating_command", metavar="COMMAND", required=True)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="simulate modelops vs Flagger-style thresholds vs a naive repeated test",
+        description=(
+            "Simulate a challenge many times and report, for modelops' anytime-valid gate and "
+            "for two baselines run on the same data, P(promote), P(rollback), P(undecided) "
+            "and the median number of looks to a decision."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sim.add_argument("--runs", type=int, default=2000, help="simulated challenges")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--looks", type=int, default=100, help="evaluations (the horizon)")
+    sim.add_argument(
+        "--interval-requests",
+        type=float,
+        default=300.0,
+        help="requests each arm receives between two looks (with --split: the challenger's, "
+        "at the last split step; the champion gets the rest of the traffic)",
+    )
+    sim.add_argument(
+        "--split",
+        type=_shares,
+        default=None,
+        help="challenger share of traffic, e.g. 0.1, or a ramp 5,25,50 (equal blocks of "
+        "looks, total traffic constant); default: even arms",
+    )
+    sim.add_argument("--mode", choices=("split", "shadow"), default="split")
+    sim.add_argument("--champion-error-rate", type=float, default=0.005)
+    sim.add_argument("--challenger-error-rate", type=float, default=0.005)
+    sim.add_argument(
+        "--margin-ratio",
+        type=float,
+        default=1.5,
+        help="the challenger's error rate may be at most this many times the champion's",
+    )
+    sim.add_argument("--alpha", type=float, default=0.05)
+    sim.add_argument("--no-errors", action="store_true", help="drop the error-rate gate")
+    sim.add_argument(
+        "--champion-accuracy",
+        type=float,
+        default=None,
+        help="adds an accuracy gate (give both accuracies, 0-1)",
+    )
+    sim.add_argument("--challenger-accuracy", type=float, default=None)
+    sim.add_argument(
+        "--accuracy-margin",
+        type=float,
+        default=1.0,
+        help="accuracy margin in points (1.0 = one percentage point)",
+    )
+    sim.add_argument(
+        "--label-fraction",
+        type=float,
+        default=1.0,
+        help="share of requests that receive a feedback label",
+    )
+    sim.add_argument(
+        "--discordance",
+        type=float,
+        default=0.05,
+        help="shadow: share of labelled pairs where exactly one model is right",
+    )
+    sim.add_argument(
+        "--unpaired",
+        action="store_true",
+        help="shadow: use the unpaired accuracy test (to compare with paired)",
+    )
+    sim.add_argument(
+        "--min-samples", type=int, default=0, help="requests per arm before modelops may promote"
+    )
+    sim.add_argument(
+        "--flagger-max-error-rate",
+        type=float,
+        default=None,
+        help="Flagger baseline threshold (default: champion rate × margin ratio)",
+    )
+    sim.add_argument(
+        "--flagger-failures",
+        type=int,
+        default=2,
+        help="Flagger baseline: failed checks before rollback",
+    )
+    sim.add_argument(
+        "--flagger-iterations",
+        type=int,
+        default=10,
+        help="Flagger baseline: passing checks before promotion",
+    )
+    sim.add_argument("--json", action="store_true", help="print JSON only")
+    sim.set_defaults(func=_cmd_simulate)
+
+    plan = sub.add_parser(
+        "plan",
+        help="how long until a decision is likely, given traffic and margin",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    plan.add_argument(
+        "--gate",
+        choices=("errorRate", "latency", "accuracy", "predictionDrift"),
+        default="errorRate",
+    )
+    plan.add_argument(
+        "--challenger-rpm", type=float, default=300.0, help="challenger requests per minute"
+    )
+    plan.add_argument(
+        "--champion-rpm",
+        type=float,
+        default=None,
+        help="champion requests per minute (default: same as the challenger)",
+    )
+    plan.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="gate margin as in the CRD (relative for rates: 0.5 = 1.5×; "
+        "absolute for accuracy: 0.01 = one point); default per gate type",
+    )
+    plan.add_argument("--test", choices=("nonInferiority", "superiority"), default="nonInferiority")
+    plan.add_argument(
+        "--base-rate",
+        type=float,
+        default=0.005,
+        help="champion's error rate (or share of slow requests)",
+    )
+    plan.add_argument("--accuracy", type=float, default=0.9, help="champion's accuracy")
+    plan.add_argument(
+        "--effect",
+        type=float,
+        default=None,
+        help="assumed truth: ratio (rates), difference (accuracy); default equal",
+    )
+    plan.add_argument("--shadow", action="store_true", help="paired shadow-mode accuracy")
+    plan.add_argument("--discordance", type=float, default=0.1)
+    plan.add_argument("--label-fraction", type=float, default=1.0)
+    plan.add_argument("--alpha", type=float, default=0.05)
+    plan.add_argument("--power", type=float, default=0.8)
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=_cmd_plan)
+
+
+def _sim_config(args: argparse.Namespace) -> Any:
+    from .gating.simulate import SimConfig
+
+    return SimConfig(
+        runs=args.runs,
+        looks=args.looks,
+        seed=args.seed,
+        interval_requests=args.interval_requests,
+        split=args.split or (0.5,),
+        mode=args.mode,
+        champion_error_rate=args.champion_error_rate,
+        challenger_error_rate=args.challenger_error_rate,
+        margin_ratio=args.margin_ratio,
+        alpha=args.alpha,
+        errors=not args.no_errors,
+        champion_accuracy=args.champion_accuracy,
+        challenger_accuracy=args.challenger_accuracy,
+        accuracy_margin_points=args.accuracy_margin,
+        label_fraction=args.label_fraction,
+        discordance=args.discordance,
+        paired=not args.unpaired,
+        min_samples=args.min_samples,
+        flagger_max_error_rate=args.flagger_max_error_rate,
+        flagger_failures=args.flagger_failures,
+        flagger_iterations=args.flagger_iterations,
+    )
+
+
+def format_table(summary: dict[str, dict[str, Any]]) -> str:
+    rows = [f"{'method':<20}{'promote':>9}{'rollback':>10}{'undecided':>11}{'median looks':>14}"]
+    for method, s in summary.items():
+        med = "-" if s["median_looks"] is None else f"{s['median_looks']:g}"
+        rows.append(
+            f"{method:<20}{s['promote']:>9.3f}{s['rollback']:>10.3f}{s['undecided']:>11.3f}"
+            f"{med:>14}"
+        )
+    return "\n".join(rows)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .gating.simulate import simulate
+
+    try:
+        cfg = _sim_config(args)
+    except ValueError as exc:
+        print(f"modelops gating simulate: {exc}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    summary = simulate(cfg).summary()
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    split = (
+        "shadow (both arms see every request)"
+        if cfg.mode == "shadow"
+        else ("challenger share " + " → ".join(f"{w:.0%}" for w in cfg.split))
+    )
+    print(
+        f"{cfg.runs} runs × {cfg.looks} looks, {cfg.interval_requests:g} challenger requests per "
+        f"look, {split}; error rates {cfg.champion_error_rate:g} vs "
+        f"{cfg.challenger_error_rate:g} (margin ×{cfg.margin_ratio:g})"
+        + (
+            f"; accuracy {cfg.champion_accuracy:g} vs {cfg.challenger_accuracy:g} "
+            f"(margin {cfg.accuracy_margin_points:g} pt)"
+            if cfg.has_accuracy
+            else ""
+        )
+        + f"; alpha {cfg.alpha:g}"
+    )
+    print(format_table(summary))
+    print(f"({time.perf_counter() - started:.1f}s; seed {cfg.seed})")
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .gating import GateConfig, Traffic, plan_gate
+    from .gating.config import DEFAULT_MARGINS
+
+    margin = DEFAULT_MARGINS[args.gate] if args.margin is None else args.margin
+    gate = GateConfig(
+        name=args.gate,
+        type=args.gate,
+        margin=margin,
+        test=args.test,
+        latency_threshold=1.0 if args.gate == "latency" else None,
+    )
+    champ = args.challenger_rpm if args.champion_rpm is None else args.champion_rpm
+    traffic = Traffic(
+        challenger_per_second=args.challenger_rpm / 60,
+        champion_per_second=champ / 60,
+        champion_rate=args.base_rate,
+        champion_accuracy=args.accuracy,
+        discordance=args.discordance,
+        label_fraction=args.label_fraction,
+        paired=args.shadow,
+    )
+    plan = plan_gate(
+        gate,
+        traffic,
+        alpha=args.alpha,
+        rollback_alpha=args.alpha,
+        power=args.power,
+        effect=args.effect,
+    )
+    if args.json:
+        print(json.dumps(plan.to_dict()))
+        return 0
+    if plan.samples is None:
+        print(f"no decision is likely: {plan.note}")
+        return 0
+    secs = plan.seconds if plan.seconds is not None else math.nan
+    print(
+        f"{args.gate} ({args.test}, margin {margin:g}): a {plan.decision} decision is likely "
+        f"({args.power:.0%}) after ≈ {math.ceil(plan.samples):,} challenger {plan.unit}, "
+        f"≈ {secs / 60:.1f} min at {args.challenger_rpm:g} challenger requests/min"
+    )
+    return 0
+
+
+#: Functions that register one command group each on the top-level subparsers.
+COMMAND_GROUPS: list[Callable[[Any], None]] = [_add_gating]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelops",
+        description="modelops: promote models only on anytime-valid evidence.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="GROUP", required=True)
+    for register in COMMAND_GROUPS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

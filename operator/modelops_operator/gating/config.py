@@ -1,0 +1,223 @@
+# ruff: noqa: RUF002, RUF003  (mathematical notation: α, θ, τ, Δ, ×, − are intended)
+"""Gate and decision configuration, from plain dicts (the ChampionChallenger spec's camelCase).
+
+Nothing here depends on the CRD's pydantic models: ``GateConfig.from_dict(gate.model_dump(
+by_alias=True))`` or the raw ``spec["gates"][i]`` dict both work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+
+GATE_TYPES = ("errorRate", "latency", "accuracy", "predictionDrift", "prometheus")
+TESTS = ("nonInferiority", "superiority")
+
+#: Margins used when a gate gives none (the CRD default is 0.2 for every type).
+DEFAULT_MARGINS = {
+    "errorRate": 0.2,  # challenger's error rate at most 1.2 × the champion's
+    "latency": 0.2,  # share of requests slower than the bound at most 1.2 ×
+    "accuracy": 0.01,  # at most one point less accurate
+    "predictionDrift": 0.1,  # edge-KS distance between prediction distributions at most 0.1
+    "prometheus": 0.2,
+}
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | float | int | timedelta | None) -> float | None:
+    """Seconds from ``"90s"``, ``"1h30m"``, ``"250ms"``, a number of seconds or a timedelta."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {value!r} (use forms like 250ms, 30s, 5m, 1h30m)")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+
+
+def _get(d: Mapping[str, Any], *names: str, default: Any = None) -> Any:
+    for n in names:
+        if n in d and d[n] is not None:
+            return d[n]
+    return default
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """One gate. Margins follow the CRD: relative for rates, absolute for accuracy and drift.
+
+    * ``errorRate`` / ``latency``: ``margin`` is a relative increase: 0.2 allows the challenger's
+      rate to be up to 1.2 × the champion's (non-inferiority). Tested on the ratio with the
+      rate-ratio e-process (:mod:`.rateratio`). ``latency_threshold`` (seconds) is the bound a
+      request must beat; slow requests come from the latency histogram.
+    * ``accuracy``: ``margin`` is an absolute drop in accuracy (0.01 = one point) when feedback
+      is classification (correct/total), or the allowed increase of the mean per-request loss
+      (in the loss's units) when feedback is regression (error sums). Paired counts (shadow mode)
+      are used when present.
+    * ``predictionDrift``: ``margin`` is the largest acceptable edge-KS distance (0–1).
+    * ``prometheus``: a custom metric. With per-arm ``{"events", "total"}`` counts it is a rate
+      gate like ``errorRate``; with ``{"value"}`` it is a Flagger-style ``threshold_range`` check
+      on the challenger's value, which blocks promotion while out of range but carries no
+      statistical guarantee and never rolls back on its own.
+
+    ``test`` is ``nonInferiority`` (pass when the challenger is not worse than the margin) or
+    ``superiority`` (pass when it is better than the champion). In both, the gate *fails*
+    (rollback) when the challenger is shown worse than ``harm_margin`` (default: the margin).
+    """
+
+    name: str
+    type: str
+    margin: float
+    test: str = "nonInferiority"
+    harm_margin: float | None = None
+    latency_threshold: float | None = None
+    threshold_range: tuple[float | None, float | None] | None = None
+    reference: Mapping[float, float] | None = None  # predictionDrift: fixed reference buckets
+    tau: float | None = None  # normal-mixture scale; default: the margin (see gates.py)
+    burn_in: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in GATE_TYPES:
+            raise ValueError(f"gate {self.name!r}: unknown type {self.type!r}; one of {GATE_TYPES}")
+        if self.test not in TESTS:
+            raise ValueError(f"gate {self.name!r}: test must be one of {TESTS}, not {self.test!r}")
+        if not (self.margin >= 0 and math.isfinite(self.margin)):
+            raise ValueError(f"gate {self.name!r}: margin must be a finite number >= 0")
+        if self.type == "latency" and self.latency_threshold is None:
+            raise ValueError(f"gate {self.name!r}: a latency gate needs latencyThreshold")
+
+    @property
+    def effective_harm_margin(self) -> float:
+        return self.margin if self.harm_margin is None else self.harm_margin
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | GateConfig) -> GateConfig:
+        """From a spec.gates[] entry (camelCase or snake_case keys)."""
+        if isinstance(d, GateConfig):
+            return d
+        gtype = _get(d, "type")
+        name = _get(d, "name", default=gtype)
+        margin = _get(d, "margin", default=DEFAULT_MARGINS.get(gtype, 0.2))
+        tr = _get(d, "thresholdRange", "threshold_range")
+        if isinstance(tr, Mapping):
+            tr = (tr.get("min"), tr.get("max"))
+        ref = _get(d, "reference")
+        if isinstance(ref, Mapping):
+            ref = {float(k): float(v) for k, v in ref.items()}
+        return cls(
+            name=str(name),
+            type=str(gtype),
+            margin=float(margin),
+            test=str(_get(d, "test", "mode", default="nonInferiority")),
+            harm_margin=_opt_float(_get(d, "harmMargin", "harm_margin")),
+            latency_threshold=parse_duration(_get(d, "latencyThreshold", "latency_threshold")),
+            threshold_range=tuple(tr) if tr is not None else None,
+            reference=ref,
+            tau=_opt_float(_get(d, "tau")),
+            burn_in=_get(d, "burnIn", "burn_in"),
+        )
+
+    def fingerprint(self) -> str:
+        """Short hash of everything that defines the gate's nulls (state resets when it changes)."""
+        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    """spec.decision: error rates, exposure and time limits (durations in seconds).
+
+    * ``alpha``: bound on P(false promotion) — per gate, and overall by intersection–union.
+    * ``rollback_alpha``: bound on P(false rollback), split evenly (Bonferroni) over the gates
+      that can roll back. Defaults to ``alpha``.
+    * ``min_samples``: requests *each* arm must have answered before a promotion.
+    * ``min_duration``: seconds since the challenge began before a promotion (default 0; the
+      methods note recommends at least an hour, or a full diurnal cycle when traffic varies).
+    * ``max_duration`` / ``on_timeout``: after this long without a decision, ``rollback``
+      (default) or ``hold`` (keep both running, a person decides).
+    * ``srm_alpha``: level of the sample-ratio-mismatch alarm (only when the configured
+      challenger weight is passed with the counts).
+    """
+
+    alpha: float = 0.05
+    rollback_alpha: float | None = None
+    interval: float = 60.0
+    min_samples: int = 200
+    min_duration: float = 0.0
+    max_duration: float | None = 24 * 3600.0
+    on_timeout: str = "rollback"
+    srm_alpha: float = 0.001
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError("alpha must be in (0, 1)")
+        if self.rollback_alpha is not None and not 0 < self.rollback_alpha < 1:
+            raise ValueError("rollbackAlpha must be in (0, 1)")
+        if self.on_timeout not in ("rollback", "hold"):
+            raise ValueError("onTimeout must be rollback or hold")
+
+    @property
+    def effective_rollback_alpha(self) -> float:
+        return self.alpha if self.rollback_alpha is None else self.rollback_alpha
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | DecisionPolicy | None) -> DecisionPolicy:
+        if isinstance(d, DecisionPolicy):
+            return d
+        d = d or {}
+        default = cls()
+        max_d = _get(d, "maxDuration", "max_duration")
+        return cls(
+            alpha=float(_get(d, "alpha", default=default.alpha)),
+            rollback_alpha=_opt_float(_get(d, "rollbackAlpha", "rollback_alpha")),
+            interval=parse_duration(_get(d, "interval", default=default.interval)) or 60.0,
+            min_samples=int(_get(d, "minSamples", "min_samples", default=default.min_samples)),
+            min_duration=parse_duration(_get(d, "minDuration", "min_duration", default=0)) or 0.0,
+            max_duration=parse_duration(max_d) if max_d is not None else default.max_duration,
+            on_timeout=str(_get(d, "onTimeout", "on_timeout", default="rollback")),
+            srm_alpha=float(_get(d, "srmAlpha", "srm_alpha", default=default.srm_alpha)),
+        )
+
+
+@dataclass(frozen=True)
+class GatingConfig:
+    """Gates plus policy, as read from a whole ChampionChallenger ``spec``."""
+
+    gates: tuple[GateConfig, ...]
+    policy: DecisionPolicy = field(default_factory=DecisionPolicy)
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> GatingConfig:
+        """From ``spec`` of a ChampionChallenger (uses ``spec.gates`` and ``spec.decision``)."""
+        return cls(
+            gates=tuple(GateConfig.from_dict(g) for g in spec.get("gates") or ()),
+            policy=DecisionPolicy.from_dict(spec.get("decision")),
+        )
+
+
+def gates_from(gates: Sequence[Mapping[str, Any] | GateConfig]) -> tuple[GateConfig, ...]:
+    out = tuple(GateConfig.from_dict(g) for g in gates)
+    names = [g.name for g in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"gate names must be unique: {names}")
+    return out
