@@ -100,6 +100,8 @@ class OperatorProcess:
     log_path: Path
     metrics_port: int
     health_port: int
+    command: list[str]
+    env: dict[str, str]
 
     @classmethod
     def start(
@@ -125,13 +127,24 @@ class OperatorProcess:
             f"--liveness=http://127.0.0.1:{health_port}/healthz",
             "-m", "modelops_operator.main",
         ]  # fmt: skip
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        operator = cls(process, log_path, metrics_port, health_port)
+        log_path.write_bytes(b"")
+        operator = cls(cls._spawn(command, env, log_path), log_path, metrics_port, health_port,
+                       command, env)  # fmt: skip
         operator._wait_healthy(timeout)
         return operator
+
+    @staticmethod
+    def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def restart(self, timeout: float = 60) -> None:
+        """Stop and start again (same ports, same log); its write counter starts from zero."""
+        self.stop()
+        self.process = self._spawn(self.command, self.env, self.log_path)
+        self._wait_healthy(timeout)
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
