@@ -70,6 +70,9 @@ class Router:
         self.metrics = metrics
         self.answered: BoundedTTLMap[str, Answered] = BoundedTTLMap(memory, memory_ttl)
         self.queue: asyncio.Queue[MirrorJob] = asyncio.Queue(maxsize=mirror_queue)
+        # The queue is bounded in bytes too: a few huge bodies must not pile up in memory.
+        self.queued_bytes = 0
+        self.max_queued_bytes = 64 * 1024**2
         self.mirror_workers = mirror_workers
         self.mirror_timeout = mirror_timeout
         self.session: aiohttp.ClientSession | None = None  # for https:// backends only
@@ -154,15 +157,22 @@ class Router:
         if request_id:
             # The same id on both arms is what lets feedback score the pair.
             mirror_headers["X-Request-Id"] = request_id
+        size = len(body) + len(payload)
+        if self.queued_bytes + size > self.max_queued_bytes:
+            self.metrics.mirror["dropped"].inc()
+            return
         try:
             self.queue.put_nowait(MirrorJob(base_url, path_qs, body, mirror_headers, status,
                                             payload))
         except asyncio.QueueFull:
             self.metrics.mirror["dropped"].inc()
+            return
+        self.queued_bytes += size
 
     async def mirror_worker(self) -> None:
         while True:
             job = await self.queue.get()
+            self.queued_bytes -= len(job.body) + len(job.primary_payload)
             self.metrics.queue_depth.set(self.queue.qsize())
             try:
                 status, _, payload = await self._forward(
@@ -238,8 +248,10 @@ def _single_row_verdict(status: int, payload: bytes) -> str | None:
     return "correct" if result.get("correct") == 1 else "incorrect"
 
 
-def build_apps(router: Router, reload_interval: float) -> tuple[web.Application, web.Application]:
-    traffic = web.Application(client_max_size=1024**3)
+def build_apps(router: Router, reload_interval: float, max_body_bytes: int = 64 * 1024**2
+               ) -> tuple[web.Application, web.Application]:
+    # Bodies are held in memory while forwarded (and queued for a mirror); larger ones get 413.
+    traffic = web.Application(client_max_size=max_body_bytes)
 
     async def lifecycle(app: web.Application) -> Any:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=10)
@@ -279,6 +291,8 @@ def parse_args(argv: list[str] | None) -> Any:
     parser.add_flag("--deployment", default="", help="ModelDeployment name (metric label)")
     parser.add_flag("--reload-interval", type=float, default=1.0,
                     help="seconds between checks of the configuration file")
+    parser.add_flag("--max-body-bytes", type=int, default=64 * 1024**2,
+                    help="largest request body forwarded")
     parser.add_flag("--mirror-queue", type=int, default=1000,
                     help="shadow copies waiting at most; more are dropped")
     parser.add_flag("--mirror-workers", type=int, default=16, help="concurrent shadow copies")
@@ -302,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     router = Router(watcher, config, RouterMetrics(args.deployment), int(args.mirror_queue),
                     int(args.mirror_workers), float(args.mirror_timeout),
                     int(args.feedback_capacity), float(args.feedback_ttl))
-    traffic, metrics_app = build_apps(router, float(args.reload_interval))
+    traffic, metrics_app = build_apps(router, float(args.reload_interval),
+                                      int(args.max_body_bytes))
     install_fast_event_loop()
     asyncio.run(serve_until_signalled(
         [(traffic, args.host, int(args.port)), (metrics_app, args.host, int(args.metrics_port))]

@@ -176,8 +176,10 @@ def parse_feedback(body: Any, header_id: str | None) -> tuple[str, list[Any]] | 
     return request_id, values
 
 
-def build_apps(sidecar: Sidecar) -> tuple[web.Application, web.Application]:
-    traffic = web.Application(client_max_size=1024**3)
+def build_apps(sidecar: Sidecar, max_body_bytes: int = 64 * 1024**2
+               ) -> tuple[web.Application, web.Application]:
+    # Bodies are held in memory while forwarded; larger ones get a 413 here.
+    traffic = web.Application(client_max_size=max_body_bytes)
 
     async def open_pool(app: web.Application) -> Any:
         # One keep-alive pool for the process; upstream connections are reused.
@@ -212,6 +214,8 @@ def parse_args(argv: list[str] | None) -> Any:
     parser.add_flag("--prediction-output", help="output whose values are recorded (default: first)")
     parser.add_flag("--task", default="auto", choices=TASKS,
                     help="how feedback is scored (auto: integer/string outputs are classes)")
+    parser.add_flag("--max-body-bytes", type=int, default=64 * 1024**2,
+                    help="largest request body forwarded")
     parser.add_flag("--feedback-capacity", type=int, default=50_000,
                     help="predictions remembered for feedback")
     parser.add_flag("--feedback-ttl", type=float, default=3600.0,
@@ -237,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     sidecar = Sidecar(args.upstream.rstrip("/"), metrics, store, args.task, args.prediction_output,
                       timeout=float(args.upstream_timeout))
-    traffic, metrics_app = build_apps(sidecar)
+    traffic, metrics_app = build_apps(sidecar, int(args.max_body_bytes))
     install_fast_event_loop()
     asyncio.run(serve_until_signalled(
         [(traffic, args.host, int(args.port)), (metrics_app, args.host, int(args.metrics_port))]
