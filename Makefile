@@ -62,7 +62,7 @@ e2e: install system-deps cluster-build
 test: install system-deps cluster-build lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install system-deps
+bench: install system-deps cluster-build
 	@set -e; for b in benchmarks/bench_*.py; do echo ">> $$b"; $(PY) $$b; done
 
 run: install

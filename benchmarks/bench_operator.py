@@ -160,14 +160,7 @@ def run(cluster, workdir: Path) -> dict[str, object]:
 
 
 def main() -> int:
-    from modelops_devcluster import components
     from modelops_devcluster.cluster import DevCluster, cache_root
-
-    # The dev cluster's Service range is a /24: 200 Services fill it so far that the API
-    # server's random allocation fails transiently ("range is full") and the retries would be
-    # measured instead of the operator. Same first address (the API server certificate names
-    # it), 16 times the room. (Asked upstream for a parameter instead of this override.)
-    components.SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/20"
 
     if not (cache_root() / "bin" / "kube-apiserver").exists():
         print("skipped: no dev-cluster binaries (run `make cluster-build` first)")

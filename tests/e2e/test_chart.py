@@ -36,6 +36,8 @@ def test_rendered_chart_passes_server_side_dry_run(devcluster: Any, namespace: s
         "CustomResourceDefinition",
         "Deployment",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
     result = devcluster.kubectl(
         "apply", "--dry-run=server", "--server-side", "--field-manager=helm-dry-run",

@@ -13,7 +13,7 @@ import httpx
 import yaml
 
 from .cluster import ClusterState, DevClusterError, Progress, _kubeconfig_document, free_port
-from .pki import SERVICE_CLUSTER_IP_RANGE, Pki
+from .pki import POD_CIDR, SERVICE_CLUSTER_IP_RANGE, Pki
 from .processes import process_alive
 
 # Components whose port we picked can lose a race for it; a start is retried this often.
@@ -227,7 +227,7 @@ class ComponentLauncher:
                 f"--config={stages}",
                 "--manage-all-nodes=true",
                 "--node-lease-duration-seconds=40",
-                "--cidr=10.0.0.0/24",
+                f"--cidr={POD_CIDR}",
                 f"--server-address=127.0.0.1:{port}",
             ],
             ready=lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"),

@@ -18,8 +18,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-# The first address of --service-cluster-ip-range=10.0.0.0/24 is the `kubernetes` Service's IP.
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+# The first address of --service-cluster-ip-range is the `kubernetes` Service's IP. A /16 leaves
+# room for thousands of Services (benchmarks create hundreds); pods get another range.
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
+POD_CIDR = "10.244.0.0/16"
 KUBERNETES_SERVICE_IP = "10.0.0.1"
 ADMIN_USER = "admin"
 
