@@ -81,3 +81,21 @@ class Condition(KubeModel):
         description="A human-readable explanation, naming the field at fault when there is one.",
         max_length=32768,
     )
+
+
+class ObservedStatus(KubeModel):
+    """The kstatus part every status of ours starts with, so `kubectl wait`, Flux and Argo CD
+    read both kinds the same way."""
+
+    observed_generation: int = Field(
+        0, ge=0, description="The metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Ready, Reconciling and Stalled, in the metav1.Condition shape (kstatus).",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from .base import DNS1035_LABEL, DURATION, Condition, KubeModel, cel, validations
+from .base import DNS1035_LABEL, DURATION, KubeModel, ObservedStatus, cel, validations
 
 STRATEGIES = ("shadow", "canary", "ab")
 GATE_TYPES = ("errorRate", "latency", "accuracy", "predictionDrift", "prometheus")
@@ -334,21 +334,9 @@ class ChallengeModel(KubeModel):
     digest: str = Field("", description="SHA-256 digest of the model file.")
 
 
-class ChampionChallengerStatus(KubeModel):
+class ChampionChallengerStatus(ObservedStatus):
     """Where the challenge stands, written by the operator only."""
 
-    observed_generation: int = Field(
-        0, ge=0, description="The metadata.generation the operator last acted on."
-    )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=16,
-        description="Ready, Reconciling and Stalled, in the metav1.Condition shape (kstatus).",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
     phase: Literal[
         "Idle",
         "Progressing",

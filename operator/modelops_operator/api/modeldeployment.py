@@ -12,8 +12,8 @@ from .base import (
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
     LABEL_VALUE,
-    Condition,
     KubeModel,
+    ObservedStatus,
     cel,
     validations,
 )
@@ -298,21 +298,9 @@ class HistoryEntry(KubeModel):
     )
 
 
-class ModelDeploymentStatus(KubeModel):
+class ModelDeploymentStatus(ObservedStatus):
     """What is live, written by the operator only."""
 
-    observed_generation: int = Field(
-        0, ge=0, description="The metadata.generation the operator last acted on."
-    )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=16,
-        description="Ready, Reconciling and Stalled, in the metav1.Condition shape (kstatus).",
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
     champion: LiveModel | None = Field(None, description="The model serving traffic.")
     challenger: LiveModel | None = Field(
         None, description="The model under evaluation, while a ChampionChallenger runs."
