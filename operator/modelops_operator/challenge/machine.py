@@ -277,26 +277,7 @@ def _promoting(status: Status, seen: Observation) -> Transition:
             )
         )
     if stage is PromotionStage.SETTLE and seen.route_applied and seen.challenger_removed:
-        previous = status.champion
-        done = Status(
-            phase=Phase.PROMOTED,
-            champion=challenger,
-            last_outcome=Phase.PROMOTED,
-            message=f"{challenger.version} promoted: {status.outcome_reason}",
-        )
-        entry = HistoryEntry(
-            kind="Promoted",
-            version=challenger.version,
-            previous=previous.version if previous else "",
-            at=seen.now,
-            reason=status.outcome_reason,
-        )
-        return Transition(
-            done,
-            events=(Event("Normal", "Promoted", done.message),),
-            history=entry,
-            reset_evidence=True,
-        )
+        return _conclude(status, seen, Phase.PROMOTED)
     return Transition(status)
 
 
@@ -315,34 +296,37 @@ def _begin_rollback(status: Status, reason: str, event_reason: str) -> Transitio
 
 
 def _rolling_back(status: Status, seen: Observation) -> Transition:
-    challenger = status.challenger
-    assert challenger is not None
     if not status.traffic_withdrawn:
         if seen.route_applied:
             return Transition(replace(status, traffic_withdrawn=True))
         return Transition(status)
     if not seen.challenger_removed:
         return Transition(status)
+    return _conclude(status, seen, Phase.ROLLED_BACK)
+
+
+def _conclude(status: Status, seen: Observation, outcome: Phase) -> Transition:
+    """The challenge is over: rest with the winner serving, record it in history."""
+    challenger, previous = status.challenger, status.champion
+    assert challenger is not None
+    promoted = outcome is Phase.PROMOTED
+    word = "promoted" if promoted else "rolled back"
     done = Status(
-        phase=Phase.ROLLED_BACK,
-        champion=status.champion,
-        rejected=challenger,
-        last_outcome=Phase.ROLLED_BACK,
-        message=f"{challenger.version} rolled back: {status.outcome_reason}",
+        phase=outcome,
+        champion=challenger if promoted else previous,
+        rejected=None if promoted else challenger,
+        last_outcome=outcome,
+        message=f"{challenger.version} {word}: {status.outcome_reason}",
     )
     entry = HistoryEntry(
-        kind="RolledBack",
+        kind="Promoted" if promoted else "RolledBack",
         version=challenger.version,
-        previous=status.champion.version if status.champion else "",
+        previous=previous.version if previous else "",
         at=seen.now,
         reason=status.outcome_reason,
     )
-    return Transition(
-        done,
-        events=(Event("Warning", "RolledBack", done.message),),
-        history=entry,
-        reset_evidence=True,
-    )
+    event = Event("Normal" if promoted else "Warning", entry.kind, done.message)
+    return Transition(done, events=(event,), history=entry, reset_evidence=True)
 
 
 def _fail(status: Status, seen: Observation) -> Transition:
