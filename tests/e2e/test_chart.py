@@ -40,8 +40,9 @@ def test_rendered_chart_passes_server_side_dry_run(devcluster: Any, namespace: s
         "ValidatingAdmissionPolicyBinding",
     ]
     result = devcluster.kubectl(
-        "apply", "--dry-run=server", "--server-side", "--field-manager=helm-dry-run",
-        "-f", "-", input=yaml.safe_dump_all(docs), check=False,
+        # --force-conflicts: other tests may have applied the same CRDs or policy before.
+        "apply", "--dry-run=server", "--server-side", "--force-conflicts",
+        "--field-manager=helm-dry-run", "-f", "-", input=yaml.safe_dump_all(docs), check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("(server dry run)") == len(docs)
