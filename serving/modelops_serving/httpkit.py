@@ -82,11 +82,13 @@ async def serve_until_signalled(
     apps: list[tuple[web.Application, str, int]],
     on_ready: Callable[[], Awaitable[None]] | None = None,
     shutdown_grace: float = 10.0,
+    servers: list[Any] | None = None,
 ) -> None:
     """Run one or more apps (``(app, host, port)``) until SIGTERM/SIGINT, then drain.
 
     On SIGTERM Kubernetes has already begun removing the pod from endpoints; finishing the
     requests in flight (up to ``shutdown_grace`` seconds) is what makes a rollout drop nothing.
+    ``servers`` are already listening non-aiohttp servers (``await server.shutdown(grace)``).
     """
     runners = []
     for app, host, port in apps:
@@ -104,5 +106,7 @@ async def serve_until_signalled(
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("signal received: draining")
+    for server in servers or ():
+        await server.shutdown(shutdown_grace)
     for runner in runners:
         await runner.cleanup()

@@ -9,24 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
 from .cli import EnvArgumentParser, configure_logging, fail, install_fast_event_loop
 from .feedback_store import FeedbackStore, score
 from .httpkit import (
+    HOP_BY_HOP,
     JSONDecodeError,
-    error_response,
-    json_response,
+    dumps,
     loads,
     plain_text,
     serve_until_signalled,
 )
+from .leanhttp import JSON_HEADERS, LeanServer, Reply, Request
 from .metrics import (
     DEFAULT_LATENCY_BUCKETS,
     DEFAULT_PREDICTION_BUCKETS,
@@ -92,72 +95,115 @@ class Sidecar:
                 self.metrics.store_evictions.inc(self.store.evicted - evicted_before)
         return key
 
-    async def proxy(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: Request) -> Reply:
+        """Every request on the traffic port: feedback is answered here, the rest proxied."""
+        if request.method == b"POST" and _route_path(request.path) == b"/v2/feedback":
+            return self.feedback(request)
+        return await self.proxy(request)
+
+    async def proxy(self, request: Request) -> Reply:
         started = time.perf_counter()
-        is_inference = request.method == "POST" and request.path.endswith("/infer")
-        body = await request.read()
+        method = request.method
+        is_inference = method == b"POST" and request.path.endswith(b"/infer")
         assert self.pool is not None
+        body = request.body
+        head = [self.pool.request_head(method, request.target),
+                b"Content-Length: %d\r\n" % len(body)]
+        client_id: bytes | None = None
+        for name, value in request.headers:
+            lowered = name.lower()
+            if lowered not in NOT_FORWARDED:
+                head.append(b"%s: %s\r\n" % (name, value))
+                if lowered == b"x-request-id":
+                    client_id = value
+        head.append(b"\r\n")
+        head.append(body)
         try:
-            status, headers, payload = await self.pool.request(
-                request.method, request.path_qs, request.headers, body, self.timeout)
+            status, lines, payload, length = await self.pool.send(b"".join(head), self.timeout)
         except TimeoutError:
             return self._failed(is_inference, started, 504, "the model server timed out")
         except OSError as exc:  # refused, reset, or not HTTP (UpstreamError)
             return self._failed(is_inference, started, 502,
                                 f"the model server is unavailable: {type(exc).__name__}")
         if is_inference:
-            request_id = self.record_inference(request.headers.get("X-Request-Id"), status,
-                                               payload)
-            headers["X-Request-Id"] = request_id
+            request_id = self.record_inference(
+                None if client_id is None else client_id.decode("utf-8", "surrogateescape"),
+                status, payload)
+            lines = [line for line in lines if line[:13].lower() != b"x-request-id:"]
+            lines.append(b"X-Request-Id: " + _header_value(request_id))
             self.metrics.count_request(status)
             self.metrics.duration.observe(time.perf_counter() - started)
-        return web.Response(body=payload, status=status, headers=headers)
+        lines.append(b"")
+        return Reply(status, b"\r\n".join(lines), payload, length)
 
-    def _failed(
-        self, is_inference: bool, started: float, status: int, message: str
-    ) -> web.Response:
+    def _failed(self, is_inference: bool, started: float, status: int, message: str) -> Reply:
         if is_inference:
             self.metrics.count_request(status)
             self.metrics.duration.observe(time.perf_counter() - started)
-        return error_response(message, status=status)
+        return json_reply({"error": message}, status)
 
-    async def feedback(self, request: web.Request) -> web.Response:
+    def feedback(self, request: Request) -> Reply:
         counters = self.metrics.feedback
-        if request.content_length is not None and request.content_length > MAX_FEEDBACK_BODY:
+        if len(request.body) > MAX_FEEDBACK_BODY:
             counters["invalid"].inc()
-            return error_response(f"feedback body is larger than {MAX_FEEDBACK_BODY} bytes")
+            return json_reply(
+                {"error": f"feedback body is larger than {MAX_FEEDBACK_BODY} bytes"}, 400)
         try:
-            body = loads(await request.read())
-        except (JSONDecodeError, ValueError, web.HTTPRequestEntityTooLarge):
+            body = loads(request.body)
+        except (JSONDecodeError, ValueError):
             counters["invalid"].inc()
-            return error_response("feedback body must be JSON: {\"id\": ..., \"truth\": ...}")
-        outcome = parse_feedback(body, request.headers.get("X-Request-Id"))
+            return json_reply(
+                {"error": "feedback body must be JSON: {\"id\": ..., \"truth\": ...}"}, 400)
+        header_id = request.header(b"x-request-id")
+        outcome = parse_feedback(
+            body, None if header_id is None else header_id.decode("utf-8", "surrogateescape"))
         if isinstance(outcome, str):
             counters["invalid"].inc()
-            return error_response(outcome)
+            return json_reply({"error": outcome}, 400)
         request_id, truth = outcome
         remembered = self.store.take(request_id)
         self.metrics.store_entries.set(len(self.store))
         if remembered is None:
             counters["unmatched"].inc()
-            return json_response({"id": request_id, "outcome": "unmatched",
-                                  "error": "no remembered prediction for this id (unknown, "
-                                  "already scored, or expired)"}, status=404)
+            return json_reply({"id": request_id, "outcome": "unmatched",
+                               "error": "no remembered prediction for this id (unknown, "
+                               "already scored, or expired)"}, 404)
         try:
             result = score(remembered, truth)
         except ValueError as exc:
             counters["invalid"].inc()
-            return error_response(str(exc))
+            return json_reply({"error": str(exc)}, 400)
         counters["correct"].inc(result.correct)
         counters["incorrect"].inc(result.incorrect)
         counters["scored"].inc(result.scored)
         self.metrics.absolute_error.inc(result.absolute_error)
         self.metrics.squared_error.inc(result.squared_error)
-        return json_response({"id": request_id, "correct": result.correct,
-                              "incorrect": result.incorrect, "scored": result.scored})
+        return json_reply({"id": request_id, "correct": result.correct,
+                           "incorrect": result.incorrect, "scored": result.scored}, 200)
 
     async def metrics_page(self, request: web.Request) -> web.Response:
         return plain_text(self.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
+
+
+# Hop-by-hop headers are not forwarded; Expect: 100-continue is answered by the sidecar itself
+# (the whole body is read before it is forwarded).
+NOT_FORWARDED = frozenset({name.encode() for name in HOP_BY_HOP} | {b"expect"})
+
+
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+def json_reply(value: Any, status: int) -> Reply:
+    return Reply(status, JSON_HEADERS, dumps(value))
+
+
+def _route_path(path: bytes) -> bytes:
+    return unquote_to_bytes(path) if b"%" in path else path
+
+
+def _header_value(text: str) -> bytes:
+    """A response header value; control characters (CR/LF injection) become spaces."""
+    return _CONTROL.sub(b" ", text.encode("utf-8", "surrogateescape"))
 
 
 def parse_feedback(body: Any, header_id: str | None) -> tuple[str, list[Any]] | str:
@@ -176,23 +222,29 @@ def parse_feedback(body: Any, header_id: str | None) -> tuple[str, list[Any]] | 
     return request_id, values
 
 
-def build_apps(sidecar: Sidecar, max_body_bytes: int = 64 * 1024**2
-               ) -> tuple[web.Application, web.Application]:
-    # Bodies are held in memory while forwarded; larger ones get a 413 here.
-    traffic = web.Application(client_max_size=max_body_bytes)
-
-    async def open_pool(app: web.Application) -> Any:
-        # One keep-alive pool for the process; upstream connections are reused.
-        sidecar.pool = UpstreamPool(sidecar.upstream)
-        yield
-        sidecar.pool.close()
-
-    traffic.cleanup_ctx.append(open_pool)
-    traffic.router.add_post("/v2/feedback", sidecar.feedback)
-    traffic.router.add_route("*", "/{tail:.*}", sidecar.proxy)
+def build_metrics_app(sidecar: Sidecar) -> web.Application:
     metrics = web.Application()
     metrics.router.add_get("/metrics", sidecar.metrics_page)
-    return traffic, metrics
+    return metrics
+
+
+def build_server(sidecar: Sidecar, max_body_bytes: int = 64 * 1024**2) -> LeanServer:
+    # Bodies are held in memory while forwarded; larger ones get a 413 here.
+    return LeanServer(sidecar.handle, max_body_bytes)
+
+
+async def serve(sidecar: Sidecar, host: str, port: int, metrics_port: int,
+                max_body_bytes: int) -> None:
+    # One keep-alive pool for the process; upstream connections are reused.
+    sidecar.pool = UpstreamPool(sidecar.upstream)
+    traffic = build_server(sidecar, max_body_bytes)
+    await traffic.start(host, port)
+    log.info("listening on http://%s:%d", host, port)
+    try:
+        await serve_until_signalled([(build_metrics_app(sidecar), host, metrics_port)],
+                                    servers=[traffic])
+    finally:
+        sidecar.pool.close()
 
 
 def parse_args(argv: list[str] | None) -> Any:
@@ -241,11 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     sidecar = Sidecar(args.upstream.rstrip("/"), metrics, store, args.task, args.prediction_output,
                       timeout=float(args.upstream_timeout))
-    traffic, metrics_app = build_apps(sidecar, int(args.max_body_bytes))
     install_fast_event_loop()
-    asyncio.run(serve_until_signalled(
-        [(traffic, args.host, int(args.port)), (metrics_app, args.host, int(args.metrics_port))]
-    ))
+    asyncio.run(serve(sidecar, args.host, int(args.port), int(args.metrics_port),
+                      int(args.max_body_bytes)))
     return 0
 
 

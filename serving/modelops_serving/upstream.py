@@ -20,6 +20,9 @@ from multidict import CIMultiDict
 from .httpkit import HOP_BY_HOP
 
 MAX_HEAD = 64 * 1024
+# (status, header lines minus hop-by-hop ones, body, keep-alive, announced Content-Length)
+RawResponse = tuple[int, list[bytes], bytes, bool, int | None]
+_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 
 
 class UpstreamError(ConnectionError):
@@ -30,7 +33,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.waiter: asyncio.Future[tuple[int, CIMultiDict[str], bytes, bool]] | None = None
+        self.waiter: asyncio.Future[RawResponse] | None = None
         self.closed = False
         self.received_any = False
         self.head_request = False  # a HEAD answer has headers only, whatever its length says
@@ -42,7 +45,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.waiter is not None and not self.waiter.done():
             # A body without a length ends at close (HTTP/1.0 style); otherwise it is an error.
-            parsed = _parse(self.buffer, True, self.head_request) if self.buffer else None
+            parsed = _parse_raw(self.buffer, True, self.head_request) if self.buffer else None
             if parsed is not None:
                 self.waiter.set_result(parsed)
             else:
@@ -54,7 +57,7 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None or self.waiter.done():
             return
         try:
-            parsed = _parse(self.buffer, False, self.head_request)
+            parsed = _parse_raw(self.buffer, False, self.head_request)
         except UpstreamError as exc:
             self.waiter.set_exception(exc)
             return
@@ -67,46 +70,68 @@ def _parse(
     buffer: bytearray, eof: bool, head_request: bool = False
 ) -> tuple[int, CIMultiDict[str], bytes, bool] | None:
     """A complete response from the buffer, or None when more bytes are needed."""
+    parsed = _parse_raw(buffer, eof, head_request)
+    if parsed is None:
+        return None
+    status, lines, body, keep_alive, _ = parsed
+    return status, _header_dict(lines), body, keep_alive
+
+
+def _header_dict(lines: list[bytes]) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for line in lines:
+        name, _, value = line.decode("latin-1").partition(":")
+        headers.add(name, value.strip())
+    return headers
+
+
+def _parse_raw(buffer: bytearray, eof: bool, head_request: bool = False) -> RawResponse | None:
+    """``(status, header lines, body, keep-alive, announced length)`` or None for more bytes.
+
+    The header lines are the raw ``Name: value`` lines minus the hop-by-hop ones, so a proxy can
+    pass them on without decoding; the announced Content-Length is what a HEAD answer needs.
+    """
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         if len(buffer) > MAX_HEAD:
             raise UpstreamError("response head too large")
         return None
-    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise UpstreamError(f"not an HTTP/1.x response: {lines[0][:80]!r}")
+    lines = bytes(buffer[:end]).split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise UpstreamError(f"not an HTTP/1.x response: {lines[0][:80].decode('latin-1')!r}")
     status = int(parts[1])
-    headers: CIMultiDict[str] = CIMultiDict()
+    kept: list[bytes] = []
     length: int | None = None
     chunked = False
-    keep_alive = parts[0] == "HTTP/1.1"
+    keep_alive = parts[0] == b"HTTP/1.1"
+    hop_by_hop = _HOP_BY_HOP_BYTES
     for line in lines[1:]:
-        name, _, value = line.partition(":")
-        value = value.strip()
+        name, _, value = line.partition(b":")
         lowered = name.lower()
-        if lowered == "content-length":
+        if lowered not in hop_by_hop:
+            kept.append(line)
+        elif lowered == b"content-length":
+            value = value.strip()
             length = int(value) if value.isdigit() else -1
             if length < 0:
                 raise UpstreamError("invalid Content-Length")
-        elif lowered == "transfer-encoding":
-            chunked = "chunked" in value.lower()
-        elif lowered == "connection":
-            keep_alive = keep_alive and "close" not in value.lower()
-        if lowered not in HOP_BY_HOP:
-            headers.add(name, value)
+        elif lowered == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif lowered == b"connection":
+            keep_alive = keep_alive and b"close" not in value.lower()
     start = end + 4
     if head_request or status in (204, 304) or 100 <= status < 200:
-        return status, headers, b"", keep_alive
+        return status, kept, b"", keep_alive, length
     if chunked:
         body = _dechunk(buffer, start)
-        return None if body is None else (status, headers, body, keep_alive)
+        return None if body is None else (status, kept, body, keep_alive, None)
     if length is not None:
         if len(buffer) - start < length:
             return None
-        return status, headers, bytes(buffer[start:start + length]), keep_alive
+        return status, kept, bytes(buffer[start:start + length]), keep_alive, length
     # No length: the body runs to the end of the connection.
-    return (status, headers, bytes(buffer[start:]), False) if eof else None
+    return (status, kept, bytes(buffer[start:]), False, None) if eof else None
 
 
 def _dechunk(buffer: bytearray, position: int) -> bytes | None:
@@ -141,6 +166,8 @@ class UpstreamPool:
         self.port = parts.port or 80
         self.prefix = parts.path.rstrip("/")
         self.host_header = parts.netloc
+        self.prefix_bytes = self.prefix.encode("latin-1")
+        self.host_header_bytes = self.host_header.encode("latin-1")
         self.idle: deque[_Connection] = deque()
         self.max_idle = max_idle
 
@@ -156,6 +183,18 @@ class UpstreamPool:
         head.extend(f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
         head.append("\r\n")
         payload = "".join(head).encode("latin-1") + body
+        status, lines, content, _ = await self.send(payload, timeout)
+        return status, _header_dict(lines), content
+
+    def request_head(self, method: bytes, target: bytes) -> bytes:
+        """The start of a request to this origin: request line and Host, ready for headers."""
+        return b"%s %s%s HTTP/1.1\r\nHost: %s\r\n" % (
+            method, self.prefix_bytes, target, self.host_header_bytes)
+
+    async def send(self, payload: bytes, timeout: float = 120.0
+                   ) -> tuple[int, list[bytes], bytes, int | None]:
+        """Send one complete, already serialised request; ``(status, header lines, body,
+        announced length)`` with the hop-by-hop header lines removed."""
         for attempt in (0, 1):
             connection, reused = None, False
             while self.idle:
@@ -166,7 +205,7 @@ class UpstreamPool:
             if connection is None:
                 connection = await self._connect()
             try:
-                status, out_headers, content, keep_alive = await self._exchange(
+                status, lines, content, keep_alive, length = await self._exchange(
                     connection, payload, timeout)
             except UpstreamError:
                 # A pooled connection the server had already closed: retry once, fresh, but
@@ -179,13 +218,13 @@ class UpstreamPool:
                 self.idle.append(connection)
             elif connection.transport is not None:
                 connection.transport.close()
-            return status, out_headers, content
+            return status, lines, content, length
         raise UpstreamError("unreachable")
 
     async def _exchange(self, connection: _Connection, payload: bytes,
-                        timeout: float) -> tuple[int, CIMultiDict[str], bytes, bool]:
+                        timeout: float) -> RawResponse:
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[tuple[int, CIMultiDict[str], bytes, bool]] = loop.create_future()
+        waiter: asyncio.Future[RawResponse] = loop.create_future()
         connection.waiter = waiter
         connection.head_request = payload.startswith(b"HEAD ")
         assert connection.transport is not None

@@ -1,0 +1,303 @@
+"""A lean HTTP/1.1 server for the sidecar's traffic port: ``asyncio.Protocol`` + httptools.
+
+Why not aiohttp's server: per request it builds a request object, a multidict of headers, a
+payload stream, a router match, a response object and its header multidict, and runs the
+access-log and middleware machinery. For a proxy whose every request is "read a body, forward
+it, write the answer back" that is most of its CPU per request, and on a small node CPU per
+request is what a hop adds to latency. Here a request is parsed by httptools (llhttp, the
+parser aiohttp and uvicorn use), kept as raw bytes, and answered with one ``write``.
+
+What it does: keep-alive (HTTP/1.1 default, HTTP/1.0 with ``Connection: keep-alive``),
+pipelined requests answered in order, Content-Length and chunked request bodies,
+``Expect: 100-continue``, a body-size limit (413), 400 for malformed requests, HEAD answers
+without a body, an idle timeout, and a drain of requests in flight on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+
+import httptools
+
+from .httpkit import dumps
+
+log = logging.getLogger("modelops_serving.leanhttp")
+
+MAX_PIPELINED = 16  # requests queued on one connection before reading pauses
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("latin-1"))
+        if len(_STATUS_LINES) < 1000:
+            _STATUS_LINES[status] = line
+    return line
+
+
+@dataclass(slots=True)
+class Request:
+    method: bytes  # b"POST"
+    target: bytes  # the raw request target: path and query, as sent
+    headers: list[tuple[bytes, bytes]]  # raw names and values, in order
+    body: bytes
+    keep_alive: bool
+    http_10: bool
+
+    @property
+    def path(self) -> bytes:
+        return self.target.partition(b"?")[0]
+
+    def header(self, lowered_name: bytes) -> bytes | None:
+        for name, value in self.headers:
+            if name.lower() == lowered_name:
+                return value
+        return None
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    headers: bytes  # complete "Name: value\r\n" lines, without Content-Length and Connection
+    body: bytes = b""
+    # The Content-Length a HEAD answer announces (the body it would have); None: len(body).
+    head_length: int | None = None
+
+
+Handler = Callable[[Request], Awaitable[Reply]]
+JSON_HEADERS = b"Content-Type: application/json; charset=utf-8\r\n"
+
+
+def _error_reply(status: int, message: str) -> Reply:
+    return Reply(status, JSON_HEADERS, dumps({"error": message}))
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, server: LeanServer):
+        self.server = server
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.queue: deque[Request | Reply] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.paused = False
+        self.last_active = 0.0
+        self.in_message = False
+        self.rejected = False  # answered 400/413 or saw an upgrade: no further requests
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.body_size = 0
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.last_active = self.server.loop.time()
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.transport = None
+        self.queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self.server.loop.time()
+        if self.rejected:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The request itself was read; its Upgrade header is hop-by-hop and is not
+            # forwarded, and whatever follows is not HTTP we can read: answer, then close.
+            self._enqueue(None)
+        except httptools.HttpParserError:
+            if not self.rejected:
+                self.rejected = True
+                self._enqueue(_error_reply(400, "malformed HTTP request"))
+
+    def eof_received(self) -> bool | None:
+        # A client that half-closes after its request still gets the answer.
+        return self.task is not None or bool(self.queue)
+
+    # -- httptools callbacks -----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.in_message = True
+        self._reset_message()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        limit = self.server.max_body_bytes
+        expect_continue = False
+        for name, value in self.headers:
+            lowered = name.lower()
+            if lowered == b"content-length":
+                if value.strip().isdigit() and int(value) > limit:
+                    self._reject_too_large()
+                    return
+            elif lowered == b"expect":
+                expect_continue = value.strip().lower() == b"100-continue"
+        if expect_continue and self.transport is not None and not self.queue and not self.task:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if self.rejected:
+            return
+        self.body_size += len(body)
+        if self.body_size > self.server.max_body_bytes:
+            self._reject_too_large()
+            return
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.in_message = False
+        if self.rejected:
+            return
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self._enqueue(Request(
+            self.parser.get_method(), self.url, self.headers, body,
+            self.parser.should_keep_alive(), self.parser.get_http_version() == "1.0"))
+
+    # -- answering ---------------------------------------------------------------------------
+
+    def _reject_too_large(self) -> None:
+        self.rejected = True
+        self.body = []
+        self._enqueue(_error_reply(
+            413, f"request body is larger than {self.server.max_body_bytes} bytes"))
+
+    def _enqueue(self, item: Request | Reply | None) -> None:
+        """Queue a request, an immediate answer (then close), or None (close when done)."""
+        if item is None:
+            self.rejected = True
+        else:
+            self.queue.append(item)
+        if self.task is None:
+            if not self.queue:
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            self.task = self.server.loop.create_task(self._answer_all())
+        if len(self.queue) >= MAX_PIPELINED and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    async def _answer_all(self) -> None:
+        try:
+            while self.queue and self.transport is not None:
+                item = self.queue.popleft()
+                if isinstance(item, Reply):
+                    self._write(item, False, False, False)
+                    break
+                try:
+                    reply = await self.server.handler(item)
+                except Exception:
+                    log.exception("handler failed for %s %s", item.method.decode("latin-1"),
+                                  item.target[:200].decode("latin-1"))
+                    reply = _error_reply(500, "internal error in the sidecar")
+                keep_alive = item.keep_alive and not self.server.closing
+                last = not keep_alive or (self.rejected and not self.queue)
+                self._write(reply, keep_alive and not last, item.http_10,
+                            item.method == b"HEAD")
+                if last:
+                    break
+                if self.paused and len(self.queue) < MAX_PIPELINED // 2:
+                    self.paused = False
+                    if self.transport is not None:
+                        self.transport.resume_reading()
+            else:
+                if not self.rejected:
+                    return
+            if self.transport is not None:
+                self.transport.close()
+        finally:
+            self.task = None
+            self.last_active = self.server.loop.time()
+
+    def _write(self, reply: Reply, keep_alive: bool, http_10: bool, head: bool) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        status = reply.status
+        if keep_alive:
+            connection = b"Connection: keep-alive\r\n" if http_10 else b""
+        else:
+            connection = b"Connection: close\r\n"
+        if status in (204, 304) or status < 200:
+            transport.write(b"%s%s%s\r\n" % (status_line(status), reply.headers, connection))
+            return
+        if head:
+            length = reply.head_length if reply.head_length is not None else len(reply.body)
+            transport.write(b"%s%sContent-Length: %d\r\n%s\r\n" % (
+                status_line(status), reply.headers, length, connection))
+            return
+        transport.write(b"%s%sContent-Length: %d\r\n%s\r\n%s" % (
+            status_line(status), reply.headers, len(reply.body), connection, reply.body))
+
+
+class LeanServer:
+    """Serve ``handler`` on ``host:port`` until ``shutdown``."""
+
+    def __init__(self, handler: Handler, max_body_bytes: int = 64 * 1024**2,
+                 idle_timeout: float = 75.0):
+        self.handler = handler
+        self.max_body_bytes = max_body_bytes
+        self.idle_timeout = idle_timeout
+        self.connections: set[_Connection] = set()
+        self.closing = False
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop  # set by start()
+
+    async def start(self, host: str, port: int, backlog: int = 1024) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._server = await self.loop.create_server(
+            lambda: _Connection(self), host, port, backlog=backlog, reuse_address=True)
+        self._schedule_sweep()
+
+    def _schedule_sweep(self) -> None:
+        self._sweeper = self.loop.call_later(min(self.idle_timeout, 10.0), self._sweep)
+
+    def _sweep(self) -> None:
+        # One timer for all connections rather than one per request.
+        deadline = self.loop.time() - self.idle_timeout
+        for connection in list(self.connections):
+            if (connection.task is None and not connection.in_message
+                    and connection.last_active < deadline and connection.transport is not None):
+                connection.transport.close()
+        self._schedule_sweep()
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop accepting, let requests in flight finish (up to ``grace`` seconds), close."""
+        self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            if connection.task is None and connection.transport is not None:
+                connection.transport.close()
+        tasks = [c.task for c in self.connections if c.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
