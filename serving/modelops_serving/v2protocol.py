@@ -156,6 +156,9 @@ def decode_request(body: Any, fallback_id: str | None = None) -> InferenceReques
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError("request.id: expected a string")
+    if request_id and any(ord(c) < 32 or ord(c) == 127 for c in request_id):
+        # The id is echoed as the X-Request-Id header, where CR/LF would split the header.
+        raise ProtocolError("request.id: must not contain control characters")
     arrays: dict[str, np.ndarray] = {}
     for index, tensor in enumerate(inputs):
         name, array = decode_tensor(tensor, index)

@@ -45,6 +45,8 @@ def test_decode_flat_and_nested_data_alike() -> None:
                  {"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]}, "duplicate"),
     ({"id": 5, "inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]},
      "request.id"),
+    ({"id": "a\r\nSet-Cookie: x", "inputs": [
+        {"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]}, "control characters"),
 ])
 def test_decode_rejects_with_the_field_named(body: dict, fragment: str) -> None:
     with pytest.raises(ProtocolError, match=fragment):
