@@ -52,6 +52,9 @@ HOP_BY_HOP = frozenset(
         "upgrade",
         "host",
         "content-length",
+        # Our proxies read the whole body before forwarding and answer 100-continue themselves;
+        # forwarded, it makes the upstream send an interim 100 the hop is not waiting for.
+        "expect",
     }
 )
 

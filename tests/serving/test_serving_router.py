@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import socket
 import time
@@ -226,3 +227,20 @@ async def test_slow_or_dead_mirror_target_leaves_the_primary_alone(
                             outcome="dropped") >= 300 - 20 - 2
     finally:
         black_hole.close()
+
+
+def test_expect_continue_is_answered_by_the_router_not_forwarded(stack, models: Models) -> None:
+    # The router reads the whole body before forwarding; forwarding Expect would make the
+    # upstream send an interim 100 that the hop could take for the final answer.
+    stack.configure(mode="split", challengerWeight=0)
+    host, port = stack.router.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    body = json.dumps(v2_request(models.X[:3])).encode()
+    connection.request("POST", INFER, body=body, headers={
+        "Content-Type": "application/json", "Expect": "100-continue"})
+    response = connection.getresponse()
+    payload = response.read()
+    connection.close()
+    assert response.status == 200, payload
+    assert json.loads(payload)["outputs"][0]["data"] == models.classifier.predict(
+        models.X[:3]).tolist()
