@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import ConfigDict, Field
 
 from .base import DNS1035_LABEL, DURATION, KubeModel, ObservedStatus, cel, validations
 
-STRATEGIES = ("shadow", "canary", "ab")
-GATE_TYPES = ("errorRate", "latency", "accuracy", "predictionDrift", "prometheus")
-PHASES = (
+StrategyType = Literal["shadow", "canary", "ab"]
+GateType = Literal["errorRate", "latency", "accuracy", "predictionDrift", "prometheus"]
+Phase = Literal[
     "Idle",
     "Progressing",
     "AwaitingApproval",
@@ -20,7 +20,11 @@ PHASES = (
     "RollingBack",
     "RolledBack",
     "Failed",
-)
+]
+# The same values as tuples, for code that iterates (a test ties the state machine to them).
+STRATEGIES: tuple[str, ...] = get_args(StrategyType)
+GATE_TYPES: tuple[str, ...] = get_args(GateType)
+PHASES: tuple[str, ...] = get_args(Phase)
 
 
 def _duration_at_least(minimum: str, field: str) -> dict[str, str]:
@@ -50,7 +54,7 @@ class TargetRef(KubeModel):
 class Strategy(KubeModel):
     """How the challenger receives traffic while it is evaluated."""
 
-    type: Literal["shadow", "canary", "ab"] = Field(
+    type: StrategyType = Field(
         description="shadow: the challenger gets a mirrored copy of requests and its answers are "
         "recorded, never returned. canary: a weighted split that grows through steps. ab: a "
         "fixed split, optionally sticky per user."
@@ -153,7 +157,7 @@ class Gate(KubeModel):
         max_length=63,
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
     )
-    type: Literal["errorRate", "latency", "accuracy", "predictionDrift", "prometheus"] = Field(
+    type: GateType = Field(
         description="errorRate: share of failed requests. latency: share of requests slower "
         "than latencyThreshold. accuracy: share of correct predictions, from feedback labels. "
         "predictionDrift: distance between the challenger's and champion's prediction "
@@ -337,16 +341,7 @@ class ChallengeModel(KubeModel):
 class ChampionChallengerStatus(ObservedStatus):
     """Where the challenge stands, written by the operator only."""
 
-    phase: Literal[
-        "Idle",
-        "Progressing",
-        "AwaitingApproval",
-        "Promoting",
-        "Promoted",
-        "RollingBack",
-        "RolledBack",
-        "Failed",
-    ] = Field("Idle", description="Display phase; the conditions carry the truth.")
+    phase: Phase = Field("Idle", description="Display phase; the conditions carry the truth.")
     champion: ChallengeModel | None = Field(None, description="The serving model.")
     challenger: ChallengeModel | None = Field(None, description="The model under evaluation.")
     traffic_percent: int = Field(

@@ -31,7 +31,6 @@ from .model import (
 )
 
 GATED_PHASES = (Phase.PROGRESSING, Phase.AWAITING_APPROVAL)
-RESTING_PHASES = (Phase.IDLE, Phase.PROMOTED, Phase.ROLLED_BACK)
 
 
 def desired_topology(status: Status) -> Topology:

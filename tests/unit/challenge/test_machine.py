@@ -224,3 +224,9 @@ def test_random_walks_resume_from_status_and_promote_only_on_evidence(walk: list
         if result.history is not None and result.history.kind == "Promoted":
             assert result.history.version in promote_seen_for
         status = replace(result.status)
+
+
+def test_the_machine_phases_are_the_ones_the_crd_allows() -> None:
+    from modelops_operator.api.championchallenger import PHASES
+
+    assert {p.value for p in Phase} == set(PHASES)
