@@ -45,9 +45,8 @@ def _other_test_namespaces(devcluster: Any, mine: str) -> list[str]:
     return [n for n in names if n.startswith("namespace/t-") and n != f"namespace/{mine}"]
 
 
-def test_noop_resync_makes_zero_writes(
-    devcluster: Any, namespace: str, operator: OperatorProcess
-) -> None:
+def _settled_example(devcluster: Any, namespace: str) -> None:
+    """The example Ready, in a quiet window: nothing else writes while writes are counted."""
     # Other tests' namespaces being torn down would write (and the operator drops finalizers).
     wait_until(
         lambda: not _other_test_namespaces(devcluster, namespace),
@@ -59,6 +58,12 @@ def test_noop_resync_makes_zero_writes(
         "wait", "-n", namespace, "--for=condition=Ready", "mdep/iris", "--timeout=90s"
     )
     time.sleep(2)  # the last events of the rollout settle
+
+
+def test_noop_resync_makes_zero_writes(
+    devcluster: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    _settled_example(devcluster, namespace)
 
     operator_before, server_before = operator.writes(), _server_writes(devcluster)
     events_before = devcluster.kubectl(
@@ -82,16 +87,7 @@ def test_noop_resync_makes_zero_writes(
 def test_operator_restart_resumes_without_writes(
     devcluster: Any, namespace: str, operator: OperatorProcess
 ) -> None:
-    wait_until(
-        lambda: not _other_test_namespaces(devcluster, namespace),
-        timeout=90,
-        what="other test namespaces to be deleted",
-    )
-    devcluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
-    devcluster.kubectl(
-        "wait", "-n", namespace, "--for=condition=Ready", "mdep/iris", "--timeout=90s"
-    )
-    time.sleep(2)
+    _settled_example(devcluster, namespace)
     before = operator.log().count(f"[{namespace}/iris] reconciled")
     server_before = _server_writes(devcluster)
     events_before = devcluster.kubectl(
