@@ -1,0 +1,62 @@
+"""The demo's models: reproducible files, accuracies in the intended order, served as classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelops_demo.models import DemoStream, build_demo_models, file_digest
+from modelops_serving.runtimes import SklearnRuntime
+from modelops_serving.v2protocol import encode_tensor
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory):
+    return build_demo_models(tmp_path_factory.mktemp("models"))
+
+
+def test_three_models_with_versions_digests_and_ordered_accuracy(models):
+    assert list(models) == ["champion", "better", "worse"]
+    assert [m.version for m in models.values()] == ["1.0.0", "1.1.0", "1.2.0"]
+    for model in models.values():
+        assert model.path.suffix == ".skops" and model.path.is_file()
+        assert model.digest == file_digest(model.path)
+        assert model.digest.startswith("sha256:") and len(model.digest) == 7 + 64
+    assert models["better"].accuracy > 0.9
+    assert 0.7 < models["champion"].accuracy < 0.8
+    assert 0.5 < models["worse"].accuracy < 0.6
+
+
+def test_building_again_gives_the_same_bytes(models, tmp_path: Path):
+    again = build_demo_models(tmp_path)
+    assert {n: m.digest for n, m in again.items()} == {n: m.digest for n, m in models.items()}
+
+
+def test_served_predictions_are_integer_classes_ordered_on_the_stream(models):
+    rows = DemoStream().take(3000)
+    features = np.array([row for row, _ in rows])
+    labels = np.array([label for _, label in rows])
+    accuracy = {}
+    for name, model in models.items():
+        # Loaded the way modelops-serve loads it: skops, no extra trusted types.
+        runtime = SklearnRuntime.load(model.path.parent, allow_unsafe_pickle=False, trusted=())
+        predicted = runtime.predict({"input-0": features}, ("input-0",), ())["predict"]
+        # INT64 outputs are what the sidecar scores as classes against integer feedback.
+        assert encode_tensor("predict", predicted)["datatype"] == "INT64"
+        accuracy[name] = float(np.mean(predicted == labels))
+        assert accuracy[name] == pytest.approx(model.accuracy, abs=0.03)
+    assert accuracy["better"] - accuracy["champion"] > 0.1
+    assert accuracy["champion"] - accuracy["worse"] > 0.1
+
+
+def test_stream_is_deterministic_and_endless():
+    first, second = DemoStream(seed=3, batch_size=16), DemoStream(seed=3, batch_size=16)
+    a, b = first.take(50), second.take(50)  # crosses several batches
+    assert a == b
+    assert a != DemoStream(seed=4, batch_size=16).take(50)
+    row, label = a[0]
+    assert len(row) == 6 and all(type(v) is float for v in row)
+    assert type(label) is int and label in (0, 1)
+    assert 0.35 < np.mean([label for _, label in first.take(2000)]) < 0.65

@@ -1,0 +1,166 @@
+"""Three deterministic classifiers for one synthetic task, and the request stream they answer.
+
+The task: six standard-normal features; the label is 1 when a fixed linear score plus noise is
+positive. The three models are the same estimator (logistic regression) trained on the same rows
+with different feature columns zeroed out, so each accepts all six features (the server checks
+the width) while using only some of them; the coefficient of a constant-zero training column is
+exactly zero, so the model ignores that feature at serving time:
+
+* ``champion`` was trained without the strongest feature: mediocre (~75% accuracy).
+* ``better`` uses every feature: ~93%.
+* ``worse`` sees only the weak features, as after a feature-pipeline bug: ~55%.
+
+Labels are ``int64``, so ``predict`` returns integers, the server encodes them as ``INT64`` and
+the sidecar (``--task auto``) scores feedback as classification: send the true label as a JSON
+integer (0 or 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Weights of the true score; the last two features carry no signal at all.
+TRUE_WEIGHTS = np.array([2.0, 1.9, 0.5, 0.5, 0.0, 0.0])
+NOISE_SCALE = 0.6
+N_FEATURES = len(TRUE_WEIGHTS)
+TRAIN_ROWS = 4_000
+HOLDOUT_ROWS = 20_000
+TRAIN_SEED = 20240501
+HOLDOUT_SEED = 20240502
+# The stream draws from the holdout distribution but not the holdout rows themselves.
+STREAM_SEED = 20240503
+
+# name -> (version, feature columns the model was allowed to learn from)
+MODEL_PLAN: dict[str, tuple[str, tuple[int, ...]]] = {
+    "champion": ("1.0.0", (1, 2, 3)),
+    "better": ("1.1.0", (0, 1, 2, 3, 4, 5)),
+    "worse": ("1.2.0", (3, 4, 5)),
+}
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    name: str  # role in the demo: champion, better, worse
+    version: str
+    path: Path  # the .skops file
+    digest: str  # "sha256:<hex>" of the file, for spec.model.digest
+    accuracy: float  # measured on the fixed holdout set
+
+
+def draw_rows(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` rows of features (float64) and true labels (int64) from the task."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(count, N_FEATURES))
+    score = features @ TRUE_WEIGHTS + rng.normal(scale=NOISE_SCALE, size=count)
+    return features, (score > 0).astype(np.int64)
+
+
+def _train(columns: tuple[int, ...], features: np.ndarray, labels: np.ndarray):
+    from sklearn.linear_model import LogisticRegression
+
+    visible = np.zeros_like(features)
+    visible[:, columns] = features[:, columns]
+    # lbfgs on a fixed dataset is deterministic; no random_state is involved.
+    return LogisticRegression(max_iter=200).fit(visible, labels)
+
+
+# skops names array members and "__id__" fields after Python object ids, and stamps the zip
+# entries with the current time, so two dumps of one model differ byte for byte.
+_OBJECT_ID = re.compile(r'("__id__": |"file": ")(\d+)')
+_FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def canonical_skops_bytes(data: bytes) -> bytes:
+    """The same model file with object ids renumbered in order and fixed timestamps.
+
+    The digest in a manifest is then reproducible: one training run, one digest, on every
+    machine. Renumbering keeps the references intact (one mapping for ids and file names)."""
+    renumbered: dict[str, str] = {}
+
+    def stable(number: str) -> str:
+        return renumbered.setdefault(number, str(len(renumbered) + 1))
+
+    source = zipfile.ZipFile(io.BytesIO(data))
+    schema = source.read("schema.json").decode()
+    schema = _OBJECT_ID.sub(lambda m: m.group(1) + stable(m.group(2)), schema)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as target:
+        for info in source.infolist():
+            name = info.filename
+            content = schema.encode() if name == "schema.json" else source.read(name)
+            if name.endswith(".npy"):
+                name = stable(name.removesuffix(".npy")) + ".npy"
+            target.writestr(zipfile.ZipInfo(name, _FIXED_ZIP_TIME), content)
+    return out.getvalue()
+
+
+def file_digest(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_demo_models(directory: Path) -> dict[str, DemoModel]:
+    """Train, measure and write ``champion``, ``better`` and ``worse`` as .skops files.
+
+    Each model gets its own subdirectory (``<directory>/<name>/model.skops``) because the
+    server accepts a directory holding exactly one model file, and a ``file://`` URI of either
+    the file or its directory works.
+    """
+    import skops.io as sio
+
+    features, labels = draw_rows(TRAIN_ROWS, TRAIN_SEED)
+    holdout_features, holdout_labels = draw_rows(HOLDOUT_ROWS, HOLDOUT_SEED)
+    models: dict[str, DemoModel] = {}
+    for name, (version, columns) in MODEL_PLAN.items():
+        estimator = _train(columns, features, labels)
+        accuracy = float(np.mean(estimator.predict(holdout_features) == holdout_labels))
+        path = Path(directory) / name / "model.skops"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(canonical_skops_bytes(sio.dumps(estimator)))
+        models[name] = DemoModel(name, version, path, file_digest(path), accuracy)
+    return models
+
+
+class DemoStream:
+    """An endless, deterministic stream of ``(features row, true label)`` for the load generator.
+
+    Rows come from the same distribution as the holdout set (another seed), in batches so that
+    drawing one row costs next to nothing. Two streams with the same seed yield the same rows.
+    """
+
+    def __init__(self, seed: int = STREAM_SEED, batch_size: int = 1024):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self._rng_seed = np.random.SeedSequence(seed)
+        self._batch_size = batch_size
+        self._features: list[list[float]] = []
+        self._labels: list[int] = []
+        self._next = 0
+
+    def _refill(self) -> None:
+        # One child seed per batch keeps the stream reproducible however far it is read.
+        (child,) = self._rng_seed.spawn(1)
+        features, labels = draw_rows(self._batch_size, int(child.generate_state(1)[0]))
+        self._features = features.tolist()
+        self._labels = labels.tolist()
+        self._next = 0
+
+    def __iter__(self) -> Iterator[tuple[list[float], int]]:
+        return self
+
+    def __next__(self) -> tuple[list[float], int]:
+        if self._next >= len(self._labels):
+            self._refill()
+        row, label = self._features[self._next], self._labels[self._next]
+        self._next += 1
+        return row, label
+
+    def take(self, count: int) -> list[tuple[list[float], int]]:
+        return [next(self) for _ in range(count)]
