@@ -49,12 +49,40 @@ def status(_: argparse.Namespace) -> int:
     return 0 if running else 1
 
 
+def kubelet(args: argparse.Namespace) -> int:
+    from .kubeletd import run_kubelet
+
+    return run_kubelet(
+        Path(args.kubeconfig), Path(args.workdir), args.node_name, pod_cidr=args.pod_cidr,
+        drain_seconds=args.drain_seconds, max_grace_seconds=args.max_grace_seconds,
+    )
+
+
+def _add_kubelet_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from .kubeletd import DEFAULT_NODE_NAME
+    from .podnet import DEFAULT_POD_CIDR
+
+    parser = commands.add_parser(
+        "kubelet", help="run pods bound to a local node as real processes (until SIGTERM)"
+    )
+    parser.add_argument("--kubeconfig", default=str(_kubeconfig()))
+    parser.add_argument("--workdir", required=True, help="pod logs, volumes, targets.json")
+    parser.add_argument("--node-name", default=DEFAULT_NODE_NAME)
+    parser.add_argument("--pod-cidr", default=DEFAULT_POD_CIDR, help="loopback pod addresses")
+    parser.add_argument("--drain-seconds", type=float, default=2.0,
+                        help="seconds between a deleted pod's Ready=False and SIGTERM")
+    parser.add_argument("--max-grace-seconds", type=float, default=10.0,
+                        help="cap on terminationGracePeriodSeconds before SIGKILL")
+    parser.set_defaults(run=kubelet)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelops-devcluster", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start the control plane and a fake node").set_defaults(run=up)
     commands.add_parser("down", help="stop every component").set_defaults(run=down)
     commands.add_parser("status", help="show what is running").set_defaults(run=status)
+    _add_kubelet_command(commands)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))

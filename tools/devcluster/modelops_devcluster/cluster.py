@@ -155,9 +155,13 @@ class DevCluster:
         data_dir: Path | None = None,
         kubeconfig: Path | None = None,
         gateway_api: bool = True,
+        fake_node: bool = True,
         progress: Progress = print,
     ) -> DevCluster:
         """Start every component, wait until the fake node is Ready, return the cluster.
+
+        With `fake_node=False` no kwok node is made (kwok still runs, idle): pods then wait for
+        a real node, such as the one of a `LocalKubelet`.
 
         On any failure the components already started are stopped before the error is raised.
         """
@@ -204,7 +208,8 @@ class DevCluster:
             )
             kubeconfig.chmod(0o600)
             cluster._save(state)
-            cluster._create_fake_node_and_wait(progress)
+            if fake_node:
+                cluster._create_fake_node_and_wait(progress)
             if gateway_api:
                 cluster._install_gateway_api_crds(data_dir, progress)
             cluster._wait_for_default_service_account(progress)

@@ -225,7 +225,8 @@ class ComponentLauncher:
                 "kwok",
                 f"--kubeconfig={self.component_kubeconfig}",
                 f"--config={stages}",
-                "--manage-all-nodes=true",
+                # Only the fake node: a local kubelet's node must be left to that kubelet.
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 "--node-lease-duration-seconds=40",
                 f"--cidr={POD_CIDR}",
                 f"--server-address=127.0.0.1:{port}",

@@ -2,7 +2,8 @@
 
 Used by the end-to-end tests and the demo: the serving processes run on 127.0.0.1 in place of
 kwok's paper pods, so Prometheus scrapes them through static targets that carry the labels
-Kubernetes service discovery would have added (`namespace`, `pod`).
+Kubernetes service discovery would have added (`namespace`, `pod`). Pods of a local kubelet
+(localkubelet.py) are found through its file_sd targets file instead (`file_sd_files`).
 """
 
 from __future__ import annotations
@@ -27,17 +28,32 @@ class ScrapeTarget:
     labels: Mapping[str, str]
 
 
-def prometheus_config(targets: Sequence[ScrapeTarget], scrape_interval: str) -> dict[str, object]:
-    return {
-        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-        "scrape_configs": [
+def prometheus_config(
+    targets: Sequence[ScrapeTarget],
+    scrape_interval: str,
+    file_sd_files: Sequence[Path] = (),
+) -> dict[str, object]:
+    scrape_configs: list[dict[str, object]] = [
+        {
+            "job_name": "modelops",
+            "static_configs": [
+                {"targets": [t.address], "labels": dict(t.labels)} for t in targets
+            ],
+        }
+    ]
+    if file_sd_files:
+        # A local kubelet's targets.json: pods come and go, Prometheus follows the file.
+        scrape_configs.append(
             {
-                "job_name": "modelops",
-                "static_configs": [
-                    {"targets": [t.address], "labels": dict(t.labels)} for t in targets
+                "job_name": "modelops-pods",
+                "file_sd_configs": [
+                    {"files": [str(f) for f in file_sd_files], "refresh_interval": "1s"}
                 ],
             }
-        ],
+        )
+    return {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "scrape_configs": scrape_configs,
     }
 
 
@@ -57,6 +73,7 @@ class PrometheusProcess:
         targets: Sequence[ScrapeTarget],
         *,
         scrape_interval: str = "1s",
+        file_sd_files: Sequence[Path] = (),
         port: int | None = None,
         timeout: float = 60,
     ) -> PrometheusProcess:
@@ -65,7 +82,9 @@ class PrometheusProcess:
             raise DevClusterError("prometheus not found; `make system-deps` installs it")
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "prometheus.yml"
-        config.write_text(yaml.safe_dump(prometheus_config(targets, scrape_interval)))
+        config.write_text(
+            yaml.safe_dump(prometheus_config(targets, scrape_interval, file_sd_files))
+        )
         port = port or free_port()
         log = (workdir / "prometheus.log").open("ab")
         process = subprocess.Popen(
