@@ -1,0 +1,137 @@
+"""The timeline round-trips, the report renders both outcomes, the progress line copes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelops_demo.progress import progress_line
+from modelops_demo.report import summarize, write_report
+from modelops_demo.timeline import Timeline
+
+
+def gate(name: str, gate_type: str, verdict: str, estimate: float | None,
+         lower: float | None, upper: float | None, n: int, margin: float = 0.01) -> dict:
+    return {"name": name, "type": gate_type, "verdict": verdict, "estimate": estimate,
+            "lower": lower, "upper": upper, "margin": margin,
+            "samples": {"champion": 3 * n, "challenger": n}}
+
+
+def challenge(timeline: Timeline, name: str, start: float, promote: bool) -> float:
+    """Append a plausible challenge: 30 s of canary steps, then the outcome."""
+    ok = timeline.samples[-1]["requests"]["ok"] if timeline.samples else 0
+    timeline.add_event({"t": start, "type": "Normal", "reason": "ChallengeStarted",
+                        "message": f"challenger {name}", "challenge": name})
+    sign = 1 if promote else -1
+    t = start
+    for step in range(16):
+        t = start + 2.0 * step + 0.5
+        ok += 60
+        n = 20 * step
+        decided = step >= 12
+        traffic = [5, 25, 50][min(step // 4, 2)]
+        if step == 4 or step == 8:
+            timeline.add_event({"t": t - 0.2, "reason": "TrafficShifted",
+                                "message": f"challenger traffic {traffic}%"})
+        gates: list[dict[str, Any]] = [
+            gate("accuracy", "accuracy", ("Pass" if promote else "Fail") if decided else
+                 "Pending", None if step < 2 else sign * 0.15,
+                 None if step < 3 else sign * 0.15 - 1.0 / step,
+                 None if step < 3 else sign * 0.15 + 1.0 / step, n),
+            gate("errors", "errorRate", "Pending", None if step < 5 else 1.0,
+                 None if step < 5 else 0.2, None if step < 5 else 4.0, n, margin=0.2),
+            gate("custom", "prometheus", "NoData", None, None, None, 0),
+        ]
+        phase = "Progressing"
+        if decided:
+            phase = "Promoted" if promote else "RolledBack"
+            traffic = 0 if not promote else 100
+        timeline.add_sample({
+            "t": t, "challenge": name, "phase": phase, "step": min(step // 4, 2),
+            "trafficPercent": traffic, "decision": "Continue", "message": "",
+            "gates": gates, "requests": {"ok": ok, "failed": 0},
+            "feedback": {"sent": ok - 40, "failed": 0}})
+    reason = "GatesPassed" if promote else "GatesFailed"
+    timeline.add_event({"t": start + 23.5, "type": "Normal" if promote else "Warning",
+                        "reason": reason, "message": "gates decided"})
+    timeline.add_event({"t": start + 24.0, "reason": "Promoted" if promote else "RolledBack",
+                        "message": "done"})
+    return t
+
+
+@pytest.fixture
+def timeline() -> Timeline:
+    timeline = Timeline(metadata={
+        "models": [{"name": "champion", "version": "1.0.0", "accuracy": 0.74,
+                    "digest": "sha256:" + "a" * 64}],
+        "expected": {"better": "Promoted", "worse": "RolledBack"}})
+    end = challenge(timeline, "better", 0.0, promote=True)
+    challenge(timeline, "worse", end + 5.0, promote=False)
+    return timeline
+
+
+def test_timeline_round_trips_and_counts_repeated_events_once(timeline: Timeline):
+    again = Timeline.from_json(timeline.to_json())
+    assert again.to_json() == timeline.to_json()
+    assert again.challenges() == ["better", "worse"]
+    event = dict(timeline.events[0])
+    assert not timeline.add_event(event)  # listed again at the next poll
+    # Events without a challenge belong to the challenge whose samples surround them.
+    assert [e["reason"] for e in timeline.events_for("worse")] == [
+        "ChallengeStarted", "TrafficShifted", "TrafficShifted", "GatesFailed", "RolledBack"]
+    with pytest.raises(ValueError):
+        timeline.add_sample({"challenge": "better"})
+    with pytest.raises(ValueError):
+        Timeline.from_json(json.dumps({"samples": []}))
+
+
+def test_summary_names_outcomes_and_times(timeline: Timeline):
+    better, worse = summarize(timeline, "better"), summarize(timeline, "worse")
+    assert (better.outcome, worse.outcome) == ("Promoted", "RolledBack")
+    assert better.decided_after == pytest.approx(24.0)
+    assert worse.gates_decided_after == pytest.approx(23.5)
+    assert better.requests_ok == 15 * 60 and better.requests_failed == 0
+    assert [g["verdict"] for g in worse.final_gates] == ["Fail", "Pending", "NoData"]
+
+
+def test_report_is_self_contained_with_plots_and_summary(timeline: Timeline, tmp_path: Path):
+    index = write_report(timeline, tmp_path / "report")
+    assert index == tmp_path / "report" / "index.html"
+    assert Timeline.load(tmp_path / "report" / "timeline.json").to_json() == timeline.to_json()
+    page = index.read_text()
+    images = re.findall(r"src='data:image/png;base64,([^']+)'", page)
+    assert len(images) == 2
+    assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
+    assert 'id="summary"' in page and "Promoted (as expected)" in page
+    assert "RolledBack (as expected)" in page and "24 s" in page
+    assert "<script" not in page  # nothing to fetch or run
+
+
+def test_report_of_an_undecided_challenge_without_data(tmp_path: Path):
+    timeline = Timeline()
+    timeline.add_sample({"t": 1.0, "challenge": "better", "phase": "Progressing", "step": 0,
+                         "trafficPercent": None, "gates": [], "requests": {}})
+    page = write_report(timeline, tmp_path).read_text()
+    assert "undecided" in page and page.count("data:image/png") == 1
+
+
+def test_progress_line_formats_missing_values():
+    line = progress_line({"t": 3.25, "challenge": "better", "phase": "Progressing", "step": 1,
+                          "trafficPercent": 25, "decision": "Continue",
+                          "gates": [gate("accuracy", "accuracy", "Pending", None, None, None, 0),
+                                    gate("errors", "errorRate", "Pass", 0.9, 0.5, 1.1, 40)],
+                          "requests": {"ok": 1234, "failed": 2},
+                          "feedback": {"sent": 1000, "failed": 0}})
+    assert "\n" not in line
+    assert "Progressing" in line and "step 1" in line and " 25%" in line
+    assert "accuracy Pending - [-, -]" in line
+    assert "errors Pass 0.9 [0.5, 1.1] n=120/40" in line
+    assert "requests 1234 ok 2 failed" in line and "labels 1000 sent 0 failed" in line
+    assert "traffic   -%" in progress_line({"challenge": "x"})
+    assert "+0.120 [+0.050, +0.200]" in progress_line(
+        {"t": 1, "gates": [gate("accuracy", "accuracy", "Pending", 0.12, 0.05, 0.2, 9)]})
