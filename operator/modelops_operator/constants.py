@@ -38,3 +38,13 @@ MANAGED_BY = "modelops"
 
 ROLE_CHAMPION = "champion"
 ROLE_CHALLENGER = "challenger"
+ROLE_ROUTER = "router"
+ROUTER_APP_NAME = "modelops-router"
+ROUTER_CONFIG_DIR = "/etc/modelops/router"
+
+# Approvals and commands (kubectl modelops); the chart's ValidatingAdmissionPolicy checks that
+# the *-by annotation names the user making the request, so they cannot be forged.
+ANNOTATION_APPROVED_VERSION = f"{GROUP}/approved-version"
+ANNOTATION_APPROVED_BY = f"{GROUP}/approved-by"
+ANNOTATION_COMMAND = f"{GROUP}/command"
+ANNOTATION_COMMAND_BY = f"{GROUP}/command-by"

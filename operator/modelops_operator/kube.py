@@ -13,13 +13,15 @@ import httpx2
 from lightkube import AsyncClient, codecs
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import PersistentVolumeClaim, Secret
 from lightkube.types import PatchType
 from prometheus_client import Counter
 
-from .constants import FIELD_MANAGER, GROUP, MDEP_KIND, MDEP_PLURAL, VERSION
+from .constants import CC_KIND, CC_PLURAL, FIELD_MANAGER, GROUP, MDEP_KIND, MDEP_PLURAL, VERSION
 
 ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, MDEP_KIND, MDEP_PLURAL)
+ChampionChallengerResource = create_namespaced_resource(GROUP, VERSION, CC_KIND, CC_PLURAL)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -74,6 +76,27 @@ async def patch_modeldeployment_status(
         namespace=namespace,
         patch_type=PatchType.MERGE,
     )
+
+
+async def patch_challenge_status(
+    client: AsyncClient, namespace: str, name: str, status: Mapping[str, Any]
+) -> None:
+    await client.patch(
+        ChampionChallengerResource.Status,
+        name,
+        {"status": dict(status)},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+
+
+async def delete_deployment(client: AsyncClient, namespace: str, name: str) -> None:
+    """Delete (foreground: its pods drain with their grace period); absent is fine."""
+    try:
+        await client.delete(Deployment, name, namespace=namespace)
+    except ApiError as error:
+        if error.status.code != 404:
+            raise
 
 
 async def _exists(client: AsyncClient, resource: Any, namespace: str, name: str) -> bool:

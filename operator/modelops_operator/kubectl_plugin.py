@@ -23,14 +23,21 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.types import PatchType
 
+from .constants import (
+    ANNOTATION_APPROVED_BY,
+    ANNOTATION_APPROVED_VERSION,
+    ANNOTATION_COMMAND,
+    ANNOTATION_COMMAND_BY,
+)
+
 ChampionChallenger = create_namespaced_resource(
     "modelops.io", "v1alpha1", "ChampionChallenger", "championchallengers"
 )
 
-APPROVED_VERSION = "modelops.io/approved-version"
-APPROVED_BY = "modelops.io/approved-by"
-COMMAND = "modelops.io/command"
-COMMAND_BY = "modelops.io/command-by"
+APPROVED_VERSION = ANNOTATION_APPROVED_VERSION
+APPROVED_BY = ANNOTATION_APPROVED_BY
+COMMAND = ANNOTATION_COMMAND
+COMMAND_BY = ANNOTATION_COMMAND_BY
 
 
 class PluginError(RuntimeError):
@@ -108,9 +115,22 @@ def approve(client: Client, name: str, namespace: str) -> str:
 
 
 def command(client: Client, name: str, namespace: str, action: str) -> str:
+    """Ask for `promote` or `rollback` of the current challenger.
+
+    The value names the challenger version (`rollback/1.2.0`), so an order given for one
+    challenge is never carried out on a later one.
+    """
+    cc = client.get(ChampionChallenger, name, namespace=namespace)
+    status = cc.get("status") or {}
+    challenger = (status.get("challenger") or {}).get("version")
+    if status.get("phase") not in ("Progressing", "AwaitingApproval") or not challenger:
+        raise PluginError(
+            f"{namespace}/{name} is {status.get('phase', 'Idle')}: no challenge to {action}"
+        )
     user = whoami(client)
-    _patch_annotations(client, name, namespace, {COMMAND: action, COMMAND_BY: user})
-    return f"{action} requested for {namespace}/{name} as {user}"
+    value = f"{action}/{challenger}"
+    _patch_annotations(client, name, namespace, {COMMAND: value, COMMAND_BY: user})
+    return f"{action} of {challenger} requested for {namespace}/{name} as {user}"
 
 
 def main(argv: list[str] | None = None) -> int:

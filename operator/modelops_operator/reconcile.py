@@ -16,8 +16,10 @@ from lightkube import AsyncClient
 from pydantic import ValidationError
 
 from .api.modeldeployment import ModelDeploymentSpec
+from .builders.challenge import spec_with_model
 from .builders.pod import plan_model_fetch
 from .builders.workload import build_model_deployment, build_service
+from .challenge.view import ChallengeView
 from .constants import API_VERSION, DEFAULT_SERVING_IMAGE, MDEP_KIND, ROLE_CHAMPION
 from .drift import differences
 from .kube import apply_manifest, claim_exists, secret_exists
@@ -44,11 +46,17 @@ def plan_children(
     uid: str,
     spec: ModelDeploymentSpec,
     serving_image: str = DEFAULT_SERVING_IMAGE,
+    challenge: ChallengeView | None = None,
 ) -> list[dict[str, Any]]:
-    """The champion Deployment and the Service, owned by the ModelDeployment."""
+    """The champion Deployment and the Service, owned by the ModelDeployment.
+
+    While a ChampionChallenger gates this deployment, the champion runs the model the challenge
+    says is live (a new spec.model waits as the challenger) and the Service selects the router.
+    """
+    champion_spec = champion_spec_of(spec, challenge)
     children = [
-        build_model_deployment(name, namespace, spec, ROLE_CHAMPION, serving_image),
-        build_service(name, namespace),
+        build_model_deployment(name, namespace, champion_spec, ROLE_CHAMPION, serving_image),
+        build_service(name, namespace, routed=bool(challenge and challenge.routed)),
     ]
     owner = kopf.Body(
         {"metadata": {"name": name, "uid": uid}, "apiVersion": API_VERSION, "kind": MDEP_KIND}
@@ -56,6 +64,14 @@ def plan_children(
     for child in children:
         kopf.append_owner_reference(child, owner=owner)
     return children
+
+
+def champion_spec_of(
+    spec: ModelDeploymentSpec, challenge: ChallengeView | None
+) -> ModelDeploymentSpec:
+    if challenge is None or challenge.champion is None:
+        return spec
+    return spec_with_model(spec, challenge.champion)
 
 
 def spec_blocker(error: ValidationError) -> Blocker:
@@ -99,6 +115,7 @@ async def reconcile_modeldeployment(
     raw_spec: Mapping[str, Any],
     observed: Mapping[tuple[str, str], Mapping[str, Any]],
     serving_image: str = DEFAULT_SERVING_IMAGE,
+    challenge: ChallengeView | None = None,
 ) -> ReconcileReport:
     """Apply whatever differs from the observed children; `observed` maps (kind, name) to a
     slim manifest from the operator's indices."""
@@ -115,7 +132,7 @@ async def reconcile_modeldeployment(
     if blocker:
         return ReconcileReport(ReconcileOutcome(generation, blocker))
     report = ReconcileReport(ReconcileOutcome(generation))
-    for child in plan_children(name, namespace, uid, spec, serving_image):
+    for child in plan_children(name, namespace, uid, spec, serving_image, challenge):
         kind, child_name = child["kind"], child["metadata"]["name"]
         current = observed.get((kind, child_name))
         diffs = differences(child, current) if current is not None else ["(absent)"]

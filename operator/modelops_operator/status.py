@@ -16,16 +16,19 @@ from typing import Any
 from . import conditions as cond
 from .api.modeldeployment import ModelDeploymentSpec
 from .builders.workload import endpoint_url, selector_string, workload_name
+from .challenge.view import ChallengeView
 from .conditions import format_time
 from .constants import ROLE_CHAMPION
 from .observe import DeploymentObservation, PodFailure, rollout_complete
 
 HISTORY_LIMIT = 20
-# The status keys this controller owns; others (challenger) belong to the ChampionChallenger.
+# The status keys this controller owns (all of them: the ChampionChallenger's progress reaches
+# this status through the ChallengeView the controller reads, so there is one writer).
 OWNED_KEYS = (
     "observedGeneration",
     "conditions",
     "champion",
+    "challenger",
     "endpoint",
     "replicas",
     "readyReplicas",
@@ -106,31 +109,94 @@ def _conditions_for(
     return cond.progressing("RollingOut", message), False
 
 
+def _evidence(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {k: g[k] for k in ("gate", "verdict", "estimate", "lower", "upper") if g.get(k) is not None}
+        for g in ({**e, "gate": e.get("name", "")} for e in entry.get("evidence") or ())
+    ]
+
+
+def _change_entry(
+    previous_version: str,
+    live: Mapping[str, Any],
+    challenge: ChallengeView | None,
+    now: datetime,
+) -> dict[str, Any]:
+    promotion = challenge.promotion_of(live["version"]) if challenge else None
+    if promotion is not None:
+        assert challenge is not None
+        return {
+            "time": promotion.get("time") or format_time(now),
+            "action": "Promoted",
+            "fromVersion": previous_version,
+            "toVersion": live["version"],
+            "reason": "ChallengePassed",
+            "message": f"ChampionChallenger {challenge.name}: {promotion.get('reason', '')}"[:4096],
+            "evidence": _evidence(promotion),
+        }
+    return {
+        "time": format_time(now),
+        "action": "RolledOut",
+        "fromVersion": previous_version,
+        "toVersion": live["version"],
+        "reason": "DirectRollout",
+        "message": "spec.model changed and no ChampionChallenger gates this deployment",
+        "evidence": [],
+    }
+
+
+def _rollbacks(challenge: ChallengeView | None, history: list[dict[str, Any]]) -> list[dict]:
+    """The challenge's rollbacks not yet in this history: the live model did not change, but
+    the version Git asked for was rejected, and this is where people look for why."""
+    if challenge is None:
+        return []
+    seen = {(h.get("action"), h.get("fromVersion"), h.get("time")) for h in history}
+    added = []
+    for entry in challenge.history:
+        if entry.get("action") != "RolledBack":
+            continue
+        key = ("RolledBack", entry.get("version", ""), entry.get("time"))
+        if key in seen:
+            continue
+        added.append(
+            {
+                "time": entry.get("time"),
+                "action": "RolledBack",
+                "fromVersion": entry.get("version", ""),
+                "toVersion": entry.get("previous", ""),
+                "reason": "ChallengeFailed",
+                "message": f"ChampionChallenger {challenge.name}: {entry.get('reason', '')}"[
+                    :4096
+                ],
+                "evidence": _evidence(entry),
+            }
+        )
+    return added
+
+
 def _champion_and_history(
     spec: ModelDeploymentSpec,
     previous: Mapping[str, Any],
     complete: bool,
     now: datetime,
+    challenge: ChallengeView | None = None,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     champion = previous.get("champion")
     history = list(previous.get("history") or [])
+    history += _rollbacks(challenge, history)
     if not complete:
-        return champion, history  # the previous version keeps serving until the new one is up
-    live = {"name": spec.model.name, "version": spec.model.version, "digest": spec.model.digest}
+        # The previous version keeps serving until the new one is up.
+        return champion, history[-HISTORY_LIMIT:]
+    live = {
+        "name": spec.model.name,
+        "version": spec.model.version,
+        "uri": spec.model.uri,
+        "digest": spec.model.digest,
+    }
     if champion and all(champion.get(k) == v for k, v in live.items()):
-        return champion, history
+        return champion, history[-HISTORY_LIMIT:]
     if champion:
-        history.append(
-            {
-                "time": format_time(now),
-                "action": "RolledOut",
-                "fromVersion": champion.get("version", ""),
-                "toVersion": spec.model.version,
-                "reason": "DirectRollout",
-                "message": "spec.model changed and no ChampionChallenger gates this deployment",
-                "evidence": [],
-            }
-        )
+        history.append(_change_entry(champion.get("version", ""), live, challenge, now))
     return {**live, "since": format_time(now)}, history[-HISTORY_LIMIT:]
 
 
@@ -143,11 +209,16 @@ def compute_status(
     previous: Mapping[str, Any] | None,
     now: datetime,
     failures: Sequence[PodFailure] = (),
+    challenge: ChallengeView | None = None,
 ) -> dict[str, Any]:
-    """The status (owned keys only) for `outcome.generation`."""
+    """The status (owned keys only) for `outcome.generation`.
+
+    `spec` is the spec the champion Deployment was built from: with a ChampionChallenger, its
+    model is the one the challenge made live, not necessarily the one spec.model names.
+    """
     previous = previous or {}
     wanted, complete = _conditions_for(name, spec, outcome, observed, failures)
-    champion, history = _champion_and_history(spec, previous, complete, now)
+    champion, history = _champion_and_history(spec, previous, complete, now, challenge)
     status: dict[str, Any] = {
         "observedGeneration": outcome.generation,
         "conditions": cond.merge_conditions(
@@ -161,6 +232,13 @@ def compute_status(
     }
     if champion:
         status["champion"] = champion
+    if challenge is not None and challenge.challenger is not None:
+        status["challenger"] = {
+            "name": spec.model.name,
+            "version": challenge.challenger.version,
+            "uri": challenge.challenger.uri,
+            "digest": challenge.challenger.digest,
+        }
     return status
 
 

@@ -11,6 +11,7 @@ file. Example::
     challengerWeight: 10     # split: percent of requests answered by the challenger
     mirrorPercent: 100       # shadow: percent of requests copied to the challenger
     stickyHeader: x-user-id  # optional: the same header value always gets the same arm
+    revision: 3f2a9c01       # optional: exported as modelops_router_config_info{revision}
 
 A file that fails validation is rejected as a whole and the last good configuration stays live.
 """
@@ -64,6 +65,9 @@ class RouterConfig(BaseModel):
     mirrorPercent: float = Field(100.0, ge=0.0, le=100.0)
     stickyHeader: str | None = Field(None, min_length=1, max_length=128,
                                      pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+    # Set by the writer (the operator: a digest of the rest); exported as
+    # modelops_router_config_info{revision} so the writer can tell when it is live.
+    revision: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 
     @model_validator(mode="after")
     def _challenger_when_needed(self) -> RouterConfig:

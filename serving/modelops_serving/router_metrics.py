@@ -59,6 +59,12 @@ class RouterMetrics:
         self.shadow_mode = Gauge(
             "modelops_router_shadow_mode", "1 when the router mirrors, 0 when it splits.",
             ["deployment"], registry=reg).labels(dep)
+        # Which configuration is live: the operator waits for the revision it wrote before it
+        # removes an arm, because a mounted ConfigMap reaches the pod only after a delay.
+        self._config_info = Gauge(
+            "modelops_router_config_info", "1 for the revision of the live configuration.",
+            ["deployment", "revision"], registry=reg)
+        self._revision: str | None = None
         self.queue_depth = Gauge(
             "modelops_router_mirror_queue_depth", "Shadow copies waiting to be sent.",
             ["deployment"], registry=reg).labels(dep)
@@ -83,6 +89,12 @@ class RouterMetrics:
         self.weight.set(config.challengerWeight if config.mode == "split" else 0)
         self.mirror_percent.set(config.mirrorPercent if config.mode == "shadow" else 0)
         self.shadow_mode.set(1 if config.mode == "shadow" else 0)
+        revision = config.revision or ""
+        if revision != self._revision:
+            if self._revision is not None:
+                self._config_info.remove(self._deployment, self._revision)
+            self._config_info.labels(self._deployment, revision).set(1)
+            self._revision = revision
 
     def exposition(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)

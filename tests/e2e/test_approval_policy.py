@@ -127,15 +127,23 @@ def test_commands_are_checked_the_same_way(
         ],
     )
     forged = annotate(
-        devcluster, namespace, "dave", "modelops.io/command=rollback", "modelops.io/command-by=erin"
+        devcluster,
+        namespace,
+        "dave",
+        "modelops.io/command=rollback/1.1.0",
+        "modelops.io/command-by=erin",
     )
     assert "must be the requesting user ('dave')" in forged.stderr
     unknown = annotate(
         devcluster, namespace, "dave", "modelops.io/command=delete", "modelops.io/command-by=dave"
     )
-    assert "must be 'promote' or 'rollback'" in unknown.stderr
+    assert "must be 'promote/<challenger version>'" in unknown.stderr
     ok = annotate(
-        devcluster, namespace, "dave", "modelops.io/command=rollback", "modelops.io/command-by=dave"
+        devcluster,
+        namespace,
+        "dave",
+        "modelops.io/command=rollback/1.1.0",
+        "modelops.io/command-by=dave",
     )
     assert ok.returncode == 0, ok.stderr
 

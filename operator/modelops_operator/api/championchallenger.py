@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, Field
 
@@ -274,6 +274,45 @@ class Approval(KubeModel):
     )
 
 
+class ParentRef(KubeModel):
+    """A Gateway (or other parent) the HTTPRoute attaches to."""
+
+    name: str = Field(description="Name of the Gateway.", min_length=1, max_length=253)
+    namespace: str | None = Field(
+        None, max_length=63, description="Namespace of the Gateway (default: this one)."
+    )
+    section_name: str | None = Field(
+        None, max_length=253, description="Listener of the Gateway to attach to."
+    )
+
+
+class Traffic(KubeModel):
+    """Which data plane splits and mirrors traffic."""
+
+    provider: Literal["router", "gatewayAPI"] = Field(
+        "router",
+        description="router: the built-in router (any cluster; the ModelDeployment's Service "
+        "points at it). gatewayAPI: an HTTPRoute with weighted backendRefs and a RequestMirror "
+        "filter, for clusters with a Gateway API implementation.",
+    )
+    parent_refs: list[ParentRef] | None = Field(
+        None,
+        min_length=1,
+        max_length=16,
+        description="gatewayAPI only: the Gateways the HTTPRoute attaches to.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.provider != 'gatewayAPI' || has(self.parentRefs)",
+                "spec.traffic.parentRefs is required when spec.traffic.provider is gatewayAPI",
+                field_path=".parentRefs",
+            ),
+        )
+    )
+
+
 class ChampionChallengerSpec(KubeModel):
     """How a change of the target ModelDeployment becomes live."""
 
@@ -294,6 +333,11 @@ class ChampionChallengerSpec(KubeModel):
     approval: Approval = Field(
         default_factory=lambda: Approval.model_validate({}),
         description="Whether a person must approve the promotion.",
+        json_schema_extra={"default": {}},
+    )
+    traffic: Traffic = Field(
+        default_factory=lambda: Traffic.model_validate({}),
+        description="Which data plane carries the split (default: the built-in router).",
         json_schema_extra={"default": {}},
     )
     paused: bool = Field(False, description="Stop evaluating and changing traffic while true.")
@@ -338,6 +382,29 @@ class ChallengeModel(KubeModel):
     digest: str = Field("", description="SHA-256 digest of the model file.")
 
 
+class GateEvidence(KubeModel):
+    """One gate's result when a decision was taken."""
+
+    name: str = Field(description="Gate name.")
+    verdict: str = Field(description="Pass, Fail, Pending or NoData.")
+    estimate: float | None = Field(None, description="Estimated effect, challenger vs champion.")
+    lower: float | None = Field(None, description="Lower end of the anytime-valid interval.")
+    upper: float | None = Field(None, description="Upper end of the anytime-valid interval.")
+
+
+class ChallengeHistoryEntry(KubeModel):
+    """How one challenge ended."""
+
+    time: datetime = Field(description="When it ended.")
+    action: Literal["Promoted", "RolledBack"] = Field(description="Promoted or RolledBack.")
+    version: str = Field(description="The challenger version.")
+    previous: str = Field("", description="The champion version it challenged.")
+    reason: str = Field("", max_length=4096, description="Why, in words.")
+    evidence: list[GateEvidence] = Field(
+        default_factory=list, max_length=16, description="Each gate's result at the decision."
+    )
+
+
 class ChampionChallengerStatus(ObservedStatus):
     """Where the challenge stands, written by the operator only."""
 
@@ -361,3 +428,22 @@ class ChampionChallengerStatus(ObservedStatus):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     approval: ApprovalRecord | None = Field(None, description="The approval, when one was given.")
+    router_ready: bool = Field(
+        False,
+        description="The built-in router is ready; the ModelDeployment's Service points at it.",
+    )
+    history: list[ChallengeHistoryEntry] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Outcomes of the last challenges, newest last, with their evidence.",
+    )
+    machine: dict[str, Any] | None = Field(
+        None,
+        description="Where the state machine stands, so a restarted operator resumes there "
+        "(internal; read phase and conditions instead).",
+    )
+    evidence: dict[str, Any] | None = Field(
+        None,
+        description="The gating engine's accumulated evidence for the current challenger "
+        "(internal; read gates instead).",
+    )

@@ -75,6 +75,10 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
             name: _structural(child, f"{path}.{name}") for name, child in node["properties"].items()
         }
         node.pop("additionalProperties", None)
+    elif node.get("additionalProperties") is True:
+        # dict[str, Any]: free-form data the operator keeps for itself.
+        del node["additionalProperties"]
+        node["x-kubernetes-preserve-unknown-fields"] = True
     elif isinstance(node.get("additionalProperties"), dict):
         node["additionalProperties"] = _structural(node["additionalProperties"], f"{path}.*")
     if node.get("type") == "array":

@@ -268,6 +268,7 @@ class LiveModel(KubeModel):
 
     name: str = Field(description="Model name.")
     version: str = Field(description="Model version.")
+    uri: str = Field("", description="Where the model file came from.")
     digest: str = Field("", description="SHA-256 digest of the model file.")
     since: datetime | None = Field(None, description="When it started serving in this role.")
 

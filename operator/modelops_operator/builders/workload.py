@@ -20,6 +20,7 @@ from ..constants import (
     MANAGED_BY,
     POD_APP_NAME,
     ROLE_CHAMPION,
+    ROLE_ROUTER,
     SERVICE_PORT,
 )
 from .pod import (
@@ -124,8 +125,8 @@ def build_model_deployment(
     }
 
 
-def build_service(deployment: str, namespace: str) -> dict[str, Any]:
-    """The stable endpoint `<mdep>`: traffic to the sidecars of the champion pods."""
+def build_service(deployment: str, namespace: str, routed: bool = False) -> dict[str, Any]:
+    """The stable endpoint `<mdep>`: the champion pods' sidecars, or the router when routed."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -136,7 +137,7 @@ def build_service(deployment: str, namespace: str) -> dict[str, Any]:
         },
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(deployment, ROLE_CHAMPION),
+            "selector": selector_labels(deployment, ROLE_ROUTER if routed else ROLE_CHAMPION),
             "ports": [
                 {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"},
                 {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},

@@ -9,6 +9,7 @@ Both send traffic to each arm's Service on the sidecar's traffic port.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -44,7 +45,15 @@ def router_config(
         document["challenger"] = {"url": url("challenger")}
     if sticky_header:
         document["stickyHeader"] = sticky_header
+    # The router exports the revision it runs; the operator waits for it before removing an arm.
+    document["revision"] = config_revision(document)
     return document
+
+
+def config_revision(document: dict[str, Any]) -> str:
+    """A digest of the routing content (not the revision field itself)."""
+    content = {k: v for k, v in document.items() if k != "revision"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def router_configmap(

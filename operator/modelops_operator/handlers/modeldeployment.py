@@ -20,8 +20,10 @@ from lightkube.core.exceptions import ApiError
 from pydantic import ValidationError
 
 from ..api.modeldeployment import ModelDeploymentSpec
+from ..challenge.view import ChallengeView, challenge_view
 from ..conditions import READY, STALLED, find_condition, utc_now
 from ..constants import (
+    CC_PLURAL,
     GROUP,
     LABEL_MANAGED_BY,
     MANAGED_BY,
@@ -38,10 +40,11 @@ from ..observe import (
     observe_pod,
     slim_manifest,
 )
-from ..reconcile import ReconcileReport, reconcile_modeldeployment
+from ..reconcile import ReconcileReport, champion_spec_of, reconcile_modeldeployment
 from ..status import ReconcileOutcome, compute_status, status_patch
 
 MDEP = (GROUP, VERSION, MDEP_PLURAL)
+CC = (GROUP, VERSION, CC_PLURAL)
 MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
 # Drift correction and retry of blocked specs; children changes are seen at once via watches.
 RESYNC_SECONDS = float(os.environ.get("MODELOPS_RESYNC_SECONDS", "300"))
@@ -80,6 +83,40 @@ async def model_pods(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
     return {key: observe_pod(body)}
 
 
+def _request_reconcile(memo: kopf.Memo, key: tuple[str, str]) -> None:
+    """Have the owner's daemon re-apply its children now (not at the next resync)."""
+    memo.repairs.add(key)
+    _wake(memo, key)
+
+
+@kopf.index(*CC)
+async def challenges(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> Any:
+    """(namespace, target mdep) -> ChallengeView: which model the champion runs, and routing."""
+    target = (body.get("spec") or {}).get("targetRef", {}).get("name")
+    if not target:
+        return None
+    view = challenge_view(body)
+    key = (namespace, target)
+    if memo.challenge_views.get(key) != view:
+        memo.challenge_views[key] = view
+        _request_reconcile(memo, key)
+    return {key: view}
+
+
+@kopf.on.event(*CC, when=lambda event, **_: event.get("type") == "DELETED")
+async def challenge_deleted(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """Without its ChampionChallenger the deployment serves spec.model directly again."""
+    target = (body.get("spec") or {}).get("targetRef", {}).get("name")
+    if target:
+        memo.challenge_views.pop((namespace, target), None)
+        _request_reconcile(memo, (namespace, target))
+
+
+def _challenge_of(index: kopf.Index, namespace: str, name: str) -> ChallengeView | None:
+    view: ChallengeView | None = _first(index, (namespace, name))
+    return view
+
+
 def _is_deletion(event: Mapping[str, Any], **_: Any) -> bool:
     return event.get("type") == "DELETED"
 
@@ -90,8 +127,7 @@ async def child_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A child deleted by hand is re-created at once by the owner's daemon, not at resync."""
     key = child_key(body)
     if key is not None:
-        memo.repairs.add(key[:2])
-        _wake(memo, key[:2])
+        _request_reconcile(memo, key[:2])
 
 
 def _first(index: kopf.Index, key: Any) -> Any:
@@ -148,6 +184,7 @@ async def _reconcile(
                 body.get("spec") or {},
                 observed,
                 memo.serving_image,
+                _challenge_of(indices["challenges"], namespace, name),
             )
         except (ApiError, httpx2.HTTPError) as error:
             # Retried soon (kopf's default backoff for other errors is a minute).
@@ -198,6 +235,7 @@ async def _publish_once(
     deployments: kopf.Index,
     pods: kopf.Index,
     last_written: Mapping[str, Any] | None,
+    challenge: ChallengeView | None = None,
 ) -> Mapping[str, Any] | None:
     """Write the status if it changed; returns what was written (or the last write)."""
     outcome: ReconcileOutcome | None = memo.outcomes.get((namespace, name))
@@ -220,7 +258,17 @@ async def _publish_once(
     observed = _first(deployments, (namespace, name, ROLE_CHAMPION))
     health: list[PodHealth] = list(pods.get((namespace, name, ROLE_CHAMPION)) or ())
     failures = [h.failure for h in health if h.failure is not None]
-    wanted = compute_status(name, namespace, spec, outcome, observed, current, utc_now(), failures)
+    wanted = compute_status(
+        name,
+        namespace,
+        champion_spec_of(spec, challenge),
+        outcome,
+        observed,
+        current,
+        utc_now(),
+        failures,
+        challenge,
+    )
     patch = status_patch(current, wanted)
     if not patch:
         return last_written
@@ -252,7 +300,7 @@ async def _publish_loop(
         wakeup.clear()
         if key in memo.repairs and not body["metadata"].get("deletionTimestamp"):
             memo.repairs.discard(key)
-            logger.info("a child was deleted by someone else; re-creating it")
+            logger.info("re-applying children (a child was deleted, or a challenge moved on)")
             try:
                 await _reconcile(
                     name=name, namespace=namespace, body=body, memo=memo, logger=logger,
@@ -265,7 +313,14 @@ async def _publish_loop(
                 continue
         try:
             last_written = await _publish_once(
-                name, namespace, body, memo, model_deployments, kwargs["model_pods"], last_written
+                name,
+                namespace,
+                body,
+                memo,
+                model_deployments,
+                kwargs["model_pods"],
+                last_written,
+                _challenge_of(kwargs["challenges"], namespace, name),
             )
         except (ApiError, httpx2.HTTPError) as error:
             logger.warning(f"status write failed, retrying: {error!r}")

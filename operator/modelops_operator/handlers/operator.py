@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -13,6 +14,7 @@ from prometheus_client import start_http_server
 
 from ..constants import DEFAULT_SERVING_IMAGE, GROUP
 from ..kube import make_client
+from ..promsource import PrometheusSettings, PrometheusSource
 
 
 @kopf.on.login()
@@ -42,7 +44,10 @@ async def configure(
     memo.serving_image = os.environ.get("MODELOPS_SERVING_IMAGE", DEFAULT_SERVING_IMAGE)
     memo.outcomes = {}  # (namespace, name) -> ReconcileOutcome of the last reconcile
     memo.wakeups = {}  # (namespace, name) -> asyncio.Event that wakes the status publisher
-    memo.repairs = set()  # (namespace, name) whose child was deleted by someone else
+    memo.repairs = set()  # (namespace, name) whose children must be re-applied now
+    memo.challenge_views = {}  # (namespace, mdep) -> last ChallengeView seen
+    memo.applied = {}  # (kind, namespace, name) -> digest of the manifest last applied
+    memo.prometheus = PrometheusSource(prometheus_settings())
     memo.locks = defaultdict(asyncio.Lock)  # one reconcile at a time per object
     # At most this many reconciles talk to the API server at once: 200 objects applied
     # together should queue here, not in the API server where requests time out.
@@ -54,8 +59,24 @@ async def configure(
         logger.info(f"operator metrics on :{port}/metrics")
 
 
+def prometheus_settings() -> PrometheusSettings:
+    """Where the gates read their metrics: MODELOPS_PROMETHEUS_URL, with an optional bearer
+    token file (a mounted Secret) and CA file."""
+    token_file = os.environ.get("MODELOPS_PROMETHEUS_TOKEN_FILE")
+    ca_file = os.environ.get("MODELOPS_PROMETHEUS_CA_FILE")
+    return PrometheusSettings(
+        url=os.environ.get("MODELOPS_PROMETHEUS_URL", "http://prometheus-operated.monitoring:9090"),
+        bearer_token=Path(token_file).read_text().strip() if token_file else None,
+        ca_file=Path(ca_file) if ca_file else None,
+        timeout_seconds=float(os.environ.get("MODELOPS_PROMETHEUS_TIMEOUT", "5")),
+    )
+
+
 @kopf.on.cleanup()
 async def close_clients(memo: kopf.Memo, **_: Any) -> None:
     client = getattr(memo, "k8s", None)
     if client is not None:
         await client.close()
+    prometheus = getattr(memo, "prometheus", None)
+    if prometheus is not None:
+        await prometheus.aclose()

@@ -75,6 +75,7 @@ def test_complete_rollout_is_ready_with_champion_and_endpoint() -> None:
     assert status["champion"] == {
         "name": "fraud",
         "version": "1.0.0",
+        "uri": "s3://b/m.skops",
         "digest": DIGEST,
         "since": "2025-01-01T12:00:00Z",
     }

@@ -1,0 +1,150 @@
+"""Pure builders of what a challenge adds beside the champion: challenger, arm Services, router.
+
+- `<md>-challenger`: the same pod as the champion's, running the challenger's model;
+- `<md>-champion` / `<md>-challenger` Services: one per arm, on the sidecar's traffic port, so a
+  route (router or HTTPRoute) can weigh them;
+- `<md>-router` Deployment + ConfigMap: the built-in router; the `<md>` Service selects it while
+  a ChampionChallenger with the router provider gates the ModelDeployment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.modeldeployment import ModelDeploymentSpec
+from ..challenge.model import ModelRef
+from ..challenge.traffic import ROUTER_CONFIG_KEY, SIDECAR_TRAFFIC_PORT, arm_service_name
+from ..constants import (
+    DEFAULT_SERVING_IMAGE,
+    LABEL_NAME,
+    METRICS_PORT,
+    ROLE_ROUTER,
+    ROUTER_APP_NAME,
+    ROUTER_CONFIG_DIR,
+)
+from .pod import container_security_context, pod_security_context
+from .workload import object_labels, selector_labels
+
+ROUTER_CONFIG_VOLUME = "router-config"
+
+
+def spec_with_model(spec: ModelDeploymentSpec, model: ModelRef) -> ModelDeploymentSpec:
+    """The ModelDeployment's spec with another version of its model (same name and format)."""
+    changed = spec.model.model_copy(
+        update={"version": model.version, "uri": model.uri, "digest": model.digest}
+    )
+    return spec.model_copy(update={"model": changed})
+
+
+def model_ref(spec: ModelDeploymentSpec) -> ModelRef:
+    return ModelRef(version=spec.model.version, uri=spec.model.uri, digest=spec.model.digest)
+
+
+def build_arm_service(deployment: str, namespace: str, role: str) -> dict[str, Any]:
+    """`<md>-<role>`: the sidecars of one arm, the backend a route weighs."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": arm_service_name(deployment, role),
+            "namespace": namespace,
+            "labels": {**object_labels(deployment), "modelops.io/role": role},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(deployment, role),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": SIDECAR_TRAFFIC_PORT,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def router_labels(deployment: str) -> dict[str, str]:
+    return {
+        **object_labels(deployment),
+        LABEL_NAME: ROUTER_APP_NAME,
+        "modelops.io/role": ROLE_ROUTER,
+    }
+
+
+def build_router_deployment(
+    deployment: str,
+    namespace: str,
+    serving_image: str = DEFAULT_SERVING_IMAGE,
+    replicas: int = 1,
+) -> dict[str, Any]:
+    """The built-in router: reads its ConfigMap-mounted file and reloads it without drops."""
+    labels = router_labels(deployment)
+    container = {
+        "name": "router",
+        "image": serving_image,
+        "command": ["modelops-router"],
+        "args": [
+            "--config",
+            f"{ROUTER_CONFIG_DIR}/{ROUTER_CONFIG_KEY}",
+            "--port",
+            str(SIDECAR_TRAFFIC_PORT),
+            "--metrics-port",
+            str(METRICS_PORT),
+            "--deployment",
+            deployment,
+            "--reload-interval",
+            "0.5",
+        ],
+        "ports": [
+            {"name": "http", "containerPort": SIDECAR_TRAFFIC_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
+        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
+        "volumeMounts": [
+            {"name": ROUTER_CONFIG_VOLUME, "mountPath": ROUTER_CONFIG_DIR, "readOnly": True}
+        ],
+        "securityContext": container_security_context(),
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f"{deployment}-router",
+            "namespace": namespace,
+            "labels": router_labels(deployment),
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector_labels(deployment, ROLE_ROUTER)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(METRICS_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "volumes": [
+                        {
+                            "name": ROUTER_CONFIG_VOLUME,
+                            "configMap": {"name": f"{deployment}-router"},
+                        }
+                    ],
+                    "terminationGracePeriodSeconds": 30,
+                },
+            },
+        },
+    }

@@ -1,0 +1,322 @@
+"""The pure half of the ChampionChallenger controller: what the daemon sees, in and out.
+
+- `observe` turns the live objects (the ChampionChallenger, its target, the Deployments, the
+  route's state, the gates' verdict) into the state machine's `Observation`;
+- `plan_objects` turns the machine's status into the objects that must exist (challenger
+  Deployment, per-arm Services, router or HTTPRoute) and the ones that must go;
+- `render_status` turns a transition into the ChampionChallenger's status.
+
+The kopf daemon in `handlers/championchallenger.py` only gathers inputs and applies outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from .. import conditions as cond
+from ..api.modeldeployment import ModelDeploymentSpec
+from ..builders.challenge import (
+    build_arm_service,
+    build_router_deployment,
+    model_ref,
+    spec_with_model,
+)
+from ..builders.workload import build_model_deployment
+from ..conditions import format_time
+from ..constants import (
+    ANNOTATION_APPROVED_BY,
+    ANNOTATION_APPROVED_VERSION,
+    ANNOTATION_COMMAND,
+    ANNOTATION_COMMAND_BY,
+    API_VERSION,
+    CC_KIND,
+    ROLE_CHALLENGER,
+    ROLE_CHAMPION,
+)
+from ..gating.config import parse_duration
+from ..observe import DeploymentObservation
+from .machine import GATED_PHASES, desired_topology
+from .model import (
+    Command,
+    GateSignal,
+    ModelRef,
+    Observation,
+    Phase,
+    Status,
+    StrategyView,
+    Topology,
+    Transition,
+)
+from .traffic import http_route, router_configmap
+
+HISTORY_LIMIT = 20
+IN_FLIGHT = (Phase.PROGRESSING, Phase.AWAITING_APPROVAL, Phase.PROMOTING, Phase.ROLLING_BACK)
+
+
+# ----------------------------------------------------------------------------- observing
+def strategy_view(spec: Mapping[str, Any]) -> StrategyView:
+    strategy = spec.get("strategy") or {}
+    kind = strategy.get("type", "canary")
+    return StrategyView(
+        type=kind,
+        steps=tuple(strategy.get("steps") or ()),
+        weight=int(strategy.get("weight") or 0),
+        mirror_percent=int(strategy.get("mirrorPercent") or 100),
+    )
+
+
+def rollout_done(observed: DeploymentObservation | None) -> str | None:
+    """The version a Deployment runs once every wanted replica is updated and available."""
+    if observed is None or observed.wanted_replicas < 1:
+        return None
+    done = (
+        observed.observed_generation >= observed.generation
+        and observed.updated_replicas >= observed.wanted_replicas
+        and observed.available_replicas >= observed.wanted_replicas
+        and observed.replicas == observed.updated_replicas
+    )
+    return observed.template_version if done else None
+
+
+def command_from(annotations: Mapping[str, str], challenger: ModelRef | None) -> Command | None:
+    """`promote/<version>` or `rollback/<version>`, only for the challenger now running."""
+    value = annotations.get(ANNOTATION_COMMAND, "")
+    action, _, version = value.partition("/")
+    if challenger is None or version != challenger.version or action not in ("promote", "rollback"):
+        return None
+    return Command(action, annotations.get(ANNOTATION_COMMAND_BY, "unknown"))  # type: ignore[arg-type]
+
+
+def live_champion_of(
+    md_status: Mapping[str, Any], champion: DeploymentObservation | None
+) -> ModelRef | None:
+    """The champion the ModelDeployment reports, once its Deployment has fully rolled it out."""
+    reported = md_status.get("champion") or {}
+    version = reported.get("version")
+    if not version or rollout_done(champion) != version:
+        return None
+    return ModelRef(version, reported.get("uri", ""), reported.get("digest", ""))
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """Everything the daemon gathered this tick."""
+
+    now: float
+    spec: Mapping[str, Any]
+    annotations: Mapping[str, str]
+    md_spec: ModelDeploymentSpec | None
+    md_status: Mapping[str, Any]
+    champion: DeploymentObservation | None
+    challenger: DeploymentObservation | None
+    gates: GateSignal
+    route_applied: bool
+    config_error: str | None = None
+
+
+def observe(status: Status, live: LiveState) -> Observation:
+    spec = live.spec
+    decision = spec.get("decision") or {}
+    desired = model_ref(live.md_spec) if live.md_spec is not None else ModelRef("")
+    topology = desired_topology(status)
+    challenger_version = status.challenger.version if status.challenger else None
+    ready_version = rollout_done(live.challenger)
+    return Observation(
+        now=live.now,
+        desired=desired,
+        strategy=strategy_view(spec),
+        live_champion=live_champion_of(live.md_status, live.champion),
+        challenger_ready=challenger_version is not None and ready_version == challenger_version,
+        gates=live.gates,
+        step_interval_seconds=parse_duration(decision.get("interval", "1m")) or 60.0,
+        approval_required=bool((spec.get("approval") or {}).get("required")),
+        approved_version=live.annotations.get(ANNOTATION_APPROVED_VERSION),
+        approved_by=live.annotations.get(ANNOTATION_APPROVED_BY, ""),
+        command=command_from(live.annotations, status.challenger),
+        paused=bool(spec.get("paused")),
+        config_error=live.config_error,
+        route_applied=live.route_applied,
+        champion_ready_version=rollout_done(live.champion),
+        challenger_removed=topology.challenger is None and live.challenger is None,
+    )
+
+
+# ----------------------------------------------------------------------------- planning
+@dataclass(frozen=True)
+class ObjectPlan:
+    apply: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+
+
+def _owned(manifest: dict[str, Any], cc_name: str, cc_uid: str) -> dict[str, Any]:
+    owner = kopf.Body(
+        {"metadata": {"name": cc_name, "uid": cc_uid}, "apiVersion": API_VERSION, "kind": CC_KIND}
+    )
+    kopf.append_owner_reference(manifest, owner=owner)
+    return manifest
+
+
+def plan_objects(
+    *,
+    cc_name: str,
+    cc_uid: str,
+    namespace: str,
+    target: str,
+    spec: Mapping[str, Any],
+    md_spec: ModelDeploymentSpec,
+    topology: Topology,
+    serving_image: str,
+) -> ObjectPlan:
+    """What must exist beside the champion for this topology (owned by the ChampionChallenger,
+    so deleting it cleans up)."""
+    traffic = spec.get("traffic") or {}
+    sticky = (spec.get("strategy") or {}).get("stickyHeader")
+    objects = [
+        build_arm_service(target, namespace, ROLE_CHAMPION),
+        build_arm_service(target, namespace, ROLE_CHALLENGER),
+    ]
+    delete: list[tuple[str, str]] = []
+    if topology.challenger is not None:
+        challenger_spec = spec_with_model(md_spec, topology.challenger)
+        objects.append(
+            build_model_deployment(
+                target, namespace, challenger_spec, ROLE_CHALLENGER, serving_image
+            )
+        )
+    else:
+        delete.append(("Deployment", f"{target}-{ROLE_CHALLENGER}"))
+    if traffic.get("provider", "router") == "gatewayAPI":
+        objects.append(http_route(target, namespace, topology, list(traffic.get("parentRefs"))))
+    else:
+        objects.append(router_configmap(target, namespace, topology, sticky))
+        objects.append(build_router_deployment(target, namespace, serving_image))
+    return ObjectPlan([_owned(o, cc_name, cc_uid) for o in objects], delete)
+
+
+# ----------------------------------------------------------------------------- status
+def _time(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return format_time(datetime.fromtimestamp(seconds, tz=UTC))
+
+
+def _model(ref: ModelRef | None) -> dict[str, str] | None:
+    return None if ref is None else {"version": ref.version, "digest": ref.digest}
+
+
+def _decision_word(status: Status, gate_decision: str) -> str:
+    if status.phase is Phase.AWAITING_APPROVAL:
+        return "AwaitApproval"
+    if status.phase in (Phase.PROMOTING, Phase.PROMOTED):
+        return "Promote"
+    if status.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK):
+        return "RollBack"
+    if status.phase is Phase.PROGRESSING:
+        return gate_decision or "Continue"
+    return ""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The last gate evaluation, as kept in status."""
+
+    at: float | None = None
+    decision: str = ""  # Continue / Promote / RollBack / Hold
+    gates: tuple[Mapping[str, Any], ...] = ()
+    state: Mapping[str, Any] | None = None  # the gating engine's state, to resume
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "decision": self.decision, "state": self.state}
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any]) -> Evaluation:
+        evidence = status.get("evidence") or {}
+        return cls(
+            at=evidence.get("at"),
+            decision=evidence.get("decision", ""),
+            gates=tuple(status.get("gates") or ()),
+            state=evidence.get("state"),
+        )
+
+
+def history_entry(transition: Transition, evaluation: Evaluation) -> dict[str, Any] | None:
+    entry = transition.history
+    if entry is None:
+        return None
+    return {
+        "time": _time(entry.at),
+        "action": entry.kind,
+        "version": entry.version,
+        "previous": entry.previous,
+        "reason": entry.reason[:4096],
+        "evidence": [
+            {k: g.get(k) for k in ("name", "verdict", "estimate", "lower", "upper")}
+            for g in evaluation.gates
+        ],
+    }
+
+
+def render_status(
+    *,
+    generation: int,
+    transition: Transition,
+    evaluation: Evaluation,
+    history_added: Mapping[str, Any] | None,
+    previous: Mapping[str, Any],
+    conditions: Sequence[Mapping[str, Any]],
+    router_ready: bool,
+    approval: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    status = transition.status
+    in_flight = status.phase in IN_FLIGHT
+    history = list(previous.get("history") or [])
+    if history_added is not None:
+        history = [*history, dict(history_added)][-HISTORY_LIMIT:]
+    traffic = status.mirror_percent or status.challenger_percent
+    gated = status.phase in GATED_PHASES
+    return {
+        "observedGeneration": generation,
+        "conditions": list(conditions),
+        "phase": status.phase.value,
+        "champion": _model(status.champion),
+        "challenger": _model(status.challenger) if in_flight else None,
+        "trafficPercent": traffic if in_flight else 0,
+        "currentStep": status.step if in_flight else 0,
+        "startedAt": _time(status.started_at) if in_flight else None,
+        "lastEvaluationTime": _time(evaluation.at),
+        "decision": _decision_word(status, evaluation.decision),
+        "message": status.message[:4096],
+        "gates": [dict(g) for g in evaluation.gates],
+        "approval": dict(approval) if approval else None,
+        "history": history,
+        "routerReady": router_ready,
+        "machine": status.to_dict(),
+        "evidence": evaluation.to_dict() if gated else None,
+    }
+
+
+def challenge_conditions(
+    status: Status, router_ready: bool, metrics_problem: str | None
+) -> list[cond.ConditionState]:
+    """kstatus conditions: Ready means the policy is in force, whatever phase a challenge is in
+    (so `kubectl wait --for=condition=Ready` never flips because a challenge waits)."""
+    if status.phase is Phase.FAILED:
+        states = cond.stalled("ConfigError", status.message)
+    elif not router_ready:
+        states = cond.progressing("RouterStarting", "waiting for the router to become ready")
+    else:
+        states = cond.ready(status.phase.value, status.message or status.phase.value)
+    if metrics_problem:
+        states.append(
+            cond.ConditionState("MetricsAvailable", "False", "NoMetrics", metrics_problem)
+        )
+    elif status.phase in GATED_PHASES and status.started_at is not None:
+        states.append(
+            cond.ConditionState("MetricsAvailable", "True", "Scraped", "both arms report metrics")
+        )
+    return states

@@ -1,0 +1,122 @@
+"""One gate evaluation: Prometheus counts in, the gating engine's verdict out.
+
+Missing metrics never promote: an unreachable Prometheus or an arm without series gives a
+`GateSignal` with no action and the reason, which the daemon puts in a condition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..gating import GatingConfig, evaluate
+from ..gating.records import NODATA
+from ..promsource import ArmSelector, PrometheusSource, PrometheusUnavailable
+from .controller import Evaluation
+from .model import GateSignal, Status
+
+ROUTER_CONFIG_INFO = "modelops_router_config_info"
+
+
+def _substitute(query: str, values: Mapping[str, str]) -> str:
+    for key, value in values.items():
+        query = query.replace("{{" + key + "}}", value)
+    return query
+
+
+async def _custom_values(
+    source: PrometheusSource,
+    gates: list[Mapping[str, Any]],
+    namespace: str,
+    deployment: str,
+    arms: Mapping[str, ArmSelector],
+    now: float,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Flagger-style `prometheus` gates: each arm's value of the user's query."""
+    values: dict[str, dict[str, dict[str, float]]] = {arm: {} for arm in arms}
+    for gate in gates:
+        if gate.get("type") != "prometheus" or not gate.get("query"):
+            continue
+        for arm, selector in arms.items():
+            query = _substitute(
+                gate["query"],
+                {
+                    "namespace": namespace,
+                    "deployment": deployment,
+                    "role": selector.role,
+                    "version": selector.version,
+                },
+            )
+            samples = await source.instant(query, now)
+            if samples:
+                values[arm][gate["name"]] = {"value": samples[0].value}
+    return values
+
+
+async def evaluate_challenge(
+    source: PrometheusSource,
+    *,
+    namespace: str,
+    deployment: str,
+    spec: Mapping[str, Any],
+    status: Status,
+    previous: Evaluation,
+    now: float,
+) -> tuple[GateSignal, Evaluation, str | None]:
+    """(signal for the state machine, evaluation to keep in status, metrics problem or None)."""
+    assert status.champion is not None and status.challenger is not None
+    assert status.started_at is not None
+    arms = {
+        "champion": ArmSelector("champion", status.champion.version),
+        "challenger": ArmSelector("challenger", status.challenger.version),
+    }
+    shadow = (spec.get("strategy") or {}).get("type") == "shadow"
+    try:
+        reading = await source.read_counts(
+            namespace=namespace,
+            deployment=deployment,
+            champion=arms["champion"],
+            challenger=arms["challenger"],
+            started_at=status.started_at,
+            now=now,
+            paired=shadow,
+        )
+        custom = await _custom_values(
+            source, list(spec.get("gates") or ()), namespace, deployment, arms, now
+        )
+    except PrometheusUnavailable as error:
+        problem = f"no decision while Prometheus cannot be read: {error}"
+        return GateSignal(None, problem, False), previous, problem
+    if reading.missing:
+        problem = "no decision: no metrics yet from " + ", ".join(reading.missing)
+        return GateSignal(None, problem, False), previous, problem
+    counts = dict(reading.counts)
+    for arm, values in custom.items():
+        if values:
+            counts[arm] = {**counts[arm], "custom": values}
+    config = GatingConfig.from_spec(spec)
+    decision = evaluate(
+        config.gates,
+        counts,
+        elapsed=max(now - status.started_at, 0.0),
+        state=previous.state,
+        policy=config.policy,
+    )
+    fresh = any(g.verdict != NODATA for g in decision.gates)
+    kept = Evaluation(
+        at=now,
+        decision=decision.status_decision,
+        gates=tuple(g.to_status() for g in decision.gates),
+        state=decision.state.to_dict(),
+    )
+    return GateSignal(decision.action.value, decision.reason, fresh), kept, None  # type: ignore[arg-type]
+
+
+async def router_revisions(
+    source: PrometheusSource, namespace: str, deployment: str
+) -> list[str]:
+    """The configuration revision each router pod reports it runs."""
+    label = source.settings.namespace_label
+    selector = f'{{{label}="{namespace}",deployment="{deployment}"}}'
+    samples = await source.instant(f"{ROUTER_CONFIG_INFO}{selector} == 1")
+    return [s.labels.get("revision", "") for s in samples]

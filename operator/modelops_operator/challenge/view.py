@@ -1,0 +1,48 @@
+"""What a ChampionChallenger tells the ModelDeployment controller about its target.
+
+The ModelDeployment controller stays the only writer of the champion Deployment and the `<md>`
+Service; while a ChampionChallenger gates the deployment, the champion's model comes from the
+challenge (`desired_topology`), not from spec.model, and the Service points at the router.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .machine import desired_topology
+from .model import Phase, Status
+
+
+@dataclass(frozen=True)
+class ChallengeView:
+    name: str
+    champion: Any = None  # ModelRef the champion Deployment runs; None: spec.model
+    challenger: Any = None  # ModelRef under evaluation, while a challenge runs
+    routed: bool = False  # the `<md>` Service selects the built-in router's pods
+    history: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
+
+    def promotion_of(self, version: str) -> Mapping[str, Any] | None:
+        """The challenge history entry that made `version` the champion, if any."""
+        for entry in reversed(self.history):
+            if entry.get("action") == "Promoted" and entry.get("version") == version:
+                return entry
+        return None
+
+
+def challenge_view(body: Mapping[str, Any]) -> ChallengeView:
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    machine = Status.from_dict(status.get("machine"))
+    topology = desired_topology(machine)
+    running = machine.phase not in (Phase.IDLE, Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
+    provider = (spec.get("traffic") or {}).get("provider", "router")
+    return ChallengeView(
+        name=str(body.get("metadata", {}).get("name", "")),
+        champion=topology.champion,
+        challenger=machine.challenger if running else None,
+        # Only once the router is up: the Service must never point at pods that do not exist.
+        routed=provider == "router" and bool(status.get("routerReady")),
+        history=tuple(status.get("history") or ()),
+    )

@@ -1,0 +1,318 @@
+"""Thin kopf daemon per ChampionChallenger: gather, call the pure core, apply, write status.
+
+Each tick: apply the objects the machine's status asks for (idempotent, cached), see whether
+the route is live, evaluate the gates when an interval has passed, take one step of the state
+machine, apply what the new status asks for, then write status, Events and metrics. All state
+lives in status, so a restarted operator resumes in the same phase and step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx2
+import kopf
+from lightkube.core.exceptions import ApiError
+from pydantic import ValidationError
+
+from ..api.modeldeployment import ModelDeploymentSpec
+from ..challenge import metrics
+from ..challenge.controller import (
+    Evaluation,
+    LiveState,
+    challenge_conditions,
+    history_entry,
+    observe,
+    plan_objects,
+    render_status,
+    rollout_done,
+)
+from ..challenge.evaluation import evaluate_challenge, router_revisions
+from ..challenge.machine import GATED_PHASES, desired_topology, step
+from ..challenge.model import GateSignal, Phase, Status, Transition
+from ..challenge.traffic import ROUTER_CONFIG_KEY
+from ..conditions import format_time, merge_conditions, utc_now
+from ..constants import (
+    ANNOTATION_APPROVED_BY,
+    ANNOTATION_APPROVED_VERSION,
+    CC_PLURAL,
+    GROUP,
+    MDEP_PLURAL,
+    ROLE_CHALLENGER,
+    ROLE_CHAMPION,
+    ROLE_ROUTER,
+    VERSION,
+)
+from ..gating.config import parse_duration
+from ..kube import apply_manifest, delete_deployment, patch_challenge_status
+from ..promsource import PrometheusUnavailable
+
+CC = (GROUP, VERSION, CC_PLURAL)
+MDEP = (GROUP, VERSION, MDEP_PLURAL)
+# Short ticks while something moves (readiness, swaps); gates are evaluated once per interval.
+FAST_TICK = 1.0
+SLOW_TICK = 3.0
+
+
+@kopf.index(*MDEP)
+async def modeldeployment_bodies(body: kopf.Body, name: str, namespace: str, **_: Any) -> Any:
+    """(namespace, name) -> the target's spec and status, for the challenge daemons."""
+    return {
+        (namespace, name): {
+            "spec": dict(body.get("spec") or {}),
+            "status": dict(body.get("status") or {}),
+        }
+    }
+
+
+def _first(index: kopf.Index, key: Any) -> Any:
+    store = index.get(key)
+    return next(iter(store), None) if store else None
+
+
+def _digest(manifest: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
+async def _apply_plan(memo: kopf.Memo, plan: Any, namespace: str, observed: Any) -> None:
+    """Apply what changed since our last apply (a restart re-applies once), delete leftovers."""
+    for manifest in plan.apply:
+        key = (manifest["kind"], namespace, manifest["metadata"]["name"])
+        digest = _digest(manifest)
+        if memo.applied.get(key) == digest:
+            continue
+        await apply_manifest(memo.k8s, manifest)
+        memo.applied[key] = digest
+    for kind, name in plan.delete:
+        if kind == "Deployment" and observed is not None:
+            await delete_deployment(memo.k8s, namespace, name)
+            memo.applied.pop((kind, namespace, name), None)
+
+
+def _router_revision(plan: Any) -> str | None:
+    for manifest in plan.apply:
+        if manifest["kind"] == "ConfigMap":
+            return str(json.loads(manifest["data"][ROUTER_CONFIG_KEY])["revision"])
+    return None
+
+
+async def _route_live(memo: kopf.Memo, plan: Any, namespace: str, target: str, router: Any) -> bool:
+    """Is the traffic split of `plan` in force? For the router: every router pod reports the
+    revision we wrote (a mounted ConfigMap reaches pods only after a delay)."""
+    revision = _router_revision(plan)
+    if revision is None:
+        return True  # HTTPRoute: applied is live (no Gateway status to wait for)
+    try:
+        running = await router_revisions(memo.prometheus, namespace, target)
+    except PrometheusUnavailable:
+        return False
+    ready = router.ready_replicas if router is not None else 0
+    return bool(running) and len(running) >= ready and all(r == revision for r in running)
+
+
+def _config_error(
+    spec: Mapping[str, Any], namespace: str, name: str, md: Any, challenges: kopf.Index
+) -> tuple[str | None, ModelDeploymentSpec | None]:
+    target = spec.get("targetRef", {}).get("name", "")
+    if md is None:
+        return (
+            f"spec.targetRef.name: ModelDeployment '{target}' not found in namespace "
+            f"'{namespace}'",
+            None,
+        )
+    rivals = sorted(v.name for v in challenges.get((namespace, target)) or ())
+    if rivals and rivals[0] != name:
+        return (
+            f"spec.targetRef.name: ModelDeployment '{target}' is already gated by "
+            f"ChampionChallenger '{rivals[0]}'; one policy per ModelDeployment",
+            None,
+        )
+    try:
+        return None, ModelDeploymentSpec.model_validate(md["spec"])
+    except ValidationError as error:
+        return f"the target's spec is invalid: {error.errors()[0]['msg']}", None
+
+
+def _due(evaluation: Evaluation, spec: Mapping[str, Any], now: float) -> bool:
+    interval = parse_duration((spec.get("decision") or {}).get("interval", "1m")) or 60.0
+    return evaluation.at is None or now - evaluation.at >= interval
+
+
+def _approval(
+    before: Status, transition: Transition, annotations: Mapping[str, str], previous: Any, now: Any
+) -> Any:
+    after = transition.status
+    if transition.reset_evidence and after.phase is Phase.PROGRESSING:
+        return None  # a new challenge: the old approval was for another version
+    approved = annotations.get(ANNOTATION_APPROVED_VERSION)
+    if (
+        after.phase is Phase.PROMOTING
+        and before.phase in GATED_PHASES
+        and after.challenger is not None
+        and approved == after.challenger.version
+    ):
+        return {
+            "approvedBy": annotations.get(ANNOTATION_APPROVED_BY, ""),
+            "approvedAt": now,
+            "version": approved,
+        }
+    return previous
+
+
+class ChallengeTick:
+    """One daemon's memory between ticks: only what it wrote (state itself is in status)."""
+
+    def __init__(self) -> None:
+        self.last_written: dict[str, Any] | None = None
+        self.metrics_problem: str | None = None
+
+
+async def _tick(
+    tick: ChallengeTick,
+    *,
+    name: str,
+    namespace: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: Any,
+    model_deployments: kopf.Index,
+    modeldeployment_bodies: kopf.Index,
+    challenges: kopf.Index,
+) -> float:
+    now = time.time()
+    spec = dict(body.get("spec") or {})
+    annotations = dict(body.get("metadata", {}).get("annotations") or {})
+    current = tick.last_written or dict(body.get("status") or {})
+    target = spec.get("targetRef", {}).get("name", "")
+    md = _first(modeldeployment_bodies, (namespace, target))
+    config_error, md_spec = _config_error(spec, namespace, name, md, challenges)
+    status = Status.from_dict(current.get("machine"))
+    evaluation = Evaluation.from_status(current)
+    champion = _first(model_deployments, (namespace, target, ROLE_CHAMPION))
+    challenger = _first(model_deployments, (namespace, target, ROLE_CHALLENGER))
+    router = _first(model_deployments, (namespace, target, ROLE_ROUTER))
+    provider = (spec.get("traffic") or {}).get("provider", "router")
+    router_ready = provider != "router" or rollout_done(router) is not None
+
+    def plan_for(machine: Status) -> Any:
+        assert md_spec is not None
+        return plan_objects(
+            cc_name=name,
+            cc_uid=body["metadata"]["uid"],
+            namespace=namespace,
+            target=target,
+            spec=spec,
+            md_spec=md_spec,
+            topology=desired_topology(machine),
+            serving_image=memo.serving_image,
+        )
+
+    route_applied = False
+    if md_spec is not None:
+        plan = plan_for(status)
+        await _apply_plan(memo, plan, namespace, challenger)
+        route_applied = await _route_live(memo, plan, namespace, target, router)
+
+    signal = GateSignal(None, status.message or "gates not evaluated yet", False)
+    gated = status.phase in GATED_PHASES and status.started_at is not None
+    if md_spec is not None and gated and not spec.get("paused") and _due(evaluation, spec, now):
+        signal, evaluation, tick.metrics_problem = await evaluate_challenge(
+            memo.prometheus,
+            namespace=namespace,
+            deployment=target,
+            spec=spec,
+            status=status,
+            previous=evaluation,
+            now=now,
+        )
+        if tick.metrics_problem:
+            # Retry soon, not a whole interval later, but never decide on missing data.
+            evaluation = Evaluation(None, evaluation.decision, evaluation.gates, evaluation.state)
+        else:
+            metrics.count_decision(namespace, name, evaluation.decision)
+            metrics.show_gates(namespace, name, evaluation.gates)
+    elif not gated:
+        tick.metrics_problem = None
+
+    live = LiveState(
+        now=now,
+        spec=spec,
+        annotations=annotations,
+        md_spec=md_spec,
+        md_status=(md or {}).get("status") or {},
+        champion=champion,
+        challenger=challenger,
+        gates=signal,
+        route_applied=route_applied,
+        config_error=config_error,
+    )
+    transition = step(status, observe(status, live))
+    after = transition.status
+    if md_spec is not None and desired_topology(after) != desired_topology(status):
+        await _apply_plan(memo, plan_for(after), namespace, challenger)
+
+    added = history_entry(transition, evaluation)
+    if transition.reset_evidence:
+        # Keep the final gates on show after a decision; a new challenge starts from nothing.
+        evaluation = Evaluation(gates=evaluation.gates if added else ())
+    wanted = render_status(
+        generation=int(body["metadata"].get("generation") or 0),
+        transition=transition,
+        evaluation=evaluation,
+        history_added=added,
+        previous=current,
+        conditions=merge_conditions(
+            current.get("conditions"),
+            challenge_conditions(after, router_ready, tick.metrics_problem),
+            int(body["metadata"].get("generation") or 0),
+            utc_now(),
+        ),
+        router_ready=router_ready,
+        approval=_approval(
+            status, transition, annotations, current.get("approval"), format_time(utc_now())
+        ),
+    )
+    if any(current.get(k) != v for k, v in wanted.items()):
+        await patch_challenge_status(memo.k8s, namespace, name, wanted)
+        tick.last_written = {**current, **wanted}
+    for event in transition.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        logger.info(f"{event.reason}: {event.message}")
+        if event.reason in ("GatesPassed", "Approved", "ForcedPromotion"):
+            metrics.count_decision(namespace, name, "PromotionStarted")
+        elif event.reason in ("GatesFailed", "ManualRollback"):
+            metrics.count_decision(namespace, name, "RollbackStarted")
+    metrics.show_phase(namespace, name, after.phase)
+    moving = after.phase in (Phase.PROMOTING, Phase.ROLLING_BACK) or (
+        after.phase is Phase.PROGRESSING and after.started_at is None
+    )
+    return FAST_TICK if moving or after != status else SLOW_TICK
+
+
+@kopf.daemon(*CC, cancellation_timeout=10)
+async def run_challenge(
+    *, name: str, namespace: str, stopped: Any, logger: Any, **kwargs: Any
+) -> None:
+    tick = ChallengeTick()
+    while not stopped:
+        try:
+            delay = await _tick(
+                tick,
+                name=name,
+                namespace=namespace,
+                body=kwargs["body"],
+                memo=kwargs["memo"],
+                logger=logger,
+                model_deployments=kwargs["model_deployments"],
+                modeldeployment_bodies=kwargs["modeldeployment_bodies"],
+                challenges=kwargs["challenges"],
+            )
+        except (ApiError, httpx2.HTTPError) as error:
+            logger.warning(f"challenge tick failed, retrying: {error!r}")
+            delay = 5.0
+        await stopped.wait(delay)
+    metrics.forget(namespace, name)

@@ -1,0 +1,1 @@
+"""`make demo`: a model change goes live only through evidence, on a local control plane."""
