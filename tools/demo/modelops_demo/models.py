@@ -109,9 +109,9 @@ def file_digest(path: Path) -> str:
 def build_demo_models(directory: Path) -> dict[str, DemoModel]:
     """Train, measure and write ``champion``, ``better`` and ``worse`` as .skops files.
 
-    Each model gets its own subdirectory (``<directory>/<name>/model.skops``) because the
-    server accepts a directory holding exactly one model file, and a ``file://`` URI of either
-    the file or its directory works.
+    Each model gets its own subdirectory (``<directory>/<name>/model.skops``). Point
+    ``spec.model.uri`` at the file itself (``path.as_uri()``): with ``--digest`` the server
+    verifies one file and refuses a directory.
     """
     import skops.io as sio
 
