@@ -54,13 +54,14 @@ def kubelet(args: argparse.Namespace) -> int:
 
     return run_kubelet(
         Path(args.kubeconfig), Path(args.workdir), args.node_name, pod_cidr=args.pod_cidr,
-        drain_seconds=args.drain_seconds, max_grace_seconds=args.max_grace_seconds,
+        api_pod_cidr=args.api_pod_cidr, drain_seconds=args.drain_seconds,
+        max_grace_seconds=args.max_grace_seconds,
     )
 
 
 def _add_kubelet_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from .kubeletd import DEFAULT_NODE_NAME
-    from .podnet import DEFAULT_POD_CIDR
+    from .podnet import DEFAULT_API_POD_CIDR, DEFAULT_POD_CIDR
 
     parser = commands.add_parser(
         "kubelet", help="run pods bound to a local node as real processes (until SIGTERM)"
@@ -69,6 +70,8 @@ def _add_kubelet_command(commands: argparse._SubParsersAction) -> None:  # type:
     parser.add_argument("--workdir", required=True, help="pod logs, volumes, targets.json")
     parser.add_argument("--node-name", default=DEFAULT_NODE_NAME)
     parser.add_argument("--pod-cidr", default=DEFAULT_POD_CIDR, help="loopback pod addresses")
+    parser.add_argument("--api-pod-cidr", default=DEFAULT_API_POD_CIDR,
+                        help="the same addresses as the API shows them (same size)")
     parser.add_argument("--drain-seconds", type=float, default=2.0,
                         help="seconds between a deleted pod's Ready=False and SIGTERM")
     parser.add_argument("--max-grace-seconds", type=float, default=10.0,

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from .kubeapi import ApiCredentials, Informer, KubeApi, Obj, spawn
-from .podnet import DEFAULT_POD_CIDR, PodIpAllocator, pick_service_address
+from .podnet import (
+    DEFAULT_API_POD_CIDR,
+    DEFAULT_POD_CIDR,
+    PodAddressMap,
+    PodIpAllocator,
+    pick_service_address,
+)
 from .podrunner import PodRunner
 
 log = logging.getLogger("modelops.localkubelet")
@@ -53,8 +59,8 @@ def node_manifest(name: str) -> Obj:
 
 class LocalKubeletDaemon:
     def __init__(self, api: KubeApi, node_name: str, workdir: Path, *,
-                 pod_cidr: str = DEFAULT_POD_CIDR, drain_seconds: float = 2.0,
-                 max_grace_seconds: float = 10.0) -> None:
+                 pod_cidr: str = DEFAULT_POD_CIDR, api_pod_cidr: str = DEFAULT_API_POD_CIDR,
+                 drain_seconds: float = 2.0, max_grace_seconds: float = 10.0) -> None:
         self.api = api
         self.node_name = node_name
         self.host_ip = "127.0.0.1"
@@ -64,6 +70,7 @@ class LocalKubeletDaemon:
         self.drain_seconds = drain_seconds
         self.max_grace_seconds = max_grace_seconds
         self.allocator = PodIpAllocator(pod_cidr)
+        self.addresses = PodAddressMap(pod_cidr, api_pod_cidr)
         self.runners: dict[str, PodRunner] = {}
         self._written_targets: str | None = None
         self._started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -237,7 +244,8 @@ class LocalKubeletDaemon:
             return created.get((endpoint.get("targetRef") or {}).get("name", ""), "")
 
         return pick_service_address(
-            self.services.cache.get(f"{namespace}/{service}"), slices, port, creation
+            self.services.cache.get(f"{namespace}/{service}"), slices, port, creation,
+            self.addresses.to_local,
         )
 
     def _on_source(self, kind: str):
@@ -256,14 +264,15 @@ class LocalKubeletDaemon:
 
 
 async def serve(kubeconfig: Path, workdir: Path, node_name: str, *, pod_cidr: str,
-                drain_seconds: float, max_grace_seconds: float) -> None:
+                api_pod_cidr: str, drain_seconds: float, max_grace_seconds: float) -> None:
     api = KubeApi(ApiCredentials.from_kubeconfig(kubeconfig))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     daemon = LocalKubeletDaemon(api, node_name, workdir, pod_cidr=pod_cidr,
-                                drain_seconds=drain_seconds, max_grace_seconds=max_grace_seconds)
+                                api_pod_cidr=api_pod_cidr, drain_seconds=drain_seconds,
+                                max_grace_seconds=max_grace_seconds)
     try:
         await daemon.run(stop)
     finally:
@@ -273,11 +282,12 @@ async def serve(kubeconfig: Path, workdir: Path, node_name: str, *, pod_cidr: st
 
 
 def run_kubelet(kubeconfig: Path, workdir: Path, node_name: str = DEFAULT_NODE_NAME, *,
-                pod_cidr: str = DEFAULT_POD_CIDR, drain_seconds: float = 2.0,
-                max_grace_seconds: float = 10.0) -> int:
+                pod_cidr: str = DEFAULT_POD_CIDR, api_pod_cidr: str = DEFAULT_API_POD_CIDR,
+                drain_seconds: float = 2.0, max_grace_seconds: float = 10.0) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe and patch
     workdir.mkdir(parents=True, exist_ok=True)
     asyncio.run(serve(kubeconfig, workdir.resolve(), node_name, pod_cidr=pod_cidr,
-                      drain_seconds=drain_seconds, max_grace_seconds=max_grace_seconds))
+                      api_pod_cidr=api_pod_cidr, drain_seconds=drain_seconds,
+                      max_grace_seconds=max_grace_seconds))
     return 0

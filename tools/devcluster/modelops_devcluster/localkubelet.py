@@ -2,7 +2,8 @@
 
 kwok's paper pods never serve. The local kubelet registers its own Node (`modelops-local`) and
 runs each pod bound to it: init containers, then containers, as programs of this virtualenv,
-each pod on its own address in 127.1.0.0/16 (see podnet for the network emulation). It writes
+each pod on its own address in 127.1.0.0/16 (see podnet for the network emulation; the API
+shows that address as 10.245.x.y, which `pod_ip` translates back). It writes
 `<workdir>/targets.json`, a Prometheus file_sd list of every running pod's `metrics` port.
 
 From Python::
@@ -30,7 +31,13 @@ from typing import Any
 
 from .cluster import DevCluster, DevClusterError
 from .kubeletd import DEFAULT_NODE_NAME, SERVICE_NAME_LABEL
-from .podnet import UNRESOLVED_ADDRESS, pick_service_address
+from .podnet import (
+    DEFAULT_API_POD_CIDR,
+    DEFAULT_POD_CIDR,
+    UNRESOLVED_ADDRESS,
+    PodAddressMap,
+    pick_service_address,
+)
 from .processes import process_alive, stop_process_group
 
 __all__ = ["DEFAULT_NODE_NAME", "LocalKubelet", "pod_processes"]
@@ -56,8 +63,9 @@ class LocalKubelet:
     """A running `modelops-devcluster kubelet` process; build it with `LocalKubelet.start`."""
 
     def __init__(self, cluster: DevCluster, workdir: Path, node_name: str,
-                 process: subprocess.Popen[bytes]) -> None:
+                 process: subprocess.Popen[bytes], addresses: PodAddressMap) -> None:
         self.cluster = cluster
+        self.addresses = addresses
         self.workdir = workdir
         self.node_name = node_name
         self.process = process
@@ -76,6 +84,7 @@ class LocalKubelet:
     @classmethod
     def start(cls, cluster: DevCluster, workdir: Path, *, node_name: str = DEFAULT_NODE_NAME,
               drain_seconds: float = 2.0, max_grace_seconds: float = 10.0,
+              pod_cidr: str = DEFAULT_POD_CIDR, api_pod_cidr: str = DEFAULT_API_POD_CIDR,
               timeout: float = 60) -> LocalKubelet:
         """Start the kubelet in its own process group and wait until its Node is Ready."""
         workdir = workdir.resolve()
@@ -85,11 +94,13 @@ class LocalKubelet:
             "--kubeconfig", str(cluster.kubeconfig), "--workdir", str(workdir),
             "--node-name", node_name, "--drain-seconds", str(drain_seconds),
             "--max-grace-seconds", str(max_grace_seconds),
+            "--pod-cidr", pod_cidr, "--api-pod-cidr", api_pod_cidr,
         ]
         with (workdir / "kubelet.log").open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
-        kubelet = cls(cluster, workdir, node_name, process)
+        kubelet = cls(cluster, workdir, node_name, process,
+                      PodAddressMap(pod_cidr, api_pod_cidr))
         try:
             kubelet.wait_until_ready(timeout)
         except BaseException:
@@ -129,10 +140,13 @@ class LocalKubelet:
 
     # ---------------------------------------------------------------------------- helpers
     def pod_ip(self, namespace: str, pod: str) -> str:
+        """The loopback address the pod listens on ("" before it has one); the API shows
+        `addresses.to_api()` of it."""
         with self.cluster.api() as api:
             response = api.get(f"/api/v1/namespaces/{namespace}/pods/{pod}")
             response.raise_for_status()
-            return str(response.json().get("status", {}).get("podIP") or "")
+            api_address = response.json().get("status", {}).get("podIP")
+        return self.addresses.to_local(api_address) if api_address else ""
 
     def service_address(self, namespace: str, service: str, port: int | None = None) -> str:
         """"ip:targetPort" of the Service's newest ready endpoint, as pods see it; the refused
@@ -154,7 +168,7 @@ class LocalKubelet:
         def creation(endpoint: dict[str, Any]) -> str:
             return created.get((endpoint.get("targetRef") or {}).get("name", ""), "")
 
-        return pick_service_address(spec, slices, port, creation)
+        return pick_service_address(spec, slices, port, creation, self.addresses.to_local)
 
     def service_url(self, namespace: str, service: str, port: int | None = None) -> str:
         return f"http://{self.service_address(namespace, service, port)}"

@@ -1,7 +1,11 @@
 """What a pod network, kube-proxy and CoreDNS would do, emulated on loopback (pure functions).
 
 Each pod gets its own address in 127.1.0.0/16 (Linux routes all of 127/8 to `lo`), so pods can
-all listen on 8000 and 9090. Addresses a program inside a pod would reach through the pod's
+all listen on 8000 and 9090. The API cannot show that address: EndpointSlice validation refuses
+loopback addresses, so the endpoint controllers could not publish the pod. A pod's status.podIP
+is therefore its local address mirrored into 10.245.0.0/16 (same host bits: 127.1.2.3 is
+10.245.2.3), and everything that reads addresses from the API translates them back
+(`PodAddressMap`). Addresses a program inside a pod would reach through the pod's
 network namespace or the cluster DNS are rewritten into loopback addresses before it starts:
 
 - `127.0.0.1:<p>` / `localhost:<p>`, where <p> is a port the pod declares -> `<podIP>:<p>`;
@@ -19,7 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-DEFAULT_POD_CIDR = "127.1.0.0/16"
+DEFAULT_POD_CIDR = "127.1.0.0/16"  # where pods listen on this machine
+DEFAULT_API_POD_CIDR = "10.245.0.0/16"  # what the API shows (next to kwok's 10.244.0.0/16)
 # Nothing listens on port 1: a Service without ready endpoints refuses connections, as
 # kube-proxy's REJECT rule does.
 UNRESOLVED_ADDRESS = "127.0.0.1:1"
@@ -33,6 +38,33 @@ POD_LOCAL_ADDRESS = re.compile(r"(?<![\w.-])(?:127\.0\.0\.1|localhost):(?P<port>
 
 # Resolves (namespace, service, port or None) to "ip:port".
 ServiceResolver = Callable[[str, str, int | None], str]
+
+
+class PodAddressMap:
+    """Local loopback pod addresses <-> the addresses the API shows for them."""
+
+    def __init__(self, local_cidr: str = DEFAULT_POD_CIDR,
+                 api_cidr: str = DEFAULT_API_POD_CIDR) -> None:
+        self.local = ipaddress.ip_network(local_cidr)
+        self.api = ipaddress.ip_network(api_cidr)
+        if not self.local.is_loopback:
+            raise ValueError(f"{local_cidr} is not a loopback network")
+        if self.local.prefixlen != self.api.prefixlen or self.api.is_loopback:
+            raise ValueError(f"{api_cidr} must be a non-loopback network as large as {local_cidr}")
+
+    @staticmethod
+    def _move(address: str, source: Any, target: Any) -> str:
+        ip = ipaddress.ip_address(address)
+        if ip not in source:
+            return address
+        return str(target.network_address + (int(ip) - int(source.network_address)))
+
+    def to_api(self, local_address: str) -> str:
+        return self._move(local_address, self.local, self.api)
+
+    def to_local(self, api_address: str) -> str:
+        """The loopback address of a pod address from the API; other addresses unchanged."""
+        return self._move(api_address, self.api, self.local)
 
 
 class PodIpAllocator:
@@ -105,10 +137,12 @@ def pick_service_address(
     slices: Iterable[Mapping[str, Any]],
     port: int | None,
     created: Callable[[Mapping[str, Any]], str] = lambda endpoint: "",
+    local_address: Callable[[str], str] = lambda address: address,
 ) -> str:
     """The newest ready, non-terminating endpoint of the Service's port, as "ip:targetPort".
 
     `created(endpoint)` orders endpoints (a pod's creationTimestamp); a rollout's new pod wins.
+    `local_address` turns the API's address into the one to connect to (PodAddressMap.to_local).
     """
     if service is None:
         return UNRESOLVED_ADDRESS
@@ -140,4 +174,4 @@ def pick_service_address(
     if not candidates:
         return UNRESOLVED_ADDRESS
     _, address, target = max(candidates)
-    return f"{address}:{target}"
+    return f"{local_address(address)}:{target}"

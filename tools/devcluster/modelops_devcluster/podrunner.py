@@ -24,6 +24,7 @@ import httpx
 
 from .kubeapi import KubeApi, Obj, spawn
 from .podnet import (
+    PodAddressMap,
     ServiceResolver,
     rewrite_mount_path,
     rewrite_pod_local_addresses,
@@ -62,6 +63,7 @@ class NodeContext(Protocol):
     drain_seconds: float
     max_grace_seconds: float
     resolve_service: ServiceResolver
+    addresses: PodAddressMap
 
     async def lookup(self, kind: str, namespace: str, name: str) -> Obj | None: ...
     def allocate_ip(self, ports: list[int]) -> str: ...
@@ -156,7 +158,7 @@ class PodRunner:
         })
         self.directory = node.pods_dir / f"{self.namespace}_{self.name}"
         self.volumes = VolumeSet(self.directory / "volumes", spec.get("volumes") or [], self)
-        self.pod_ip = ""
+        self.pod_ip = ""  # where it listens here; the API shows addresses.to_api(pod_ip)
         self.start_time = now()
         self.initialized = False
         self.terminating = False
@@ -510,8 +512,9 @@ class PodRunner:
             "containerStatuses": [r.status() for r in self.runs],
         }
         if self.pod_ip:
-            status["podIP"] = self.pod_ip
-            status["podIPs"] = [{"ip": self.pod_ip}]
+            api_address = self.node.addresses.to_api(self.pod_ip)
+            status["podIP"] = api_address
+            status["podIPs"] = [{"ip": api_address}]
         return status
 
     async def _patch_status(self) -> None:
