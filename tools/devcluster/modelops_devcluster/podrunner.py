@@ -185,7 +185,10 @@ class PodRunner:
         for run in self.init_runs + self.runs:
             run.ready = False
         if delete:
-            await self._patch_status()  # the endpoints controller drops the pod first
+            try:
+                await self._patch_status()  # the endpoint controllers drop the pod first
+            except Exception as error:
+                log.warning("not-ready status of %s/%s: %s", self.namespace, self.name, error)
             await asyncio.sleep(self.node.drain_seconds)
         if self._main:
             self._main.cancel()
@@ -422,7 +425,11 @@ class PodRunner:
         async with httpx.AsyncClient(timeout=float(probe.get("timeoutSeconds", 1))) as client:
             while True:
                 if run.running:
-                    ok = await self._probe_once(client, run, probe)
+                    try:
+                        ok = await self._probe_once(client, run, probe)
+                    except ValueError as error:  # a probe port the container does not declare
+                        log.warning("%s/%s %s: %s", self.namespace, self.name, run.name, error)
+                        ok = False
                     run.probe_failures = 0 if ok else run.probe_failures + 1
                     ready = ok or (run.ready and run.probe_failures < failure_threshold)
                     if ready != run.ready and run.running and not self.terminating:
