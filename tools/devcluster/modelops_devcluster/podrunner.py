@@ -1,7 +1,7 @@
 """One pod on the local node: volumes, init containers, containers as processes, probes, status.
 
-Containers are local programs (images are ignored): the container's `command`, else the entry
-point its name implies. Each runs in its own process group with its log in the pod directory.
+Each container runs in its own process group with its log in the pod directory (podcontainers
+says which program a container is).
 """
 
 from __future__ import annotations
@@ -10,19 +10,28 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
-import shutil
 import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
 from .kubeapi import KubeApi, Obj, spawn
+from .podcontainers import (
+    BACKOFF_INITIAL_SECONDS,
+    BACKOFF_MAX_SECONDS,
+    BACKOFF_RESET_SECONDS,
+    DEFAULT_TERMINATION_LOG,
+    MESSAGE_LIMIT_BYTES,
+    ContainerRun,
+    expand_references,
+    now,
+    probe_once,
+    resolve_executable,
+)
 from .podnet import (
     PodAddressMap,
     ServiceResolver,
@@ -33,24 +42,6 @@ from .podnet import (
 from .podvolumes import VolumeSet
 
 log = logging.getLogger("modelops.localkubelet")
-
-ENTRYPOINTS = {
-    "model": "modelops-serve",
-    "router": "modelops-router",
-    "model-fetch": "modelops-fetch",
-    "metrics-sidecar": "modelops-sidecar",
-}
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-BACKOFF_INITIAL_SECONDS = 1.0
-BACKOFF_MAX_SECONDS = 10.0
-# A container that ran this long before exiting restarts without the accumulated backoff.
-BACKOFF_RESET_SECONDS = 20.0
-MESSAGE_LIMIT_BYTES = 4096
-ENV_REFERENCE = re.compile(r"\$\((\w+)\)")
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class NodeContext(Protocol):
@@ -69,73 +60,6 @@ class NodeContext(Protocol):
     def allocate_ip(self, ports: list[int]) -> str: ...
     def release_ip(self, address: str) -> None: ...
     def pod_changed(self, runner: PodRunner) -> None: ...
-
-
-@dataclass
-class ContainerRun:
-    spec: dict[str, Any]
-    init: bool
-    process: asyncio.subprocess.Process | None = None
-    state: dict[str, Any] = field(
-        default_factory=lambda: {"waiting": {"reason": "PodInitializing"}}
-    )
-    last_state: dict[str, Any] = field(default_factory=dict)
-    restart_count: int = 0
-    ready: bool = False
-    probe_failures: int = 0
-
-    @property
-    def name(self) -> str:
-        return str(self.spec["name"])
-
-    @property
-    def running(self) -> bool:
-        return "running" in self.state
-
-    @property
-    def succeeded(self) -> bool:
-        return self.state.get("terminated", {}).get("exitCode") == 0
-
-    def status(self) -> dict[str, Any]:
-        started = self.running
-        return {
-            "name": self.name,
-            "image": self.spec.get("image", ""),
-            "imageID": "",
-            "containerID": f"local://{self.process.pid}" if self.process else "",
-            "ready": self.ready,
-            "started": started,
-            "restartCount": self.restart_count,
-            "state": self.state,
-            "lastState": self.last_state,
-        }
-
-
-def resolve_executable(container: dict[str, Any], bin_dir: Path) -> list[str]:
-    """The command line of a container: its command (or its name's entry point) plus args."""
-    command = list(container.get("command") or [])
-    if not command:
-        entrypoint = ENTRYPOINTS.get(container["name"])
-        if entrypoint is None:
-            raise LookupError(
-                f"no local program for container {container['name']!r} (image "
-                f"{container.get('image')!r}); set its command"
-            )
-        command = [entrypoint]
-    program = command[0]
-    candidates = [bin_dir / Path(program).name]
-    if os.path.isabs(program):
-        candidates.insert(0, Path(program))
-    found = next((str(c) for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
-    found = found or shutil.which(program)
-    if found is None:
-        raise LookupError(f"program {program!r} not found in {bin_dir} or PATH")
-    return [found, *command[1:], *(container.get("args") or [])]
-
-
-def expand_references(value: str, env: dict[str, str]) -> str:
-    """Kubernetes' $(VAR) expansion in env values, command and args."""
-    return ENV_REFERENCE.sub(lambda m: env.get(m[1], m[0]), value)
 
 
 class PodRunner:
@@ -426,7 +350,7 @@ class PodRunner:
             while True:
                 if run.running:
                     try:
-                        ok = await self._probe_once(client, run, probe)
+                        ok = await probe_once(client, run, probe, self.pod_ip)
                     except ValueError as error:  # a probe port the container does not declare
                         log.warning("%s/%s %s: %s", self.namespace, self.name, run.name, error)
                         ok = False
@@ -436,39 +360,6 @@ class PodRunner:
                         run.ready = ready
                         self._touch()
                 await asyncio.sleep(period)
-
-    async def _probe_once(self, client: httpx.AsyncClient, run: ContainerRun,
-                          probe: dict[str, Any]) -> bool:
-        if "httpGet" in probe:
-            action = probe["httpGet"]
-            host = action.get("host") or self.pod_ip
-            port = self._probe_port(run, action.get("port"))
-            url = f"{action.get('scheme', 'HTTP').lower()}://{host}:{port}{action.get('path', '/')}"
-            try:
-                response = await client.get(url)
-            except httpx.HTTPError:
-                return False
-            return 200 <= response.status_code < 400
-        if "tcpSocket" in probe:
-            port = self._probe_port(run, probe["tcpSocket"].get("port"))
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(self.pod_ip, port), 1)
-            except (TimeoutError, OSError):
-                return False
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return True
-        return True  # no probe (or exec, not emulated): ready once running
-
-    @staticmethod
-    def _probe_port(run: ContainerRun, port: Any) -> int:
-        if isinstance(port, int) or str(port).isdigit():
-            return int(port)
-        for declared in run.spec.get("ports") or []:
-            if declared.get("name") == port:
-                return int(declared["containerPort"])
-        raise ValueError(f"probe port {port!r} is not a port of {run.name}")
 
     # ---------------------------------------------------------------------------- status
     def _touch(self) -> None:
