@@ -305,7 +305,8 @@ class Traffic(KubeModel):
     model_config = ConfigDict(
         json_schema_extra=validations(
             cel(
-                "self.provider != 'gatewayAPI' || has(self.parentRefs)",
+                # has(): the rule also runs on the `{}` default, before nested defaults apply.
+                "!has(self.provider) || self.provider != 'gatewayAPI' || has(self.parentRefs)",
                 "spec.traffic.parentRefs is required when spec.traffic.provider is gatewayAPI",
                 field_path=".parentRefs",
             ),
