@@ -10,10 +10,11 @@ export MODELOPS_CACHE
 export PATH := $(abspath $(VENV)/bin):$(MODELOPS_CACHE)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps cluster-build cluster-up cluster-down cluster-status \
+.PHONY: demo help install system-deps cluster-build cluster-up cluster-down cluster-status \
         test unit e2e lint typecheck bench clean run install-crds crds
 
 help:
+	@echo "make demo          the main job: a better model promoted, a worse one rolled back (<10 min)"
 	@echo "make test          install everything needed, then lint, unit and end-to-end tests"
 	@echo "make cluster-up    start a local Kubernetes control plane (etcd, apiserver, kwok...)"
 	@echo "make cluster-down  stop it, leaving no process behind"
@@ -61,6 +62,11 @@ e2e: install system-deps cluster-build
 # One pytest run, so its closing line counts every test; exit code 5 (no tests) fails it.
 test: install system-deps cluster-build lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# A dev cluster with a local kubelet running real serving processes, Prometheus, the operator
+# and a load generator; writes demo-report/index.html and stops everything it started.
+demo: install system-deps cluster-build
+	$(PY) -m modelops_demo --report-dir demo-report
 
 bench: install system-deps cluster-build
 	@set -e; for b in benchmarks/bench_*.py; do echo ">> $$b"; $(PY) $$b; done
