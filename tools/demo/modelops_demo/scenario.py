@@ -1,0 +1,224 @@
+"""The demo's scenario as data: manifests, and how API objects become timeline entries.
+
+Pure functions only (no cluster, no clock), so the orchestration in ``__main__`` stays a thin
+loop and these rules are unit-tested: which status sample belongs to which challenge, when a
+challenge counts as decided, and what makes the demo a success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .models import DemoModel
+
+NAMESPACE = "demo"
+TARGET = "fraud"  # the ModelDeployment, its Service, and the model name in inference URLs
+POLICY = "fraud-canary"  # the ChampionChallenger
+API = "/apis/modelops.io/v1alpha1"
+# (challenge name, model in build_demo_models, the outcome the evidence must lead to)
+CHALLENGES: tuple[tuple[str, str, str], ...] = (
+    ("better", "better", "Promoted"),
+    ("worse", "worse", "RolledBack"),
+)
+EXPECTED = {name: outcome for name, _, outcome in CHALLENGES}
+TERMINAL_PHASES = ("Promoted", "RolledBack")
+# Event timestamps have whole seconds: an event a moment after a challenge began can carry a
+# time up to a second before it.
+EVENT_SLACK_SECONDS = 1.5
+
+
+def model_source(model: DemoModel) -> dict[str, Any]:
+    """spec.model for one demo model: the local file itself, which the local kubelet's pods
+    read directly (the server verifies one file against the digest, never a directory)."""
+    return {"name": TARGET, "version": model.version, "uri": model.path.as_uri(),
+            "format": "sklearn", "digest": model.digest}
+
+
+def modeldeployment_manifest(champion: DemoModel) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": TARGET, "namespace": NAMESPACE},
+        "spec": {
+            "model": model_source(champion),
+            "runtime": {
+                "replicas": 1,
+                # Small: champion, challenger and router share a 2-core laptop with the
+                # control plane.
+                "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
+                              "limits": {"memory": "512Mi"}},
+            },
+            # The models answer 0/1 labels; one edge splits the prediction histogram there.
+            "monitoring": {"predictionBuckets": [0.5], "feedback": {"enabled": True}},
+        },
+    }
+
+
+def championchallenger_manifest() -> dict[str, Any]:
+    return {
+        "apiVersion": "modelops.io/v1alpha1",
+        "kind": "ChampionChallenger",
+        "metadata": {"name": POLICY, "namespace": NAMESPACE},
+        "spec": {
+            "targetRef": {"name": TARGET},
+            "strategy": {"type": "canary", "steps": [10, 50]},
+            "gates": [
+                # Errors are rare for both models, so the ratio is noisy: a wide margin.
+                {"name": "errors", "type": "errorRate", "test": "nonInferiority",
+                 "margin": 0.5},
+                # The gate that separates the models: at most two points less accurate.
+                {"name": "accuracy", "type": "accuracy", "test": "nonInferiority",
+                 "margin": 0.02},
+            ],
+            "decision": {"alpha": 0.05, "interval": "5s", "minSamples": 150,
+                         "maxDuration": "10m"},
+        },
+    }
+
+
+def model_patch(model: DemoModel) -> dict[str, Any]:
+    """The merge patch a GitOps commit would make: a new version, URI and digest."""
+    return {"spec": {"model": model_source(model)}}
+
+
+def gate_margins(policy: Mapping[str, Any]) -> dict[str, float]:
+    """Gate name -> margin from the ChampionChallenger's spec (the report draws it)."""
+    margins = {}
+    for gate in (policy.get("spec") or {}).get("gates") or []:
+        if isinstance(gate.get("margin"), int | float):
+            margins[str(gate.get("name"))] = float(gate["margin"])
+    return margins
+
+
+def build_sample(t: float, challenge: str, status: Mapping[str, Any],
+                 margins: Mapping[str, float], load: Mapping[str, Any]) -> dict[str, Any]:
+    """One timeline sample from the policy's status and the load generator's snapshot."""
+    gates = []
+    for gate in status.get("gates") or []:
+        entry = {key: gate.get(key) for key in ("name", "type", "verdict", "estimate", "lower",
+                                                "upper", "samples", "message")}
+        if gate.get("name") in margins:
+            entry["margin"] = margins[gate["name"]]
+        gates.append(entry)
+    requests = load.get("requests") or {}
+    feedback = load.get("feedback") or {}
+    return {
+        "t": round(t, 2),
+        "challenge": challenge,
+        "phase": status.get("phase") or "Idle",
+        "step": status.get("currentStep"),
+        "trafficPercent": status.get("trafficPercent"),
+        "decision": status.get("decision") or "",
+        "message": status.get("message") or "",
+        "gates": gates,
+        "requests": {key: requests.get(key, 0) for key in ("sent", "ok", "failed")}
+        | {"byVersion": dict(requests.get("byVersion") or {})},
+        "feedback": {key: feedback.get(key, 0) for key in ("sent", "failed", "dropped")},
+        "target": load.get("target"),
+    }
+
+
+def parse_time(stamp: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time as the API server writes it."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def owner_at(t: float, starts: Sequence[tuple[str, float]]) -> str | None:
+    """The challenge running at demo time ``t`` (None before the first one began)."""
+    owner = None
+    for name, start in starts:
+        if start <= t + EVENT_SLACK_SECONDS:
+            owner = name
+    return owner
+
+
+def event_entry(item: Mapping[str, Any], wall_start: float,
+                starts: Sequence[tuple[str, float]]) -> dict[str, Any] | None:
+    """A Kubernetes Event of the policy as a timeline event; None for one from before the
+    first challenge (setup, not evidence) or without a time."""
+    metadata = item.get("metadata") or {}
+    stamp = (item.get("eventTime") or item.get("lastTimestamp") or item.get("firstTimestamp")
+             or metadata.get("creationTimestamp"))
+    if not stamp or not item.get("reason"):
+        return None
+    t = parse_time(stamp) - wall_start
+    owner = owner_at(t, starts)
+    if owner is None:
+        return None
+    entry = {"t": round(t, 2), "type": item.get("type") or "Normal", "reason": item["reason"],
+             "message": item.get("message") or "", "challenge": owner}
+    if metadata.get("uid"):
+        entry["uid"] = metadata["uid"]
+    return entry
+
+
+def condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    """The status condition of type ``kind``; empty when absent."""
+    for item in (obj.get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return item
+    return {}
+
+
+def operator_lines(log: str, count: int) -> str:
+    """The last ``count`` lines of the operator's own log: its HTTP client logs every
+    Prometheus query, which would push out the lines that say what it did."""
+    own = [line for line in log.splitlines() if "] httpx " not in line]
+    return "\n".join(own[-count:])
+
+
+def last_history(status: Mapping[str, Any]) -> Any:
+    history = status.get("history") or []
+    return history[-1] if history else None
+
+
+def concluded(status: Mapping[str, Any], version: str, before: Any) -> str | None:
+    """The outcome of the challenge of ``version``, or None while it runs.
+
+    A terminal phase alone is not enough: right after the next patch the status still shows
+    the previous challenge's ending. Only a new history entry naming this version decides.
+    ``before`` is the last history entry from before the patch."""
+    phase = status.get("phase")
+    if phase == "Failed":
+        return "Failed"
+    if phase not in TERMINAL_PHASES:
+        return None
+    entry = last_history(status)
+    if not entry or entry == before or entry.get("version") != version:
+        return None
+    return str(entry.get("action") or phase)
+
+
+def problems(outcomes: Mapping[str, str], expected: Mapping[str, str], failed_requests: int,
+             champion_version: str | None, expected_champion: str) -> list[str]:
+    """Why the demo did not show what it promises; empty when it did."""
+    found = []
+    for name, want in expected.items():
+        got = outcomes.get(name, "not run")
+        if got != want:
+            found.append(f"challenge '{name}' ended {got}, expected {want}")
+    if failed_requests:
+        found.append(f"{failed_requests} client requests failed (expected none)")
+    if champion_version is not None and champion_version != expected_champion:
+        found.append(f"the ModelDeployment's champion is {champion_version}, "
+                     f"expected {expected_champion}")
+    return found
+
+
+def pids_with_env(name: str, value: str, proc: Path = Path("/proc")) -> list[int]:
+    """Processes whose environment sets ``name=value`` exactly (Linux /proc)."""
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if wanted in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
