@@ -22,9 +22,13 @@ class ChallengeView:
     challenger: Any = None  # ModelRef under evaluation, while a challenge runs
     routed: bool = False  # the `<md>` Service selects the built-in router's pods
     history: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
+    promoting: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def promotion_of(self, version: str) -> Mapping[str, Any] | None:
-        """The challenge history entry that made `version` the champion, if any."""
+        """The promotion that made `version` the champion, if any: the one under way (the
+        champion Deployment rolls before the challenge concludes) or one in the history."""
+        if self.promoting is not None and self.promoting.get("version") == version:
+            return self.promoting
         for entry in reversed(self.history):
             if entry.get("action") == "Promoted" and entry.get("version") == version:
                 return entry
@@ -45,4 +49,19 @@ def challenge_view(body: Mapping[str, Any]) -> ChallengeView:
         # Only once the router is up: the Service must never point at pods that do not exist.
         routed=provider == "router" and bool(status.get("routerReady")),
         history=tuple(status.get("history") or ()),
+        promoting=_promotion_under_way(machine, status),
     )
+
+
+def _promotion_under_way(machine: Status, status: Mapping[str, Any]) -> dict[str, Any] | None:
+    if machine.phase is not Phase.PROMOTING or machine.challenger is None:
+        return None
+    return {
+        "action": "Promoted",
+        "version": machine.challenger.version,
+        "reason": machine.outcome_reason,
+        "evidence": [
+            {k: g.get(k) for k in ("name", "verdict", "estimate", "lower", "upper")}
+            for g in status.get("gates") or ()
+        ],
+    }

@@ -36,6 +36,7 @@ async def configure(
     settings.posting.level = logging.INFO
     # lightkube's HTTP client logs every request at INFO; the handlers log what matters.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the Prometheus client's requests
     # With least-privilege RBAC the operator cannot list CRDs or namespaces; it needs not to.
     settings.scanning.disabled = True
     settings.queueing.worker_limit = None

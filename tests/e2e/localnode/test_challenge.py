@@ -1,0 +1,336 @@
+"""ChampionChallenger end to end: real serving pods, real Prometheus, the operator as a process.
+
+A load generator sends requests through the ModelDeployment's Service (the router) with
+delayed ground-truth feedback and counts every failed request; the operator reads the
+sidecars' counters from Prometheus and promotes or rolls back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import http.server
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelops_demo.loadgen import LoadGenerator
+from modelops_demo.models import DemoStream, build_demo_models
+from modelops_operator.testing import OperatorProcess
+
+from ..operator_fixtures import crds, get_json, operator_identity, wait_until  # noqa: F401 - fixtures
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TARGET = "fraud"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The demo's three models, served over HTTP on 127.0.0.1 like a model registry would."""
+    directory = tmp_path_factory.mktemp("models")
+    built = build_demo_models(directory)
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield {
+            name: ServedModel(m.version, f"{base}/{m.path.relative_to(directory)}", m.digest)
+            for name, m in built.items()
+        }
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    version: str
+    uri: str
+    digest: str
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def challenge_operator(
+    local_cluster: Any, operator_identity: tuple[Path, str], tmp_path_factory: Any  # noqa: F811
+) -> Iterator[OperatorProcess]:
+    kubeconfig, _ = operator_identity
+    log_path = tmp_path_factory.mktemp("challenge-operator") / "operator.log"
+    process = OperatorProcess.start(
+        kubeconfig,
+        log_path,
+        extra_env={"MODELOPS_PROMETHEUS_URL": local_cluster.prometheus.url},
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+        print(f"[operator] log: {log_path}")
+
+
+class BackgroundLoad:
+    """The demo's load generator on its own event loop, so tests stay synchronous."""
+
+    def __init__(self, url: str, model_name: str) -> None:
+        self.generator = LoadGenerator(
+            url, DemoStream(), model_name, rate_per_second=40, feedback_delay_seconds=(0.5, 2)
+        )
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = threading.Event()
+        self._thread.start()
+        self._started.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            self._started.set()
+            await self.generator.run(self._stop)
+
+        self._loop.run_until_complete(main())
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.generator.snapshot()
+
+    def stop(self) -> dict[str, Any]:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+        return self.generator.snapshot()
+
+
+def model_spec(model: ServedModel) -> dict[str, Any]:
+    return {
+        "name": "fraud",
+        "version": model.version,
+        "uri": model.uri,
+        "format": "sklearn",
+        "digest": model.digest,
+    }
+
+
+def apply(cluster: Any, namespace: str, manifest: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+
+def deploy(cluster: Any, namespace: str, champion: ServedModel, **cc_spec: Any) -> None:
+    apply(
+        cluster,
+        namespace,
+        {
+            "apiVersion": "modelops.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": TARGET},
+            "spec": {
+                "model": model_spec(champion),
+                "runtime": {"replicas": 1},
+                "monitoring": {"predictionBuckets": [0.5], "feedback": {"enabled": True}},
+            },
+        },
+    )
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", f"mdep/{TARGET}",
+                    "--timeout=120s")  # fmt: skip
+    spec = {
+        "targetRef": {"name": TARGET},
+        "strategy": {"type": "canary", "steps": [10, 50]},
+        # Accuracy only: a relative errorRate margin cannot be shown met while neither model
+        # fails (0 of n against 0 of n bounds no ratio), which healthy test models never do.
+        "gates": [{"name": "accuracy", "type": "accuracy", "margin": 0.02}],
+        "decision": {"alpha": 0.05, "interval": "5s", "minSamples": 150, "maxDuration": "10m"},
+        **cc_spec,
+    }
+    apply(
+        cluster,
+        namespace,
+        {
+            "apiVersion": "modelops.io/v1alpha1",
+            "kind": "ChampionChallenger",
+            "metadata": {"name": f"{TARGET}-gate"},
+            "spec": spec,
+        },
+    )
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", f"cc/{TARGET}-gate",
+                    "--timeout=120s")  # fmt: skip
+
+
+def challenge(cluster: Any, namespace: str, model: ServedModel) -> None:
+    patch = {"spec": {"model": model_spec(model)}}
+    cluster.kubectl("patch", "-n", namespace, f"mdep/{TARGET}", "--type=merge", "-p",
+                    json.dumps(patch))  # fmt: skip
+
+
+def cc_status(cluster: Any, namespace: str) -> dict[str, Any]:
+    return get_json(cluster, "-n", namespace, f"cc/{TARGET}-gate").get("status") or {}
+
+
+def wait_phase(cluster: Any, namespace: str, phase: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = cc_status(cluster, namespace)
+        if status.get("phase") == phase:
+            return status
+        time.sleep(1)
+    shown = {k: v for k, v in status.items() if k not in ("machine", "evidence")}
+    pytest.fail(f"no phase {phase} after {timeout} s; status: {json.dumps(shown, indent=1)}")
+
+
+def start_load(local_cluster: Any, namespace: str) -> BackgroundLoad:
+    # Clients call the Service; once the router is ready the Service selects it.
+    wait_until(
+        lambda: get_json(local_cluster.cluster, "-n", namespace, f"service/{TARGET}")["spec"][
+            "selector"
+        ].get("modelops.io/role")
+        == "router",
+        timeout=60,
+        what="the Service to select the router",
+    )
+    url = wait_until(
+        lambda: _try(lambda: local_cluster.kubelet.service_url(namespace, TARGET)),
+        timeout=60,
+        what="an endpoint of the Service",
+    )
+    return BackgroundLoad(url, "fraud")
+
+
+def _try(probe: Any) -> Any:
+    try:
+        return probe()
+    except Exception:
+        return None
+
+
+def test_better_challenger_is_promoted_worse_rolled_back_with_no_failed_request(
+    local_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
+) -> None:
+    cluster = local_cluster.cluster
+    deploy(cluster, namespace, models["champion"])
+    load = start_load(local_cluster, namespace)
+    try:
+        challenge(cluster, namespace, models["better"])
+        promoted = wait_phase(cluster, namespace, "Promoted")
+        assert promoted["champion"]["version"] == models["better"].version
+        mdep = get_json(cluster, "-n", namespace, f"mdep/{TARGET}")["status"]
+        assert mdep["champion"]["version"] == models["better"].version
+        assert mdep["history"][-1]["action"] == "Promoted"
+        assert promoted["history"][-1]["action"] == "Promoted"
+        assert any(e["name"] == "accuracy" for e in promoted["history"][-1]["evidence"])
+
+        challenge(cluster, namespace, models["worse"])
+        rolled_back = wait_phase(cluster, namespace, "RolledBack")
+        assert rolled_back["champion"]["version"] == models["better"].version
+        mdep = get_json(cluster, "-n", namespace, f"mdep/{TARGET}")["status"]
+        assert mdep["champion"]["version"] == models["better"].version
+        assert mdep["history"][-1]["action"] == "RolledBack"
+        # The rejected challenger is gone; the champion keeps serving.
+        wait_until(
+            lambda: cluster.kubectl(
+                "get", "-n", namespace, f"deployment/{TARGET}-challenger", check=False
+            ).returncode != 0,
+            timeout=60,
+            what="the challenger Deployment to be removed",
+        )  # fmt: skip
+        time.sleep(2)
+    finally:
+        final = load.stop()
+    requests = final["requests"]
+    assert requests["ok"] > 500
+    assert requests["failed"] == 0, final["recentErrors"]
+    reasons = {
+        e["reason"]
+        for e in get_json(cluster, "-n", namespace, "events")["items"]
+        if e["involvedObject"]["name"] == f"{TARGET}-gate"
+    }
+    assert {"ChallengeStarted", "TrafficShifted", "GatesPassed", "Promoted"} <= reasons
+    assert {"GatesFailed", "RolledBack"} <= reasons
+
+
+def test_operator_killed_mid_challenge_resumes_in_the_same_phase_and_step(
+    local_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
+) -> None:
+    cluster = local_cluster.cluster
+    deploy(cluster, namespace, models["champion"], approval={"required": True})
+    load = start_load(local_cluster, namespace)
+    try:
+        challenge(cluster, namespace, models["better"])
+        waiting = wait_phase(cluster, namespace, "AwaitingApproval")
+        challenge_operator.process.send_signal(signal.SIGKILL)
+        challenge_operator.process.wait(10)
+        challenge_operator.restart()
+        time.sleep(8)  # several ticks of the restarted daemon
+        resumed = cc_status(cluster, namespace)
+        assert resumed["phase"] == "AwaitingApproval"
+        assert resumed["currentStep"] == waiting["currentStep"]
+        assert resumed["trafficPercent"] == waiting["trafficPercent"]
+        assert resumed["challenger"] == waiting["challenger"]
+        # Approving in the name of the caller (admin here) finishes it, exactly once.
+        cluster.kubectl(
+            "annotate", "-n", namespace, f"cc/{TARGET}-gate",
+            f"modelops.io/approved-version={models['better'].version}",
+            "modelops.io/approved-by=admin",
+        )  # fmt: skip
+        done = wait_phase(cluster, namespace, "Promoted")
+        assert [h["action"] for h in done["history"]] == ["Promoted"]
+        assert done["approval"]["approvedBy"] == "admin"
+    finally:
+        final = load.stop()
+    assert final["requests"]["failed"] == 0, final["recentErrors"]
+
+
+def test_no_decision_while_prometheus_is_down(
+    local_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
+) -> None:
+    cluster = local_cluster.cluster
+    deploy(cluster, namespace, models["champion"])
+    load = start_load(local_cluster, namespace)
+    prometheus = local_cluster.prometheus
+    try:
+        challenge(cluster, namespace, models["worse"])
+        wait_until(
+            lambda: cc_status(cluster, namespace).get("startedAt"),
+            timeout=120,
+            what="the challenger to take traffic",
+        )
+        port, workdir = prometheus.port, prometheus.workdir
+        prometheus.stop()
+        try:
+            condition = wait_until(
+                lambda: next(
+                    (
+                        c
+                        for c in cc_status(cluster, namespace).get("conditions", [])
+                        if c["type"] == "MetricsAvailable" and c["status"] == "False"
+                    ),
+                    None,
+                ),
+                timeout=60,
+                what="MetricsAvailable=False",
+            )
+            assert "Prometheus" in condition["message"]
+            time.sleep(15)  # three intervals without metrics
+            assert cc_status(cluster, namespace)["phase"] == "Progressing"
+        finally:
+            local_cluster.prometheus = type(prometheus).start(
+                workdir, [], scrape_interval="1s", port=port,
+                file_sd_files=[local_cluster.kubelet.targets_file],
+            )  # fmt: skip
+        wait_phase(cluster, namespace, "RolledBack")
+    finally:
+        final = load.stop()
+    assert final["requests"]["failed"] == 0, final["recentErrors"]
