@@ -86,6 +86,28 @@ def format_status(cc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_report(cc: dict[str, Any]) -> str:
+    """The audit trail: the current state, then every concluded challenge with its evidence."""
+    status = cc.get("status") or {}
+    lines = [format_status(cc), "", "history (newest last):"]
+    history = status.get("history") or []
+    if not history:
+        lines.append("  no challenge has concluded yet")
+    for entry in history:
+        lines.append(
+            f"  {entry.get('time', '-')}  {entry.get('action', '-'):<10} "
+            f"{entry.get('version', '-')} (champion was {entry.get('previous') or '-'})"
+        )
+        lines.append(f"    {entry.get('reason', '')}")
+        for gate in entry.get("evidence") or []:
+            lines.append(
+                f"    {gate.get('name', '-'):<18}{gate.get('verdict', '-'):<9}"
+                f"{_num(gate.get('estimate')):>10}  "
+                f"[{_num(gate.get('lower'))}, {_num(gate.get('upper'))}]"
+            )
+    return "\n".join(lines)
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
@@ -141,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-n", "--namespace", default=None, help="namespace (default: context's)")
     sub = parser.add_subparsers(dest="verb", required=True)
-    for verb in ("status", "approve", "rollback"):
+    for verb in ("status", "report", "approve", "rollback"):
         sub.add_parser(verb).add_argument("name", help="ChampionChallenger name")
     promote = sub.add_parser("promote", help="promote now, skipping the gates (needs --force)")
     promote.add_argument("name")
@@ -150,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = Client(field_manager="kubectl-modelops")
         namespace = args.namespace or client.namespace
-        if args.verb == "status":
-            print(format_status(client.get(ChampionChallenger, args.name, namespace=namespace)))
+        if args.verb in ("status", "report"):
+            show = format_status if args.verb == "status" else format_report
+            print(show(client.get(ChampionChallenger, args.name, namespace=namespace)))
         elif args.verb == "approve":
             print(approve(client, args.name, namespace))
         else:
