@@ -49,7 +49,17 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     kubeconfig, _ = operator_identity
     log_path = tmp_path_factory.mktemp("operator-log") / "operator.log"
-    process = OperatorProcess.start(kubeconfig, log_path, resync_seconds=RESYNC_SECONDS)
+    process = OperatorProcess.start(
+        kubeconfig,
+        log_path,
+        resync_seconds=RESYNC_SECONDS,
+        extra_env={
+            # No Prometheus on this cluster (paper pods): a closed port fails fast, and the
+            # challenge tests here check that no decision is taken without metrics.
+            "MODELOPS_PROMETHEUS_URL": "http://127.0.0.1:9",
+            "MODELOPS_FEEDBACK_GRACE_SECONDS": "2",
+        },
+    )
     try:
         yield process
     finally:

@@ -117,6 +117,7 @@ class LiveState:
     gates: GateSignal
     route_applied: bool
     config_error: str | None = None
+    feedback_grace_seconds: float = 0.0
 
 
 def observe(status: Status, live: LiveState) -> Observation:
@@ -143,6 +144,7 @@ def observe(status: Status, live: LiveState) -> Observation:
         route_applied=live.route_applied,
         champion_ready_version=rollout_done(live.champion),
         challenger_removed=topology.challenger is None and live.challenger is None,
+        feedback_grace_seconds=live.feedback_grace_seconds,
     )
 
 

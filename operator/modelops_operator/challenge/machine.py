@@ -45,7 +45,9 @@ def desired_topology(status: Status) -> Topology:
         if status.promotion_stage is PromotionStage.CONVERGE:
             # The champion Deployment rolls to the new version while it takes no traffic.
             return Topology(challenger, challenger, 100, 0)
-        return Topology(challenger, None, 0, 0)
+        # Traffic back on the champion Deployment; the challenger stays (0%) through the
+        # feedback grace so labels of requests it answered still reach it.
+        return Topology(challenger, None if status.traffic_withdrawn else challenger, 0, 0)
     if status.phase is Phase.ROLLING_BACK and challenger is not None:
         # Traffic leaves the challenger first; it is removed once the route says so.
         return Topology(champion, challenger if not status.traffic_withdrawn else None, 0, 0)
@@ -249,6 +251,8 @@ def _begin_promotion(status: Status, reason: str, event_reason: str) -> Transiti
         status,
         phase=Phase.PROMOTING,
         promotion_stage=PromotionStage.SHIFT,
+        traffic_withdrawn=False,
+        retire_at=None,
         outcome_reason=reason,
         message=f"promoting {status.challenger.version}: {reason}",
     )
@@ -275,9 +279,30 @@ def _promoting(status: Status, seen: Observation) -> Transition:
                 message=f"champion Deployment runs {challenger.version}; moving traffic back to it",
             )
         )
-    if stage is PromotionStage.SETTLE and seen.route_applied and seen.challenger_removed:
+    if stage is PromotionStage.SETTLE and not status.traffic_withdrawn:
+        return Transition(_retire(status, seen))
+    if stage is PromotionStage.SETTLE and seen.challenger_removed:
         return _conclude(status, seen, Phase.PROMOTED)
     return Transition(status)
+
+
+def _retire(status: Status, seen: Observation) -> Status:
+    """Once the route without the challenger's traffic is live, keep the challenger for the
+    feedback grace, then let it go (`traffic_withdrawn`)."""
+    if not seen.route_applied:
+        return status
+    retire_at = status.retire_at
+    if retire_at is None:
+        retire_at = seen.now + seen.feedback_grace_seconds
+    if seen.now >= retire_at:
+        return replace(status, traffic_withdrawn=True, retire_at=retire_at)
+    assert status.challenger is not None
+    return replace(
+        status,
+        retire_at=retire_at,
+        message=f"no traffic on {status.challenger.version}; keeping it "
+        f"{seen.feedback_grace_seconds:g} s for late feedback labels",
+    )
 
 
 def _begin_rollback(status: Status, reason: str, event_reason: str) -> Transition:
@@ -288,6 +313,7 @@ def _begin_rollback(status: Status, reason: str, event_reason: str) -> Transitio
         challenger_percent=0,
         mirror_percent=0,
         traffic_withdrawn=False,
+        retire_at=None,
         outcome_reason=reason,
         message=f"rolling back {status.challenger.version}: {reason}",
     )
@@ -296,9 +322,7 @@ def _begin_rollback(status: Status, reason: str, event_reason: str) -> Transitio
 
 def _rolling_back(status: Status, seen: Observation) -> Transition:
     if not status.traffic_withdrawn:
-        if seen.route_applied:
-            return Transition(replace(status, traffic_withdrawn=True))
-        return Transition(status)
+        return Transition(_retire(status, seen))
     if not seen.challenger_removed:
         return Transition(status)
     return _conclude(status, seen, Phase.ROLLED_BACK)

@@ -105,6 +105,8 @@ class Observation:
     route_applied: bool = False  # the live route matches desired_topology(status)
     champion_ready_version: str | None = None  # version the champion Deployment runs, Ready
     challenger_removed: bool = False
+    # How long a challenger with no traffic left stays up for labels of requests it answered.
+    feedback_grace_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class Status:
     step_started_at: float | None = None
     promotion_stage: PromotionStage | None = None
     traffic_withdrawn: bool = False
+    retire_at: float | None = None  # when a challenger without traffic may be removed
     rejected: ModelRef | None = None  # the last version rolled back
     last_outcome: Phase | None = None  # Promoted or RolledBack: where the machine rests
     outcome_reason: str = ""

@@ -215,7 +215,9 @@ async def _tick(
     if md_spec is not None:
         plan = plan_for(status)
         await _apply_plan(memo, plan, namespace, challenger)
-        route_applied = await _route_live(memo, plan, namespace, target, router)
+        if status.phase in (Phase.PROMOTING, Phase.ROLLING_BACK):
+            # Only a swap waits for the route; at rest no query is spent on it.
+            route_applied = await _route_live(memo, plan, namespace, target, router)
 
     signal = GateSignal(None, status.message or "gates not evaluated yet", False)
     gated = status.phase in GATED_PHASES and status.started_at is not None
@@ -249,6 +251,7 @@ async def _tick(
         gates=signal,
         route_applied=route_applied,
         config_error=config_error,
+        feedback_grace_seconds=memo.feedback_grace_seconds,
     )
     transition = step(status, observe(status, live))
     after = transition.status
@@ -276,7 +279,9 @@ async def _tick(
             status, transition, annotations, current.get("approval"), format_time(utc_now())
         ),
     )
-    if any(current.get(k) != v for k, v in wanted.items()):
+    # Absent, null and empty are the same to the API server: comparing them as equal keeps a
+    # tick that changes nothing from writing.
+    if any((current.get(k) or None) != (v or None) for k, v in wanted.items()):
         await patch_challenge_status(memo.k8s, namespace, name, wanted)
         tick.last_written = {**current, **wanted}
     for event in transition.events:

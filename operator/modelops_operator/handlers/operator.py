@@ -49,6 +49,8 @@ async def configure(
     memo.challenge_views = {}  # (namespace, mdep) -> last ChallengeView seen
     memo.applied = {}  # (kind, namespace, name) -> digest of the manifest last applied
     memo.prometheus = PrometheusSource(prometheus_settings())
+    # A retired challenger stays this long without traffic, for labels of requests it answered.
+    memo.feedback_grace_seconds = float(os.environ.get("MODELOPS_FEEDBACK_GRACE_SECONDS", "30"))
     memo.locks = defaultdict(asyncio.Lock)  # one reconcile at a time per object
     # At most this many reconciles talk to the API server at once: 200 objects applied
     # together should queue here, not in the API server where requests time out.

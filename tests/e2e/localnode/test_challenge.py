@@ -72,7 +72,11 @@ def challenge_operator(
     process = OperatorProcess.start(
         kubeconfig,
         log_path,
-        extra_env={"MODELOPS_PROMETHEUS_URL": local_cluster.prometheus.url},
+        extra_env={
+            "MODELOPS_PROMETHEUS_URL": local_cluster.prometheus.url,
+            # Labels come 0.5-2 s after the answer; a retired challenger stays long enough.
+            "MODELOPS_FEEDBACK_GRACE_SECONDS": "5",
+        },
     )
     try:
         yield process
@@ -252,6 +256,8 @@ def test_better_challenger_is_promoted_worse_rolled_back_with_no_failed_request(
     requests = final["requests"]
     assert requests["ok"] > 500
     assert requests["failed"] == 0, final["recentErrors"]
+    # Labels of requests the challengers answered still reached them through both swaps.
+    assert final["feedback"]["failed"] == 0, final["recentErrors"]
     reasons = {
         e["reason"]
         for e in get_json(cluster, "-n", namespace, "events")["items"]

@@ -17,6 +17,7 @@ from modelops_operator.challenge import (
     PromotionStage,
     Status,
     StrategyView,
+    Topology,
     Transition,
     desired_topology,
     step,
@@ -99,10 +100,16 @@ def test_promotion_is_a_three_stage_hot_swap_recorded_in_history() -> None:
 
     settle = step(converge, seen(130, champion_ready_version="v2")).status
     assert settle.promotion_stage is PromotionStage.SETTLE
-    final = desired_topology(settle)
-    assert (final.champion, final.challenger, final.challenger_percent) == (V2, None, 0)
+    back = desired_topology(settle)
+    # The challenger stays, without traffic, for labels of requests it answered.
+    assert (back.champion, back.challenger, back.challenger_percent) == (V2, V2, 0)
+    grace = step(settle, seen(140, route_applied=True, feedback_grace_seconds=30)).status
+    assert desired_topology(grace).challenger == V2 and "late feedback" in grace.message
+    assert step(grace, seen(160, route_applied=True, feedback_grace_seconds=30)).status == grace
+    retired = step(grace, seen(171, route_applied=True, feedback_grace_seconds=30)).status
+    assert desired_topology(retired) == Topology(V2, None, 0, 0)
 
-    done = step(settle, seen(140, route_applied=True, challenger_removed=True))
+    done = step(retired, seen(180, route_applied=True, challenger_removed=True))
     assert done.status.phase is Phase.PROMOTED
     assert (done.status.champion, done.status.challenger) == (V2, None)
     assert done.history is not None

@@ -130,7 +130,9 @@ class Lab:
         self.operator_kubeconfig = kubeconfig
         self.operator = OperatorProcess.start(
             kubeconfig, w / "operator.log",
-            extra_env={"MODELOPS_PROMETHEUS_URL": self.prometheus.url},
+            # Labels arrive 1-3 s after the answer: 10 s of grace keeps every one of them.
+            extra_env={"MODELOPS_PROMETHEUS_URL": self.prometheus.url,
+                       "MODELOPS_FEEDBACK_GRACE_SECONDS": "10"},
             timeout=deadline.bound(90, "the operator"))
 
     def stop(self) -> None:
