@@ -73,6 +73,9 @@ def test_gateway_api_route_follows_the_challenge(
         timeout=90,
         what="the HTTPRoute to send 10% to the challenger",
     )
+    row = devcluster.kubectl("get", "-n", namespace, "cc/gw-gate", "--no-headers").stdout.split()
+    # NAME TARGET PHASE CHALLENGER TRAFFIC DECISION READY STATUS AGE
+    assert row[1:6] == ["gw", "Progressing", "1.1.0", "10", "Continue"], row
     # The Service stays on the champion's pods: the Gateway splits, not a router.
     selector = get_json(devcluster, "-n", namespace, "service/gw")["spec"]["selector"]
     assert selector["modelops.io/role"] == "champion"

@@ -12,6 +12,8 @@ import functools
 import http.server
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -285,12 +287,16 @@ def test_operator_killed_mid_challenge_resumes_in_the_same_phase_and_step(
         assert resumed["currentStep"] == waiting["currentStep"]
         assert resumed["trafficPercent"] == waiting["trafficPercent"]
         assert resumed["challenger"] == waiting["challenger"]
-        # Approving in the name of the caller (admin here) finishes it, exactly once.
-        cluster.kubectl(
-            "annotate", "-n", namespace, f"cc/{TARGET}-gate",
-            f"modelops.io/approved-version={models['better'].version}",
-            "modelops.io/approved-by=admin",
+        time.sleep(5)
+        assert cc_status(cluster, namespace)["phase"] == "AwaitingApproval"  # nobody approved
+        # `kubectl modelops approve` approves in the caller's name (admin here), exactly once.
+        approved = subprocess.run(
+            [sys.executable, "-m", "modelops_operator.kubectl_plugin", "-n", namespace,
+             "approve", f"{TARGET}-gate"],
+            env=cluster.env, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
+        assert approved.returncode == 0, approved.stderr
+        assert "as admin" in approved.stdout
         done = wait_phase(cluster, namespace, "Promoted")
         assert [h["action"] for h in done["history"]] == ["Promoted"]
         assert done["approval"]["approvedBy"] == "admin"
