@@ -176,6 +176,18 @@ class Gate(KubeModel):
         "errorRate and latency a relative increase (0.2 = 20% more); for accuracy an absolute "
         "drop (0.01 = one point); for predictionDrift the largest acceptable distance.",
     )
+    absolute_margin: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="errorRate, latency and rate-style prometheus gates: an absolute tolerance "
+        "on the rate difference challenger minus champion, in [0, 1] (0.001 = 0.1 percentage "
+        "points). nonInferiority passes when the challenger's rate is shown to be at most the "
+        "larger of (1 + margin) times the champion's and the champion's plus absoluteMargin, "
+        "so a gate can pass while neither model has errors; rollback needs the challenger "
+        "shown worse than both. Unset: 0.001 for errorRate and latency, 0 for prometheus; 0 "
+        "turns it off (ratio only).",
+    )
     latency_threshold: str | None = Field(
         None,
         max_length=32,
@@ -205,6 +217,12 @@ class Gate(KubeModel):
                 "spec.gates[].query and spec.gates[].thresholdRange are required for a prometheus "
                 "gate",
                 field_path=".query",
+            ),
+            cel(
+                "!has(self.absoluteMargin) || self.type in ['errorRate', 'latency', 'prometheus']",
+                "spec.gates[].absoluteMargin is only allowed for errorRate, latency and "
+                "prometheus gates",
+                field_path=".absoluteMargin",
             ),
             cel(
                 "self.type == 'prometheus' || (!has(self.query) && !has(self.thresholdRange))",

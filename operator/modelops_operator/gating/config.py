@@ -28,6 +28,13 @@ DEFAULT_MARGINS = {
     "prometheus": 0.2,
 }
 
+#: Absolute tolerances (rate differences) used when a spec's gate gives no ``absoluteMargin``.
+#: Without one, a rate gate can never pass while neither model has events (a ratio needs events);
+#: 0.001 (0.1 percentage points) is the methods note's example for errors. Not for prometheus
+#: gates: the scale of a custom rate is unknown. ``absoluteMargin: 0`` turns the route off.
+DEFAULT_ABSOLUTE_MARGINS = {"errorRate": 0.001, "latency": 0.001}
+RATE_GATE_TYPES = ("errorRate", "latency", "prometheus")
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -76,6 +83,12 @@ class GateConfig:
       on the challenger's value, which blocks promotion while out of range but carries no
       statistical guarantee and never rolls back on its own.
 
+    ``absolute_margin`` (rate gates): a tolerance on the rate *difference* (0.001 = 0.1 percentage
+    points). Non-inferiority then passes when the challenger's rate is shown to be at most
+    max((1 + margin) × champion's, champion's + absolute_margin); rollback needs it shown above
+    both its harm ratio and champion's + absolute_margin. None or 0: ratio only. A spec read with
+    :meth:`from_dict` gets :data:`DEFAULT_ABSOLUTE_MARGINS` when the key is absent.
+
     ``test`` is ``nonInferiority`` (pass when the challenger is not worse than the margin) or
     ``superiority`` (pass when it is better than the champion). In both, the gate *fails*
     (rollback) when the challenger is shown worse than ``harm_margin`` (default: the margin).
@@ -91,6 +104,7 @@ class GateConfig:
     reference: Mapping[float, float] | None = None  # predictionDrift: fixed reference buckets
     tau: float | None = None  # normal-mixture scale; default: the margin (see gates.py)
     burn_in: int | None = None
+    absolute_margin: float | None = None
 
     def __post_init__(self) -> None:
         if self.type not in GATE_TYPES:
@@ -101,6 +115,18 @@ class GateConfig:
             raise ValueError(f"gate {self.name!r}: margin must be a finite number >= 0")
         if self.type == "latency" and self.latency_threshold is None:
             raise ValueError(f"gate {self.name!r}: a latency gate needs latencyThreshold")
+        if self.absolute_margin is not None:
+            if not 0 <= self.absolute_margin <= 1:
+                raise ValueError(f"gate {self.name!r}: absoluteMargin must be in [0, 1]")
+            if self.absolute_margin and self.type not in RATE_GATE_TYPES:
+                raise ValueError(
+                    f"gate {self.name!r}: absoluteMargin applies to {RATE_GATE_TYPES} gates only"
+                )
+
+    @property
+    def effective_absolute_margin(self) -> float:
+        """The absolute tolerance in force (0: the ratio test alone decides)."""
+        return self.absolute_margin or 0.0
 
     @property
     def effective_harm_margin(self) -> float:
@@ -131,11 +157,24 @@ class GateConfig:
             reference=ref,
             tau=_opt_float(_get(d, "tau")),
             burn_in=_get(d, "burnIn", "burn_in"),
+            absolute_margin=_opt_float(
+                _get(
+                    d,
+                    "absoluteMargin",
+                    "absolute_margin",
+                    default=DEFAULT_ABSOLUTE_MARGINS.get(str(gtype)),
+                )
+            ),
         )
 
     def fingerprint(self) -> str:
         """Short hash of everything that defines the gate's nulls (state resets when it changes)."""
-        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        fields = asdict(self)
+        if fields["absolute_margin"] is None:
+            # Keeps the fingerprints of gates without the field as they were before it existed,
+            # so an operator upgrade does not restart their evidence.
+            del fields["absolute_margin"]
+        blob = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -44,8 +44,11 @@ from .planning import plan_gate, traffic_from_counts
 
 STATE_VERSION = 1
 
-#: Used when a spec lists no gates: the challenger's error rate at most 1.2 × the champion's.
-DEFAULT_GATES = (GateConfig(name="error-rate", type="errorRate", margin=0.2),)
+#: Used when a spec lists no gates: the challenger's error rate at most 1.2 × the champion's, or
+#: at most 0.1 percentage points above it (so two error-free models can pass).
+DEFAULT_GATES = (
+    GateConfig(name="error-rate", type="errorRate", margin=0.2, absolute_margin=0.001),
+)
 
 
 class Action(StrEnum):
@@ -268,6 +271,7 @@ def evaluate(
                 # counts already consumed (its nulls were not chosen before those data).
                 prev, _ = rate_inputs(g, st.last_counts)
                 gs.last = tuple(prev) if prev is not None else None  # type: ignore[assignment]
+                gs.base = gs.last
             st.gates[g.name] = gs
         look = Look(
             alpha_promote=pol.alpha,

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from . import drift, mixture, rateratio
+from . import drift, mixture
 from .config import GateConfig
-from .counts import Counts, increment
+from .counts import Counts
 from .planning import gate_tau, is_regression
+from .rategate import evaluate_rate_gate, fmt_bound, rate_inputs
 from .records import (
     FAIL,
     NODATA,
@@ -33,95 +32,17 @@ from .records import (
     sticky_verdict,
 )
 
-__all__ = ["FAIL", "NODATA", "PASS", "PENDING", "GateReport", "GateState", "Look"]
-
-
-# ----------------------------------------------------------------------------- rate gates
-
-
-def rate_inputs(gate: GateConfig, counts: Counts) -> tuple[tuple[float, ...] | None, str]:
-    """Cumulative (n_A, y_A, n_B, y_B) for a rate gate, or (None, why)."""
-    a, b = counts.champion, counts.challenger
-    if gate.type == "errorRate":
-        return (a.requests, a.errors, b.requests, b.errors), ""
-    if gate.type == "latency":
-        assert gate.latency_threshold is not None
-        ta, sa, note_a = a.slower_than(gate.latency_threshold)
-        tb, sb, note_b = b.slower_than(gate.latency_threshold)
-        if ta is None or tb is None or sa is None or sb is None:
-            return None, note_a or note_b
-        return (ta, sa, tb, sb), note_a or note_b
-    ca, cb = a.custom.get(gate.name), b.custom.get(gate.name)
-    if not ca or not cb or "events" not in ca or "events" not in cb:
-        return None, f"no events/total counts for custom gate {gate.name!r}"
-    return (ca.get("total", 0.0), ca["events"], cb.get("total", 0.0), cb["events"]), ""
-
-
-def evaluate_rate_gate(
-    gate: GateConfig, counts: Counts, state: GateState, look: Look
-) -> GateReport:
-    cum, note = rate_inputs(gate, counts)
-    report = GateReport(gate.name, gate.type, NODATA, unit="ratio challenger/champion")
-    r_ni = 1.0 if gate.test == "superiority" else 1.0 + gate.margin
-    r_h = 1.0 + gate.effective_harm_margin
-    report.promote_if = f"upper < {r_ni:g}"
-    report.rollback_if = f"lower > {r_h:g}"
-    if cum is None:
-        report.message = note or "no data"
-        return report
-    if state.loglik is None:
-        state.loglik = np.zeros(rateratio.GRID_SIZE)
-    if look.update:
-        prev = state.last or (None, None, None, None)
-        inc = [increment(new, old) for new, old in zip(cum, prev, strict=True)]
-        na, ya, nb, yb = inc
-        ya, yb = min(ya, na), min(yb, nb)  # scrape skew: events cannot exceed requests
-        state.loglik = state.loglik + rateratio.loglik_increment(na, nb, ya, yb)
-        state.last = tuple(cum)  # type: ignore[assignment]
-    j_ni = rateratio.grid_index(math.log(r_ni), round_up=False)
-    j_h = rateratio.grid_index(math.log(r_h), round_up=True)
-    le_p = float(rateratio.log_e_value(state.loglik, j_ni, upper=False))
-    le_h = float(rateratio.log_e_value(state.loglik, j_h, upper=True))
-    state.log_e_promote = max(state.log_e_promote, le_p)
-    state.log_e_rollback = max(state.log_e_rollback, le_h)
-    lo, hi = rateratio.confidence_bounds(
-        state.loglik, alpha_lower=look.alpha_rollback, alpha_upper=look.alpha_promote
-    )
-    intersect_interval(state, math.exp(lo), math.exp(hi))
-
-    n_a, y_a, n_b, y_b = cum
-    report.samples_champion, report.samples_challenger = n_a, n_b
-    report.statistic = e_statistics(state, look)
-    report.statistic["method"] = "conditional-binomial rate-ratio e-process"
-    report.statistic["nullIndexPromote"] = float(math.exp(rateratio.THETA[j_ni]))
-    report.statistic["nullIndexRollback"] = float(math.exp(rateratio.THETA[j_h]))
-    report.details = {"championEvents": y_a, "challengerEvents": y_b}
-    if n_b <= 0:
-        report.message = "no challenger requests yet"
-        return report
-    theta_hat = rateratio.mle(state.loglik)
-    report.estimate = None if theta_hat is None else math.exp(theta_hat)
-    report.lower, report.upper = json_float(state.lower), json_float(state.upper)
-    report.verdict = sticky_verdict(state, look)
-    what = "errors" if gate.type == "errorRate" else "events"
-    if gate.type == "latency":
-        what = f"requests slower than {gate.latency_threshold:g}s{note}"
-    rate_a = y_a / n_a if n_a else float("nan")
-    rate_b = y_b / n_b
-    ratio = "n/a" if report.estimate is None else f"{report.estimate:.3g}"
-    bounds = f"[{_fmt(report.lower)}, {_fmt(report.upper)}]"
-    report.message = (
-        f"{what}: challenger {rate_b:.3%} ({y_b:g}/{n_b:g}) vs champion {rate_a:.3%} "
-        f"({y_a:g}/{n_a:g}); ratio {ratio}, bounds {bounds}; "
-        f"promote if upper < {r_ni:g}, roll back if lower > {r_h:g}"
-    )
-    return report
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.3g}"
+__all__ = [
+    "FAIL",
+    "NODATA",
+    "PASS",
+    "PENDING",
+    "GateReport",
+    "GateState",
+    "Look",
+    "evaluate_rate_gate",
+    "rate_inputs",
+]
 
 
 # ---------------------------------------------------------------------- accuracy / regression
@@ -220,7 +141,7 @@ def evaluate_accuracy_gate(
     else:
         report.message = (
             f"{unit} difference {report.estimate:+.4g}, bounds "
-            f"[{_fmt(report.lower)}, {_fmt(report.upper)}]; "
+            f"[{fmt_bound(report.lower)}, {fmt_bound(report.upper)}]; "
             f"promote if {report.promote_if}, roll back if {report.rollback_if}"
         )
     return report

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from . import mixture, rateratio
+from . import absdiff, mixture, rateratio
 from .config import GateConfig
 from .counts import Counts
 from .drift import dkw_radius
@@ -88,6 +88,28 @@ def _solve_n(v1: float, d: float, tau: float, alpha: float, power: float) -> flo
     return float(fine[int(np.argmax(ok(fine)))])
 
 
+def _solve_n_absolute(
+    p_a: float, p_b: float, rho: float, delta: float, alpha: float, power: float, *, promote: bool
+) -> float | None:
+    """Challenger requests until the absolute route likely decides (None: never).
+
+    Evaluates the exact bounds of :mod:`.absdiff` at event counts shifted by z_power standard
+    deviations against the decision (the same median-plus-power allowance as :func:`_solve_n`);
+    with no events expected this is n ≈ 4.9/absoluteMargin at alpha/2 = 0.025.
+    """
+    z = float(norm.ppf(power))
+    n = np.logspace(0, 10, 201)  # factor ~1.12 between points
+    n_a = rho * n
+    sign = 1.0 if promote else -1.0
+    y_b = np.clip(p_b * n + sign * z * np.sqrt(p_b * n), 0.0, n)
+    y_a = np.clip(p_a * n_a - sign * z * np.sqrt(p_a * n_a), 0.0, n_a)
+    if promote:
+        ok = absdiff.difference_upper(n_a, y_a, n, y_b, alpha) < delta
+    else:
+        ok = absdiff.difference_lower(n_a, y_a, n, y_b, alpha) > delta
+    return float(n[int(np.argmax(ok))]) if ok.any() else None
+
+
 def gate_tau(gate: GateConfig) -> float:
     """Mixing scale of a normal-mixture gate: ``gate.tau``, else the margin (≥ a floor)."""
     if gate.tau:
@@ -130,7 +152,16 @@ def plan_gate(
             decision, d, a = "rollback", theta - null_h, rollback_alpha
         else:
             return Plan(None, None, None, unit, "effect at or inside the margins: no decision")
-        n = _solve_n(v1, d, tau, a, power)
+        delta = gate.effective_absolute_margin
+        if delta > 0 and decision == "promote":  # either route passes; the ratio one at alpha/2
+            n = _solve_n(v1, d, tau, alpha / 2, power)
+            n_abs = _solve_n_absolute(pa, pa * r, rho, delta, alpha / 2, power, promote=True)
+            n = n_abs if n is None else n if n_abs is None else min(n, n_abs)
+        else:
+            n = _solve_n(v1, d, tau, a, power)
+            if n is not None and delta > 0:  # rollback needs both routes
+                n = _solve_n_absolute(pa, pa * r, rho, delta, a, power, promote=False)
+                n = None if n is None else max(n, _solve_n(v1, d, tau, a, power) or n)
     elif gate.type == "accuracy":
         # Oriented so that larger is better; for regression ``effect`` is a loss difference.
         delta = 0.0 if effect is None else (-effect if traffic.regression else effect)

@@ -50,6 +50,11 @@ class GateState:
     * ``passed_at`` / ``failed_at``: elapsed seconds when the verdict was first reached.
     * ``tau``: the normal-mixture scale fixed at the first look (normal-mixture gates).
     * ``failed_checks``: threshold gates only, Flagger-style count of out-of-range looks.
+    * ``base`` (rate gates added mid-challenge): the cumulative counts when the gate started; the
+      absolute route (:mod:`.absdiff`) reads cumulative counts minus these.
+    * ``abs_passed`` / ``abs_failed``: the absolute route once showed the difference below / above
+      ``absoluteMargin`` (sticky, like the e-processes); ``diff_lower`` / ``diff_upper``: running
+      intersection of the difference's confidence sequence, for display.
     """
 
     fingerprint: str = ""
@@ -63,6 +68,11 @@ class GateState:
     failed_at: float | None = None
     tau: float | None = None
     failed_checks: int = 0
+    base: tuple[float, float, float, float] | None = None
+    abs_passed: bool = False
+    abs_failed: bool = False
+    diff_lower: float = -math.inf
+    diff_upper: float = math.inf
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"fingerprint": self.fingerprint}
@@ -75,6 +85,8 @@ class GateState:
             ("logERollback", self.log_e_rollback),
             ("lower", self.lower),
             ("upper", self.upper),
+            ("diffLower", self.diff_lower),
+            ("diffUpper", self.diff_upper),
         ):
             if math.isfinite(v):
                 out[key] = v
@@ -85,11 +97,18 @@ class GateState:
             out["tau"] = self.tau
         if self.failed_checks:
             out["failedChecks"] = self.failed_checks
+        if self.base is not None:
+            out["base"] = list(self.base)
+        if self.abs_passed:
+            out["absPassed"] = True
+        if self.abs_failed:
+            out["absFailed"] = True
         return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GateState:
         last = d.get("last")
+        base = d.get("base")
         return cls(
             fingerprint=str(d.get("fingerprint", "")),
             loglik=_dec(d["loglik"]) if d.get("loglik") else None,
@@ -102,6 +121,11 @@ class GateState:
             failed_at=d.get("failedAt"),
             tau=d.get("tau"),
             failed_checks=int(d.get("failedChecks", 0)),
+            base=tuple(float(x) for x in base) if base else None,  # type: ignore[arg-type]
+            abs_passed=bool(d.get("absPassed", False)),
+            abs_failed=bool(d.get("absFailed", False)),
+            diff_lower=float(d.get("diffLower", -math.inf)),
+            diff_upper=float(d.get("diffUpper", math.inf)),
         )
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from . import mixture, rateratio
+from . import absdiff, mixture, rateratio
 from .config import DecisionPolicy, GateConfig
 
 METHODS = ("modelops", "flagger_threshold", "naive_repeated")
@@ -48,6 +48,7 @@ class SimConfig:
     champion_error_rate: float = 0.005
     challenger_error_rate: float = 0.005
     margin_ratio: float = 1.5  # challenger's error rate may be at most this × the champion's
+    absolute_margin: float = 0.0  # …or at most this much above it (0: ratio only, as in docs)
     alpha: float = 0.05
     errors: bool = True  # include the error-rate gate
     champion_accuracy: float | None = None  # set both accuracies to add an accuracy gate
@@ -79,7 +80,8 @@ class SimConfig:
         """The engine gate configs this scenario corresponds to."""
         out = []
         if self.errors:
-            out.append(GateConfig("errors", "errorRate", margin=self.margin_ratio - 1.0))
+            m, am = self.margin_ratio - 1.0, self.absolute_margin
+            out.append(GateConfig("errors", "errorRate", margin=m, absolute_margin=am))
         if self.has_accuracy:
             out.append(GateConfig("accuracy", "accuracy", margin=self.accuracy_margin_points / 100))
         return out
@@ -203,7 +205,12 @@ def run_modelops(cfg: SimConfig, data: SimData) -> MethodResult:
     k = len(gates)
     a_p, a_h = cfg.alpha, cfg.alpha / k
     thr_p, thr_h = math.log(1 / a_p), math.log(1 / a_h)
-    cum = {"n_a": np.zeros(r), "n_b": np.zeros(r)}
+    cum = {key: np.zeros(r) for key in ("n_a", "n_b", "y_a", "y_b")}
+    delta = cfg.absolute_margin if cfg.errors else 0.0
+    thr_ps = {g.name: thr_p for g in gates}
+    if delta > 0:  # the engine's union bound: the ratio route gets alpha/2 (rategate.py)
+        thr_ps["errors"] = math.log(2 / a_p)
+    abs_p, abs_f = np.zeros(r, bool), np.zeros(r, bool)
     max_p = {g.name: np.full(r, -np.inf) for g in gates}
     max_h = {g.name: np.full(r, -np.inf) for g in gates}
     if cfg.errors:
@@ -221,8 +228,8 @@ def run_modelops(cfg: SimConfig, data: SimData) -> MethodResult:
         }
     for t in range(looks):
         new = (data.n_a[:, t] + data.n_b[:, t]) > 0  # a look without new data is stale: skipped
-        cum["n_a"] += data.n_a[:, t]
-        cum["n_b"] += data.n_b[:, t]
+        for key in cum:
+            cum[key] += getattr(data, key)[:, t]
         if cfg.errors:
             loglik += rateratio.loglik_increment(
                 data.n_a[:, t], data.n_b[:, t], data.y_a[:, t], data.y_b[:, t], win
@@ -231,6 +238,11 @@ def run_modelops(cfg: SimConfig, data: SimData) -> MethodResult:
             lh = rateratio.log_e_value(loglik, j_h, upper=True, window=win)
             max_p["errors"] = np.where(new, np.maximum(max_p["errors"], lp), max_p["errors"])
             max_h["errors"] = np.where(new, np.maximum(max_h["errors"], lh), max_h["errors"])
+            if delta > 0:  # only runs still open: the bounds cost a bisection each
+                ix = np.flatnonzero(new & (res.outcome == 0))
+                na, nb, ya, yb = (cum[key][ix] for key in cum)
+                abs_p[ix] |= absdiff.passes(na, ya, nb, yb, delta, a_p / 2)
+                abs_f[ix] |= absdiff.fails(na, ya, nb, yb, delta, a_h)
         if cfg.has_accuracy:
             assert data.lab_a is not None and data.lab_b is not None
             for key in ("lab_a", "cor_a", "lab_b", "cor_b"):
@@ -246,8 +258,10 @@ def run_modelops(cfg: SimConfig, data: SimData) -> MethodResult:
         rollback = np.zeros(r, bool)
         promote = np.minimum(cum["n_a"], cum["n_b"]) >= cfg.min_samples
         for g in gates:
-            rollback |= max_h[g.name] >= thr_h
-            promote &= max_p[g.name] >= thr_p
+            both = abs_f | (delta <= 0) if g.name == "errors" else True
+            rollback |= (max_h[g.name] >= thr_h) & both
+            either = abs_p if g.name == "errors" else False
+            promote &= (max_p[g.name] >= thr_ps[g.name]) | either
         _record(res, t, promote & new, rollback & new)
     return res
 
