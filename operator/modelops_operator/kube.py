@@ -22,6 +22,11 @@ from .constants import CC_KIND, CC_PLURAL, FIELD_MANAGER, GROUP, MDEP_KIND, MDEP
 
 ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, MDEP_KIND, MDEP_PLURAL)
 ChampionChallengerResource = create_namespaced_resource(GROUP, VERSION, CC_KIND, CC_PLURAL)
+# Defining it registers the kind with lightkube's codecs, so apply_manifest can send HTTPRoutes
+# (spec.traffic.provider: gatewayAPI).
+HTTPRouteResource = create_namespaced_resource(
+    "gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"
+)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

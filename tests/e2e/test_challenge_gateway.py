@@ -9,6 +9,7 @@ the challenger and its route weight.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -68,11 +69,12 @@ def test_gateway_api_route_follows_the_challenge(
 
     patch = {"spec": {"model": model("1.1.0", DIGEST_V2)}}
     devcluster.kubectl("patch", "-n", namespace, "mdep/gw", "--type=merge", "-p", json.dumps(patch))
-    wait_until(
-        lambda: backend_weights(devcluster, namespace) == {"gw-champion": 90, "gw-challenger": 10},
-        timeout=90,
-        what="the HTTPRoute to send 10% to the challenger",
-    )
+    deadline = time.monotonic() + 90
+    while backend_weights(devcluster, namespace) != {"gw-champion": 90, "gw-challenger": 10}:
+        if time.monotonic() > deadline:
+            status = get_json(devcluster, "-n", namespace, "cc/gw-gate").get("status")
+            pytest.fail(f"the HTTPRoute never sent 10% to the challenger; cc status: {status}")
+        time.sleep(1)
     row = devcluster.kubectl("get", "-n", namespace, "cc/gw-gate", "--no-headers").stdout.split()
     # NAME TARGET PHASE CHALLENGER TRAFFIC DECISION READY STATUS AGE
     assert row[1:6] == ["gw", "Progressing", "1.1.0", "10", "Continue"], row

@@ -303,7 +303,7 @@ def render_status(
 
 
 def challenge_conditions(
-    status: Status, router_ready: bool, metrics_problem: str | None
+    status: Status, router_ready: bool, metrics_problem: str | None, evaluated: bool = True
 ) -> list[cond.ConditionState]:
     """kstatus conditions: Ready means the policy is in force, whatever phase a challenge is in
     (so `kubectl wait --for=condition=Ready` never flips because a challenge waits)."""
@@ -311,13 +311,16 @@ def challenge_conditions(
         states = cond.stalled("ConfigError", status.message)
     elif not router_ready:
         states = cond.progressing("RouterStarting", "waiting for the router to become ready")
+    elif status.champion is None:
+        # Not in force until it knows what is live: only then can it hold a change back.
+        states = cond.progressing("WaitingForChampion", status.message or "adopting the champion")
     else:
         states = cond.ready(status.phase.value, status.message or status.phase.value)
     if metrics_problem:
         states.append(
             cond.ConditionState("MetricsAvailable", "False", "NoMetrics", metrics_problem)
         )
-    elif status.phase in GATED_PHASES and status.started_at is not None:
+    elif status.phase in GATED_PHASES and status.started_at is not None and evaluated:
         states.append(
             cond.ConditionState("MetricsAvailable", "True", "Scraped", "both arms report metrics")
         )

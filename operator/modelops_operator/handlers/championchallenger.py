@@ -270,7 +270,9 @@ async def _tick(
         previous=current,
         conditions=merge_conditions(
             current.get("conditions"),
-            challenge_conditions(after, router_ready, tick.metrics_problem),
+            challenge_conditions(
+                after, router_ready, tick.metrics_problem, evaluated=evaluation.at is not None
+            ),
             int(body["metadata"].get("generation") or 0),
             utc_now(),
         ),

@@ -10,6 +10,7 @@ All handlers return None: a return value would be written to status and pruned b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -20,6 +21,7 @@ from lightkube.core.exceptions import ApiError
 from pydantic import ValidationError
 
 from ..api.modeldeployment import ModelDeploymentSpec
+from ..challenge.model import ModelRef
 from ..challenge.view import ChallengeView, challenge_view
 from ..conditions import READY, STALLED, find_condition, utc_now
 from ..constants import (
@@ -68,9 +70,11 @@ async def model_deployments(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
 
 @kopf.index("", "v1", "services", labels=MANAGED)
 async def model_services(body: kopf.Body, **_: Any) -> Any:
-    """(namespace, mdep) -> slim manifest of each Service we manage."""
+    """(namespace, mdep) -> slim manifest of the `<mdep>` Service (not the per-arm ones)."""
     key = child_key(body)
-    return None if key is None else {key[:2]: slim_manifest(body)}
+    if key is None or body.get("metadata", {}).get("name") != key[1]:
+        return None
+    return {key[:2]: slim_manifest(body)}
 
 
 @kopf.index("", "v1", "pods", labels=MANAGED)
@@ -112,8 +116,16 @@ async def challenge_deleted(body: kopf.Body, namespace: str, memo: kopf.Memo, **
         _request_reconcile(memo, (namespace, target))
 
 
-def _challenge_of(index: kopf.Index, namespace: str, name: str) -> ChallengeView | None:
+def _challenge_of(
+    index: kopf.Index, namespace: str, name: str, body: Mapping[str, Any]
+) -> ChallengeView | None:
     view: ChallengeView | None = _first(index, (namespace, name))
+    live = (body.get("status") or {}).get("champion") or {}
+    if view is not None and view.champion is None and live.get("version"):
+        # The challenge has not adopted the live champion yet: while a ChampionChallenger
+        # exists, a new spec.model must never roll out directly, so the live one stays.
+        champion = ModelRef(live["version"], live.get("uri", ""), live.get("digest", ""))
+        view = dataclasses.replace(view, champion=champion)
     return view
 
 
@@ -184,7 +196,7 @@ async def _reconcile(
                 body.get("spec") or {},
                 observed,
                 memo.serving_image,
-                _challenge_of(indices["challenges"], namespace, name),
+                _challenge_of(indices["challenges"], namespace, name, body),
             )
         except (ApiError, httpx2.HTTPError) as error:
             # Retried soon (kopf's default backoff for other errors is a minute).
@@ -320,7 +332,7 @@ async def _publish_loop(
                 model_deployments,
                 kwargs["model_pods"],
                 last_written,
-                _challenge_of(kwargs["challenges"], namespace, name),
+                _challenge_of(kwargs["challenges"], namespace, name, body),
             )
         except (ApiError, httpx2.HTTPError) as error:
             logger.warning(f"status write failed, retrying: {error!r}")
