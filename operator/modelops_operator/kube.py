@@ -70,29 +70,29 @@ async def apply_manifest(client: AsyncClient, manifest: Mapping[str, Any]) -> No
     await client.apply(codecs.from_dict(dict(manifest)), field_manager=FIELD_MANAGER, force=True)
 
 
-async def patch_modeldeployment_status(
-    client: AsyncClient, namespace: str, name: str, status: Mapping[str, Any]
+async def _patch_status(
+    client: AsyncClient, resource: Any, namespace: str, name: str, status: Mapping[str, Any]
 ) -> None:
-    """Merge-patch the status subresource (this controller is the only writer of these keys)."""
+    """Merge-patch the status subresource (each controller is the only writer of its keys)."""
     await client.patch(
-        ModelDeploymentResource.Status,
+        resource.Status,
         name,
         {"status": dict(status)},
         namespace=namespace,
         patch_type=PatchType.MERGE,
     )
+
+
+async def patch_modeldeployment_status(
+    client: AsyncClient, namespace: str, name: str, status: Mapping[str, Any]
+) -> None:
+    await _patch_status(client, ModelDeploymentResource, namespace, name, status)
 
 
 async def patch_challenge_status(
     client: AsyncClient, namespace: str, name: str, status: Mapping[str, Any]
 ) -> None:
-    await client.patch(
-        ChampionChallengerResource.Status,
-        name,
-        {"status": dict(status)},
-        namespace=namespace,
-        patch_type=PatchType.MERGE,
-    )
+    await _patch_status(client, ChampionChallengerResource, namespace, name, status)
 
 
 async def delete_deployment(client: AsyncClient, namespace: str, name: str) -> None:

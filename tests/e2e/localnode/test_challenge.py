@@ -11,6 +11,7 @@ import asyncio
 import functools
 import http.server
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -271,12 +272,25 @@ def test_better_challenger_is_promoted_worse_rolled_back_with_no_failed_request(
     exported = httpx.get(
         f"http://127.0.0.1:{challenge_operator.metrics_port}/metrics", timeout=10
     ).text
-    gate = f'namespace="{namespace}",name="{TARGET}-gate"'
-    assert f'modelops_challenge_phase{{{gate},phase="RolledBack"}} 1.0' in exported
+    ours = {"namespace": namespace, "name": f"{TARGET}-gate"}
+    assert sample(exported, "modelops_challenge_phase", **ours, phase="RolledBack") == 1
+    assert sample(exported, "modelops_challenge_phase", **ours, phase="Promoted") == 0
     for decision in ("PromotionStarted", "RollbackStarted"):
-        counter = f'modelops_challenge_decisions_total{{{gate},decision="{decision}"}} 1.0'
-        assert counter in exported
-    assert f'modelops_gate_estimate{{{gate},gate="accuracy",bound="upper"}}' in exported
+        assert sample(exported, "modelops_challenge_decisions_total", **ours,
+                      decision=decision) == 1  # fmt: skip
+    upper = sample(exported, "modelops_gate_estimate", **ours, gate="accuracy", bound="upper")
+    assert upper is not None and upper < 0  # the worse model's accuracy bound, below zero
+
+
+def sample(exposition: str, metric: str, **labels: str) -> float | None:
+    """The value of the series of `metric` carrying `labels` in a text exposition."""
+    for line in exposition.splitlines():
+        if not line.startswith(metric + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def test_operator_killed_mid_challenge_resumes_in_the_same_phase_and_step(

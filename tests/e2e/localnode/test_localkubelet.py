@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from modelops_devcluster.localkubelet import LocalKubelet, pod_processes
 from modelops_operator.api.modeldeployment import ModelDeploymentSpec
 from modelops_operator.builders.workload import build_model_deployment
 
+from ..operator_fixtures import wait_until
 from .conftest import LocalCluster, ModelFiles
 
 pytestmark = pytest.mark.e2e
@@ -31,17 +31,6 @@ pytestmark = pytest.mark.e2e
 MD = "iris"
 MODEL_FILE = "iris-1.0.0.skops"
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
-
-
-def wait_until(probe: Callable[[], Any], *, timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}; last value: {value!r}")
 
 
 def get(cluster: DevCluster, path: str) -> dict[str, Any]:
