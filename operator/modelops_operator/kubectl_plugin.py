@@ -122,35 +122,45 @@ def _patch_annotations(client: Client, name: str, namespace: str, annotations: d
     )
 
 
+def _running_challenge(cc: Any) -> tuple[str, str]:
+    """(challenger version, challenge id) of the challenge now running, or ("", "")."""
+    status = cc.get("status") or {}
+    challenger = (status.get("challenger") or {}).get("version") or ""
+    return challenger, str((status.get("machine") or {}).get("challengeId") or "")
+
+
 def approve(client: Client, name: str, namespace: str) -> str:
     cc = client.get(ChampionChallenger, name, namespace=namespace)
     status = cc.get("status") or {}
-    challenger = (status.get("challenger") or {}).get("version")
-    if status.get("phase") != "AwaitingApproval" or not challenger:
+    challenger, challenge_id = _running_challenge(cc)
+    if status.get("phase") != "AwaitingApproval" or not challenge_id:
         raise PluginError(
             f"{namespace}/{name} is {status.get('phase', 'Idle')}, not AwaitingApproval: "
             "nothing to approve"
         )
     user = whoami(client)
-    _patch_annotations(client, name, namespace, {APPROVED_VERSION: challenger, APPROVED_BY: user})
-    return f"approved {challenger} of {namespace}/{name} as {user}"
+    # The challenge id (version and start), not the bare version: an approval never carries
+    # over to a later challenge of the same version.
+    annotations = {APPROVED_VERSION: challenge_id, APPROVED_BY: user}
+    _patch_annotations(client, name, namespace, annotations)
+    return f"approved {challenger} ({challenge_id}) of {namespace}/{name} as {user}"
 
 
 def command(client: Client, name: str, namespace: str, action: str) -> str:
     """Ask for `promote` or `rollback` of the current challenger.
 
-    The value names the challenger version (`rollback/1.2.0`), so an order given for one
-    challenge is never carried out on a later one.
+    The value names the challenge (`rollback/1.2.0-1795392000`: version and start), so an
+    order given for one challenge is never carried out on a later one.
     """
     cc = client.get(ChampionChallenger, name, namespace=namespace)
     status = cc.get("status") or {}
-    challenger = (status.get("challenger") or {}).get("version")
-    if status.get("phase") not in ("Progressing", "AwaitingApproval") or not challenger:
+    challenger, challenge_id = _running_challenge(cc)
+    if status.get("phase") not in ("Progressing", "AwaitingApproval") or not challenge_id:
         raise PluginError(
             f"{namespace}/{name} is {status.get('phase', 'Idle')}: no challenge to {action}"
         )
     user = whoami(client)
-    value = f"{action}/{challenger}"
+    value = f"{action}/{challenge_id}"
     _patch_annotations(client, name, namespace, {COMMAND: value, COMMAND_BY: user})
     return f"{action} of {challenger} requested for {namespace}/{name} as {user}"
 

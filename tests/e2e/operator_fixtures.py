@@ -7,6 +7,8 @@ Import the fixtures into a test module with `from .operator_fixtures import *` (
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -65,6 +67,16 @@ def operator(
     finally:
         process.stop()
         print(f"[operator] log: {log_path}")
+
+
+def kubectl_modelops(devcluster: Any, namespace: str, *args: str) -> str:
+    """Run the kubectl plugin as the cluster's admin; fail the test with its stderr otherwise."""
+    result = subprocess.run(
+        [sys.executable, "-m", "modelops_operator.kubectl_plugin", "-n", namespace, *args],
+        env=devcluster.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def get_json(devcluster: Any, *args: str) -> dict[str, Any]:

@@ -137,7 +137,7 @@ def test_commands_are_checked_the_same_way(
     unknown = annotate(
         devcluster, namespace, "dave", "modelops.io/command=delete", "modelops.io/command-by=dave"
     )
-    assert "must be 'promote/<challenger version>'" in unknown.stderr
+    assert "must be 'promote/<challenge id>'" in unknown.stderr
     ok = annotate(
         devcluster,
         namespace,

@@ -17,7 +17,7 @@ import pytest
 from modelops_operator.testing import OperatorProcess
 
 from .operator_fixtures import *  # noqa: F403 - fixtures
-from .operator_fixtures import get_json, wait_until
+from .operator_fixtures import get_json, kubectl_modelops, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -99,14 +99,7 @@ def test_gateway_api_route_follows_the_challenge(
     assert mdep_status["champion"]["version"] == "1.0.0"
     assert mdep_status["challenger"]["version"] == "1.1.0"
 
-    devcluster.kubectl(
-        "annotate",
-        "-n",
-        namespace,
-        "cc/gw-gate",
-        "modelops.io/command=rollback/1.1.0",
-        "modelops.io/command-by=admin",
-    )
+    assert "as admin" in kubectl_modelops(devcluster, namespace, "rollback", "gw-gate")
     wait_until(
         lambda: get_json(devcluster, "-n", namespace, "cc/gw-gate")["status"]["phase"]
         == "RolledBack",

@@ -11,6 +11,7 @@ The kopf daemon in `handlers/championchallenger.py` only gathers inputs and appl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,11 +84,11 @@ def rollout_done(observed: DeploymentObservation | None) -> str | None:
     return observed.template_version if done else None
 
 
-def command_from(annotations: Mapping[str, str], challenger: ModelRef | None) -> Command | None:
-    """`promote/<version>` or `rollback/<version>`, only for the challenger now running."""
+def command_from(annotations: Mapping[str, str], challenge_id: str) -> Command | None:
+    """`promote/<challenge id>` or `rollback/<challenge id>`, only for the running challenge."""
     value = annotations.get(ANNOTATION_COMMAND, "")
-    action, _, version = value.partition("/")
-    if challenger is None or version != challenger.version or action not in ("promote", "rollback"):
+    action, _, target = value.partition("/")
+    if not challenge_id or target != challenge_id or action not in ("promote", "rollback"):
         return None
     return Command(action, annotations.get(ANNOTATION_COMMAND_BY, "unknown"))  # type: ignore[arg-type]
 
@@ -138,7 +139,7 @@ def observe(status: Status, live: LiveState) -> Observation:
         approval_required=bool((spec.get("approval") or {}).get("required")),
         approved_version=live.annotations.get(ANNOTATION_APPROVED_VERSION),
         approved_by=live.annotations.get(ANNOTATION_APPROVED_BY, ""),
-        command=command_from(live.annotations, status.challenger),
+        command=command_from(live.annotations, status.challenge_id),
         paused=bool(spec.get("paused")),
         config_error=live.config_error,
         route_applied=live.route_applied,
@@ -233,16 +234,20 @@ class Evaluation:
     state: Mapping[str, Any] | None = None  # the gating engine's state, to resume
 
     def to_dict(self) -> dict[str, Any]:
-        return {"at": self.at, "decision": self.decision, "state": self.state}
+        # One JSON string: a merge patch of a nested object would keep keys the engine dropped
+        # (a gate's passed flag, say), and a restarted operator would resume from that mix.
+        state = json.dumps(self.state, sort_keys=True) if self.state is not None else None
+        return {"at": self.at, "decision": self.decision, "state": state}
 
     @classmethod
     def from_status(cls, status: Mapping[str, Any]) -> Evaluation:
         evidence = status.get("evidence") or {}
+        state = evidence.get("state")
         return cls(
             at=evidence.get("at"),
             decision=evidence.get("decision", ""),
             gates=tuple(status.get("gates") or ()),
-            state=evidence.get("state"),
+            state=json.loads(state) if isinstance(state, str) else state,
         )
 
 
@@ -323,5 +328,9 @@ def challenge_conditions(
     elif status.phase in GATED_PHASES and status.started_at is not None and evaluated:
         states.append(
             cond.ConditionState("MetricsAvailable", "True", "Scraped", "both arms report metrics")
+        )
+    elif status.phase not in GATED_PHASES:
+        states.append(
+            cond.ConditionState("MetricsAvailable", "Unknown", "NotEvaluating", "no gates to read")
         )
     return states

@@ -112,6 +112,7 @@ def _start(status: Status, seen: Observation, *, reason: str) -> Transition:
         challenger=challenger,
         rejected=status.rejected,
         last_outcome=status.last_outcome,
+        challenge_id=f"{challenger.version}-{int(seen.now)}",
         message=f"starting challenger {challenger.version}; waiting for it to become ready",
     )
     return Transition(
@@ -181,7 +182,7 @@ def _progressing(status: Status, seen: Observation) -> Transition:
 def _gates_passed(status: Status, seen: Observation) -> Transition:
     assert status.challenger is not None
     version = status.challenger.version
-    if seen.approval_required and seen.approved_version != version:
+    if seen.approval_required and seen.approved_version != status.challenge_id:
         waiting = replace(
             status,
             phase=Phase.AWAITING_APPROVAL,
@@ -199,7 +200,7 @@ def _awaiting_approval(status: Status, seen: Observation) -> Transition:
     assert status.challenger is not None
     if seen.gates.action == "ROLLBACK":
         return _begin_rollback(status, f"gates failed: {seen.gates.reason}", "GatesFailed")
-    if seen.approved_version == status.challenger.version:
+    if seen.approved_version == status.challenge_id and seen.challenger_ready:
         return _begin_promotion(status, f"approved by {seen.approved_by}", "Approved")
     return Transition(
         replace(
@@ -211,10 +212,35 @@ def _awaiting_approval(status: Status, seen: Observation) -> Transition:
 
 
 def _spec_moved(status: Status, seen: Observation) -> Transition | None:
-    """A new spec.model mid-challenge: never promote a version nobody validated."""
+    """A new spec.model mid-challenge: never promote a version nobody validated.
+
+    A challenger that already takes traffic is withdrawn first (route confirmed, feedback
+    grace), exactly like a rollback but without a verdict; only then does a new challenge
+    start, so no request reaches a Deployment that is being replaced or removed.
+    """
     assert status.challenger is not None and status.champion is not None
     if seen.desired.same_model(status.challenger):
         return None
+    if status.started_at is not None:
+        back_to_champion = seen.desired.same_model(status.champion)
+        why = (
+            f"spec.model is {status.champion.version} again"
+            if back_to_champion
+            else f"spec.model moved on to {seen.desired.version}"
+        )
+        withdrawing = replace(
+            status,
+            phase=Phase.ROLLING_BACK,
+            challenger_percent=0,
+            mirror_percent=0,
+            traffic_withdrawn=False,
+            retire_at=None,
+            withdrawing=True,
+            outcome_reason=why,
+            message=f"withdrawing {status.challenger.version}: {why}",
+        )
+        event = Event("Normal", "ChallengeWithdrawn", withdrawing.message)
+        return Transition(withdrawing, events=(event,), reset_evidence=True)
     if seen.desired.same_model(status.champion):
         cancelled = replace(
             desired_rest(status),
@@ -241,6 +267,13 @@ def desired_rest(status: Status) -> Status:
 def _obey(status: Status, seen: Observation, command: Command) -> Transition:
     if command.action == "rollback":
         return _begin_rollback(status, f"rollback requested by {command.user}", "ManualRollback")
+    if not (seen.challenger_ready and status.started_at is not None):
+        # All traffic to a challenger that does not serve yet would be an outage: the order
+        # waits (it names this challenge, so it cannot outlive it).
+        return Transition(
+            replace(status, message=f"promotion forced by {command.user} waits for the "
+                    "challenger to become ready")
+        )
     return _begin_promotion(status, f"promotion forced by {command.user}", "ForcedPromotion")
 
 
@@ -332,6 +365,13 @@ def _conclude(status: Status, seen: Observation, outcome: Phase) -> Transition:
     """The challenge is over: rest with the winner serving, record it in history."""
     challenger, previous = status.challenger, status.champion
     assert challenger is not None
+    if status.withdrawing:
+        rest = replace(
+            desired_rest(status),
+            message=f"{challenger.version} withdrawn: {status.outcome_reason}",
+        )
+        event = Event("Normal", "ChallengeCancelled", rest.message)
+        return Transition(rest, events=(event,), reset_evidence=True)
     promoted = outcome is Phase.PROMOTED
     word = "promoted" if promoted else "rolled back"
     done = Status(

@@ -97,7 +97,7 @@ class Observation:
     gates: GateSignal = field(default_factory=GateSignal)
     step_interval_seconds: float = 60.0
     approval_required: bool = False
-    approved_version: str | None = None
+    approved_version: str | None = None  # the challenge id a person approved
     approved_by: str = ""
     command: Command | None = None
     paused: bool = False
@@ -125,6 +125,11 @@ class Status:
     traffic_withdrawn: bool = False
     retire_at: float | None = None  # when a challenger without traffic may be removed
     rejected: ModelRef | None = None  # the last version rolled back
+    # Names this challenge (version and start): approvals and commands carry it, so an order
+    # given for one challenge is never carried out on a later one of the same version.
+    challenge_id: str = ""
+    # Traffic is being withdrawn because spec.model moved on: no verdict, nothing rejected.
+    withdrawing: bool = False
     last_outcome: Phase | None = None  # Promoted or RolledBack: where the machine rests
     outcome_reason: str = ""
     message: str = ""

@@ -153,12 +153,12 @@ def _approval(
         after.phase is Phase.PROMOTING
         and before.phase in GATED_PHASES
         and after.challenger is not None
-        and approved == after.challenger.version
+        and approved == after.challenge_id
     ):
         return {
             "approvedBy": annotations.get(ANNOTATION_APPROVED_BY, ""),
             "approvedAt": now,
-            "version": approved,
+            "version": after.challenger.version,
         }
     return previous
 
@@ -320,6 +320,9 @@ async def run_challenge(
             )
         except (ApiError, httpx2.HTTPError) as error:
             logger.warning(f"challenge tick failed, retrying: {error!r}")
+            delay = 5.0
+        except Exception:
+            logger.exception("challenge tick failed unexpectedly, retrying")
             delay = 5.0
         await stopped.wait(delay)
     metrics.forget(namespace, name)

@@ -119,7 +119,9 @@ async def challenge_deleted(body: kopf.Body, namespace: str, memo: kopf.Memo, **
 def _challenge_of(
     index: kopf.Index, namespace: str, name: str, body: Mapping[str, Any]
 ) -> ChallengeView | None:
-    view: ChallengeView | None = _first(index, (namespace, name))
+    # The same rule as the daemons: with two policies on one deployment, the first by name.
+    views = sorted(index.get((namespace, name)) or (), key=lambda v: v.name)
+    view: ChallengeView | None = views[0] if views else None
     live = (body.get("status") or {}).get("champion") or {}
     if view is not None and view.champion is None and live.get("version"):
         # The challenge has not adopted the live champion yet: while a ChampionChallenger
@@ -139,6 +141,10 @@ async def child_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A child deleted by hand is re-created at once by the owner's daemon, not at resync."""
     key = child_key(body)
     if key is not None:
+        # A challenge's child (challenger, arm Service, router) is re-applied by its daemon on
+        # the next tick once it is no longer remembered as applied.
+        metadata = body.get("metadata", {})
+        memo.applied.pop((body.get("kind"), metadata.get("namespace"), metadata.get("name")), None)
         _request_reconcile(memo, key[:2])
 
 

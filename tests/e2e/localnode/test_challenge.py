@@ -13,8 +13,6 @@ import http.server
 import json
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +27,7 @@ from modelops_demo.loadgen import LoadGenerator
 from modelops_demo.models import DemoStream, build_demo_models
 from modelops_operator.testing import OperatorProcess
 
-from ..operator_fixtures import crds, get_json, operator_identity, wait_until  # noqa: F401 - fixtures
+from ..operator_fixtures import crds, get_json, kubectl_modelops, operator_identity, wait_until  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -314,13 +312,7 @@ def test_operator_killed_mid_challenge_resumes_in_the_same_phase_and_step(
         time.sleep(5)
         assert cc_status(cluster, namespace)["phase"] == "AwaitingApproval"  # nobody approved
         # `kubectl modelops approve` approves in the caller's name (admin here), exactly once.
-        approved = subprocess.run(
-            [sys.executable, "-m", "modelops_operator.kubectl_plugin", "-n", namespace,
-             "approve", f"{TARGET}-gate"],
-            env=cluster.env, capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert approved.returncode == 0, approved.stderr
-        assert "as admin" in approved.stdout
+        assert "as admin" in kubectl_modelops(cluster, namespace, "approve", f"{TARGET}-gate")
         done = wait_phase(cluster, namespace, "Promoted")
         assert [h["action"] for h in done["history"]] == ["Promoted"]
         assert done["approval"]["approvedBy"] == "admin"
@@ -396,11 +388,7 @@ def test_shadow_challenger_is_judged_on_mirrored_traffic_clients_never_see_it(
         assert agreement and float(agreement[0]["value"][1]) > 0
         accuracy = next(g for g in waiting["gates"] if g["name"] == "accuracy")
         assert accuracy["verdict"] == "Pass" and accuracy["lower"] > -0.02
-        cluster.kubectl(
-            "annotate", "-n", namespace, f"cc/{TARGET}-gate",
-            f"modelops.io/approved-version={models['better'].version}",
-            "modelops.io/approved-by=admin",
-        )  # fmt: skip
+        kubectl_modelops(cluster, namespace, "approve", f"{TARGET}-gate")
         wait_phase(cluster, namespace, "Promoted")
         time.sleep(3)
     finally:

@@ -55,13 +55,14 @@ def test_a_rollout_counts_as_done_only_when_every_replica_runs_the_new_template(
     assert rollout_done(None) is None
 
 
-def test_commands_apply_only_to_the_challenger_they_name() -> None:
-    annotations = {"modelops.io/command": "rollback/1.1.0", "modelops.io/command-by": "erin"}
-    command = command_from(annotations, V2)
+def test_commands_apply_only_to_the_challenge_they_name() -> None:
+    annotations = {"modelops.io/command": "rollback/1.1.0-100", "modelops.io/command-by": "erin"}
+    command = command_from(annotations, "1.1.0-100")
     assert command is not None and (command.action, command.user) == ("rollback", "erin")
-    assert command_from(annotations, ModelRef("1.2.0")) is None  # an order for another challenge
-    assert command_from({"modelops.io/command": "delete/1.1.0"}, V2) is None
-    assert command_from(annotations, None) is None
+    # An order for an earlier challenge of the same version is not carried out on this one.
+    assert command_from(annotations, "1.1.0-900") is None
+    assert command_from({"modelops.io/command": "delete/1.1.0-100"}, "1.1.0-100") is None
+    assert command_from(annotations, "") is None
 
 
 def test_the_live_champion_is_trusted_once_its_deployment_has_rolled_it_out() -> None:
@@ -132,7 +133,7 @@ def test_status_shows_the_challenge_and_keeps_the_machine_state_to_resume() -> N
     assert status["challenger"] == {"version": "1.1.0", "digest": V2.digest}
     assert status["decision"] == "Continue" and status["gates"] == [dict(gates[0])]
     assert Status.from_dict(status["machine"]) == machine
-    assert status["evidence"]["state"] == {"x": 1}
+    assert Evaluation.from_status(status).state == {"x": 1}
     # The ModelDeployment controller reads the same status: champion stays v1, router in use.
     view = challenge_view({"metadata": {"name": "gate"}, "spec": {}, "status": status})
     assert (view.champion, view.challenger, view.routed) == (V1, V2, True)

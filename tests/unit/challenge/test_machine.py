@@ -47,6 +47,7 @@ def progressing_at_step(index: int) -> Status:
         challenger_percent=CANARY.steps[index],
         started_at=0.0,
         step_started_at=0.0,
+        challenge_id="v2-0",
     )
 
 
@@ -145,12 +146,18 @@ def test_rollback_withdraws_traffic_then_removes_the_challenger_and_remembers_it
 def test_approval_holds_promotion_until_given_for_this_version() -> None:
     waiting = step(progressing_at_step(2), seen(100, gates=PROMOTE, approval_required=True))
     assert waiting.status.phase is Phase.AWAITING_APPROVAL
-    other = seen(110, gates=PROMOTE, approval_required=True, approved_version="v1")
+    # An approval names the challenge (version and start), never just a version: one given
+    # to an earlier challenge of v2 does not count.
+    other = seen(110, gates=PROMOTE, approval_required=True, approved_version="v2-1")
     assert step(waiting.status, other).status.phase is Phase.AWAITING_APPROVAL
     approved = step(
         waiting.status,
         seen(
-            120, gates=PROMOTE, approval_required=True, approved_version="v2", approved_by="alice"
+            120,
+            gates=PROMOTE,
+            approval_required=True,
+            approved_version=waiting.status.challenge_id,
+            approved_by="alice",
         ),
     )
     assert approved.status.phase is Phase.PROMOTING
@@ -160,22 +167,44 @@ def test_approval_holds_promotion_until_given_for_this_version() -> None:
 
 
 def test_a_new_spec_mid_challenge_restarts_it_and_never_promotes_the_unvalidated() -> None:
-    restarted = step(progressing_at_step(2), seen(100, desired=V3, gates=PROMOTE))
+    # The challenger takes traffic: it is withdrawn first (route confirmed), then v3 starts.
+    withdrawing = step(progressing_at_step(2), seen(100, desired=V3, gates=PROMOTE))
+    assert withdrawing.status.phase is Phase.ROLLING_BACK and withdrawing.reset_evidence
+    assert [e.reason for e in withdrawing.events] == ["ChallengeWithdrawn"]
+    assert desired_topology(withdrawing.status) == Topology(V1, V2, 0, 0)
+    waiting = step(withdrawing.status, seen(101, desired=V3, gates=PROMOTE))
+    assert desired_topology(waiting.status).challenger == V2  # route not confirmed yet
+    gone = step(waiting.status, seen(102, desired=V3, route_applied=True)).status
+    assert desired_topology(gone).challenger is None
+    rested = step(gone, seen(103, desired=V3, challenger_removed=True))
+    assert rested.history is None and rested.status.rejected is None  # no verdict on v2
+    assert [e.reason for e in rested.events] == ["ChallengeCancelled"]
+    restarted = step(rested.status, seen(104, desired=V3, gates=PROMOTE))
     assert restarted.status.phase is Phase.PROGRESSING
     assert (restarted.status.challenger, restarted.status.step) == (V3, 0)
     assert restarted.status.started_at is None
-    assert restarted.reset_evidence
-    assert [e.reason for e in restarted.events] == ["ChallengeRestarted"]
 
-    cancelled = step(progressing_at_step(1), seen(100, desired=V1))
-    assert cancelled.status.phase is Phase.IDLE
-    assert desired_topology(cancelled.status).challenger is None
+    # A challenger that never took traffic is replaced at once.
+    not_started = replace(progressing_at_step(0), started_at=None)
+    swapped = step(not_started, seen(100, desired=V3))
+    assert [e.reason for e in swapped.events] == ["ChallengeRestarted"]
+    assert swapped.status.challenger == V3
+
+    back = step(progressing_at_step(1), seen(100, desired=V1))
+    assert back.status.phase is Phase.ROLLING_BACK
+    assert desired_topology(back.status).challenger_percent == 0
+    withdrawn = step(back.status, seen(101, desired=V1, route_applied=True)).status
+    cancelled = step(withdrawn, seen(102, desired=V1, challenger_removed=True)).status
+    assert cancelled.phase is Phase.IDLE and desired_topology(cancelled).challenger is None
 
 
 def test_commands_pause_and_configuration_errors() -> None:
     status = progressing_at_step(0)
     forced = step(status, seen(10, command=Command("promote", "bob")))
     assert forced.status.phase is Phase.PROMOTING and "bob" in forced.status.message
+    # Never all traffic to a challenger that is not serving: the order waits.
+    early = step(status, seen(10, command=Command("promote", "bob"), challenger_ready=False))
+    assert early.status.phase is Phase.PROGRESSING and "waits" in early.status.message
     manual = step(status, seen(10, command=Command("rollback", "carol")))
     assert manual.status.phase is Phase.ROLLING_BACK
 
