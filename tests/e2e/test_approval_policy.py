@@ -204,18 +204,29 @@ def test_kubectl_plugin_approves_in_the_callers_name(
         "--subresource=status",
         "--type=merge",
         "-p",
-        json.dumps({"status": {"phase": "AwaitingApproval", "challenger": {"version": "1.1.0"}}}),
+        json.dumps(
+            {
+                "status": {
+                    "phase": "AwaitingApproval",
+                    "challenger": {"version": "1.1.0"},
+                    "machine": {"challengeId": "1.1.0-1795392000"},
+                }
+            }
+        ),
     )
     done = subprocess.run(
         [*plugin, "approve", "iris-canary"], env=env, text=True, capture_output=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert f"approved 1.1.0 of {namespace}/iris-canary as {account}" in done.stdout
+    assert f"approved 1.1.0 (1.1.0-1795392000) of {namespace}/iris-canary as {account}" in (
+        done.stdout
+    )
     annotations = json.loads(
         devcluster.kubectl("get", "-n", namespace, "cc/iris-canary", "-o", "json").stdout
     )["metadata"]["annotations"]
     assert annotations["modelops.io/approved-by"] == account
-    assert annotations["modelops.io/approved-version"] == "1.1.0"
+    # The challenge id, not the bare version: it cannot approve a later challenge of 1.1.0.
+    assert annotations["modelops.io/approved-version"] == "1.1.0-1795392000"
 
     status = subprocess.run(
         [*plugin, "status", "iris-canary"], env=env, text=True, capture_output=True, timeout=60

@@ -82,14 +82,19 @@ def test_gateway_api_route_follows_the_challenge(
     selector = get_json(devcluster, "-n", namespace, "service/gw")["spec"]["selector"]
     assert selector["modelops.io/role"] == "champion"
 
-    def metrics_condition() -> dict[str, Any] | None:
+    def metrics_missing() -> dict[str, Any] | None:
         status = get_json(devcluster, "-n", namespace, "cc/gw-gate").get("status") or {}
         return next(
-            (c for c in status.get("conditions", []) if c["type"] == "MetricsAvailable"), None
+            (
+                c
+                for c in status.get("conditions", [])
+                if c["type"] == "MetricsAvailable" and c["status"] == "False"
+            ),
+            None,
         )
 
-    condition = wait_until(metrics_condition, timeout=90, what="a MetricsAvailable condition")
-    assert condition["status"] == "False" and "Prometheus" in condition["message"]
+    condition = wait_until(metrics_missing, timeout=90, what="MetricsAvailable=False")
+    assert "Prometheus" in condition["message"]
     status = get_json(devcluster, "-n", namespace, "cc/gw-gate")["status"]
     assert status["phase"] == "Progressing" and status["trafficPercent"] == 10
     # Waiting for evidence is not a failure: Ready holds, so `kubectl wait` works throughout.
