@@ -228,13 +228,8 @@ def _spec_moved(status: Status, seen: Observation) -> Transition | None:
             if back_to_champion
             else f"spec.model moved on to {seen.desired.version}"
         )
-        withdrawing = replace(
+        withdrawing = _withdrawing_traffic(
             status,
-            phase=Phase.ROLLING_BACK,
-            challenger_percent=0,
-            mirror_percent=0,
-            traffic_withdrawn=False,
-            retire_at=None,
             withdrawing=True,
             outcome_reason=why,
             message=f"withdrawing {status.challenger.version}: {why}",
@@ -340,17 +335,23 @@ def _retire(status: Status, seen: Observation) -> Status:
 
 def _begin_rollback(status: Status, reason: str, event_reason: str) -> Transition:
     assert status.challenger is not None
-    rolling = replace(
+    rolling = _withdrawing_traffic(
+        status, outcome_reason=reason, message=f"rolling back {status.challenger.version}: {reason}"
+    )
+    return Transition(rolling, events=(Event("Warning", event_reason, rolling.message),))
+
+
+def _withdrawing_traffic(status: Status, **changes: object) -> Status:
+    """RollingBack: the route loses the challenger first; it is removed after the grace."""
+    return replace(
         status,
         phase=Phase.ROLLING_BACK,
         challenger_percent=0,
         mirror_percent=0,
         traffic_withdrawn=False,
         retire_at=None,
-        outcome_reason=reason,
-        message=f"rolling back {status.challenger.version}: {reason}",
+        **changes,  # type: ignore[arg-type]
     )
-    return Transition(rolling, events=(Event("Warning", event_reason, rolling.message),))
 
 
 def _rolling_back(status: Status, seen: Observation) -> Transition:
