@@ -66,7 +66,10 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
             workdir / "prometheus", [], scrape_interval="1s",
             file_sd_files=[kubelet.targets_file],
         )
-        yield LocalCluster(cluster, kubelet, prometheus, workdir)
+        local = LocalCluster(cluster, kubelet, prometheus, workdir)
+        yield local
+        # A test may stop Prometheus and start another in its place: stop the current one.
+        prometheus = local.prometheus
     finally:
         if prometheus is not None:
             prometheus.stop()
