@@ -7,7 +7,7 @@ challenge (`desired_topology`), not from spec.model, and the Service points at t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,11 @@ class ChallengeView:
             if entry.get("action") == "Promoted" and entry.get("version") == version:
                 return entry
         return None
+
+
+def governing(views: Iterable[ChallengeView]) -> ChallengeView | None:
+    """With two policies on one deployment, the first by name governs (the other is Failed)."""
+    return min(views, key=lambda v: v.name, default=None)
 
 
 def challenge_view(body: Mapping[str, Any]) -> ChallengeView:

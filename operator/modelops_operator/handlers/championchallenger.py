@@ -35,6 +35,7 @@ from ..challenge.evaluation import evaluate_challenge, router_revisions
 from ..challenge.machine import GATED_PHASES, desired_topology, step
 from ..challenge.model import GateSignal, Phase, Status, Transition
 from ..challenge.traffic import ROUTER_CONFIG_KEY
+from ..challenge.view import governing
 from ..conditions import format_time, merge_conditions, utc_now
 from ..constants import (
     ANNOTATION_APPROVED_BY,
@@ -50,6 +51,7 @@ from ..constants import (
 from ..gating.config import parse_duration
 from ..kube import apply_manifest, delete_deployment, patch_challenge_status
 from ..promsource import PrometheusUnavailable
+from . import first_indexed
 
 CC = (GROUP, VERSION, CC_PLURAL)
 MDEP = (GROUP, VERSION, MDEP_PLURAL)
@@ -67,11 +69,6 @@ async def modeldeployment_bodies(body: kopf.Body, name: str, namespace: str, **_
             "status": dict(body.get("status") or {}),
         }
     }
-
-
-def _first(index: kopf.Index, key: Any) -> Any:
-    store = index.get(key)
-    return next(iter(store), None) if store else None
 
 
 def _digest(manifest: Mapping[str, Any]) -> str:
@@ -124,11 +121,11 @@ def _config_error(
             f"'{namespace}'",
             None,
         )
-    rivals = sorted(v.name for v in challenges.get((namespace, target)) or ())
-    if rivals and rivals[0] != name:
+    ruling = governing(challenges.get((namespace, target)) or ())
+    if ruling is not None and ruling.name != name:
         return (
             f"spec.targetRef.name: ModelDeployment '{target}' is already gated by "
-            f"ChampionChallenger '{rivals[0]}'; one policy per ModelDeployment",
+            f"ChampionChallenger '{ruling.name}'; one policy per ModelDeployment",
             None,
         )
     try:
@@ -188,13 +185,13 @@ async def _tick(
     annotations = dict(body.get("metadata", {}).get("annotations") or {})
     current = tick.last_written or dict(body.get("status") or {})
     target = spec.get("targetRef", {}).get("name", "")
-    md = _first(modeldeployment_bodies, (namespace, target))
+    md = first_indexed(modeldeployment_bodies, (namespace, target))
     config_error, md_spec = _config_error(spec, namespace, name, md, challenges)
     status = Status.from_dict(current.get("machine"))
     evaluation = Evaluation.from_status(current)
-    champion = _first(model_deployments, (namespace, target, ROLE_CHAMPION))
-    challenger = _first(model_deployments, (namespace, target, ROLE_CHALLENGER))
-    router = _first(model_deployments, (namespace, target, ROLE_ROUTER))
+    champion = first_indexed(model_deployments, (namespace, target, ROLE_CHAMPION))
+    challenger = first_indexed(model_deployments, (namespace, target, ROLE_CHALLENGER))
+    router = first_indexed(model_deployments, (namespace, target, ROLE_ROUTER))
     provider = (spec.get("traffic") or {}).get("provider", "router")
     router_ready = provider != "router" or rollout_done(router) is not None
 

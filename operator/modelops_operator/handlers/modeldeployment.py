@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..challenge.model import ModelRef
-from ..challenge.view import ChallengeView, challenge_view
+from ..challenge.view import ChallengeView, challenge_view, governing
 from ..conditions import READY, STALLED, find_condition, utc_now
 from ..constants import (
     CC_PLURAL,
@@ -44,6 +44,7 @@ from ..observe import (
 )
 from ..reconcile import ReconcileReport, champion_spec_of, reconcile_modeldeployment
 from ..status import ReconcileOutcome, compute_status, status_patch
+from . import first_indexed
 
 MDEP = (GROUP, VERSION, MDEP_PLURAL)
 CC = (GROUP, VERSION, CC_PLURAL)
@@ -119,9 +120,7 @@ async def challenge_deleted(body: kopf.Body, namespace: str, memo: kopf.Memo, **
 def _challenge_of(
     index: kopf.Index, namespace: str, name: str, body: Mapping[str, Any]
 ) -> ChallengeView | None:
-    # The same rule as the daemons: with two policies on one deployment, the first by name.
-    views = sorted(index.get((namespace, name)) or (), key=lambda v: v.name)
-    view: ChallengeView | None = views[0] if views else None
+    view = governing(index.get((namespace, name)) or ())
     live = (body.get("status") or {}).get("champion") or {}
     if view is not None and view.champion is None and live.get("version"):
         # The challenge has not adopted the live champion yet: while a ChampionChallenger
@@ -148,19 +147,16 @@ async def child_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         _request_reconcile(memo, key[:2])
 
 
-def _first(index: kopf.Index, key: Any) -> Any:
-    store = index.get(key)
-    return next(iter(store), None) if store else None
-
-
 def _observed_children(
     name: str, namespace: str, deployments: kopf.Index, services: kopf.Index
 ) -> dict[tuple[str, str], Mapping[str, Any]]:
     observed: dict[tuple[str, str], Mapping[str, Any]] = {}
-    champion: DeploymentObservation | None = _first(deployments, (namespace, name, ROLE_CHAMPION))
+    champion: DeploymentObservation | None = first_indexed(
+        deployments, (namespace, name, ROLE_CHAMPION)
+    )
     if champion is not None:
         observed[("Deployment", champion.manifest["metadata"]["name"])] = champion.manifest
-    service = _first(services, (namespace, name))
+    service = first_indexed(services, (namespace, name))
     if service is not None:
         observed[("Service", service["metadata"]["name"])] = service
     return observed
@@ -273,7 +269,7 @@ async def _publish_once(
         current = {**current, **last_written}
     if spec is None:
         return last_written
-    observed = _first(deployments, (namespace, name, ROLE_CHAMPION))
+    observed = first_indexed(deployments, (namespace, name, ROLE_CHAMPION))
     health: list[PodHealth] = list(pods.get((namespace, name, ROLE_CHAMPION)) or ())
     failures = [h.failure for h in health if h.failure is not None]
     wanted = compute_status(
