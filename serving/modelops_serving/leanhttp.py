@@ -75,6 +75,10 @@ class Reply:
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
+# A shortcut may take one whole request off the general path: called with the bytes of a read
+# that begins at a message boundary, it returns True when it took them (exactly one complete
+# request) and answers later, never from inside the call, with ``connection.finish_shortcut``.
+Shortcut = Callable[["_Connection", bytes], bool]
 JSON_HEADERS = b"Content-Type: application/json; charset=utf-8\r\n"
 
 
@@ -93,6 +97,7 @@ class _Connection(asyncio.Protocol):
         self.last_active = 0.0
         self.in_message = False
         self.rejected = False  # answered 400/413 or saw an upgrade: no further requests
+        self.shortcut_busy = False  # a request taken by the shortcut is being answered
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -114,8 +119,14 @@ class _Connection(asyncio.Protocol):
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = self.server.loop.time()
+        server = self.server
+        self.last_active = server.loop.time()
         if self.rejected:
+            return
+        if (server.shortcut is not None and not self.in_message and self.task is None
+                and not self.shortcut_busy and not self.queue and not server.closing
+                and server.shortcut(self, data)):
+            self.shortcut_busy = True
             return
         try:
             self.parser.feed_data(data)
@@ -130,7 +141,7 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         # A client that half-closes after its request still gets the answer.
-        return self.task is not None or bool(self.queue)
+        return self.task is not None or bool(self.queue) or self.shortcut_busy
 
     # -- httptools callbacks -----------------------------------------------------------------
 
@@ -190,15 +201,42 @@ class _Connection(asyncio.Protocol):
             self.rejected = True
         else:
             self.queue.append(item)
-        if self.task is None:
-            if not self.queue:
-                if self.transport is not None:
-                    self.transport.close()
-                return
-            self.task = self.server.loop.create_task(self._answer_all())
+        if not self._answer_queue():
+            return
         if len(self.queue) >= MAX_PIPELINED and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
+
+    def _answer_queue(self) -> bool:
+        """Start answering what is queued unless something is being answered; False when the
+        connection was closed instead (rejected, nothing left to answer)."""
+        if self.task is not None or self.shortcut_busy:
+            return True
+        if not self.queue:
+            if self.transport is not None:
+                self.transport.close()
+            return False
+        self.task = self.server.loop.create_task(self._answer_all())
+        return True
+
+    def finish_shortcut(self, reply: Reply | bytes) -> None:
+        """The answer to the request the shortcut took, as a ``Reply`` or as a complete
+        HTTP/1.1 keep-alive response; then whatever arrived meanwhile."""
+        self.shortcut_busy = False
+        self.last_active = self.server.loop.time()
+        closing = self.server.closing
+        if isinstance(reply, Reply):
+            self._write(reply, not closing, False, False)
+        elif self.transport is not None:
+            if closing:
+                reply = reply.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+            self.transport.write(reply)
+        if closing:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self.queue or self.rejected:
+            self._answer_queue()
 
     async def _answer_all(self) -> None:
         try:
@@ -257,8 +295,9 @@ class LeanServer:
     """Serve ``handler`` on ``host:port`` until ``shutdown``."""
 
     def __init__(self, handler: Handler, max_body_bytes: int = 64 * 1024**2,
-                 idle_timeout: float = 75.0):
+                 idle_timeout: float = 75.0, shortcut: Shortcut | None = None):
         self.handler = handler
+        self.shortcut = shortcut
         self.max_body_bytes = max_body_bytes
         self.idle_timeout = idle_timeout
         self.connections: set[_Connection] = set()
@@ -281,7 +320,8 @@ class LeanServer:
         deadline = self.loop.time() - self.idle_timeout
         for connection in list(self.connections):
             if (connection.task is None and not connection.in_message
-                    and connection.last_active < deadline and connection.transport is not None):
+                    and not connection.shortcut_busy and connection.last_active < deadline
+                    and connection.transport is not None):
                 connection.transport.close()
         self._schedule_sweep()
 
@@ -293,11 +333,16 @@ class LeanServer:
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):
-            if connection.task is None and connection.transport is not None:
+            if (connection.task is None and not connection.shortcut_busy
+                    and connection.transport is not None):
                 connection.transport.close()
+        deadline = self.loop.time() + grace
         tasks = [c.task for c in self.connections if c.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
+        while (any(c.shortcut_busy for c in self.connections)
+               and self.loop.time() < deadline):
+            await asyncio.sleep(0.01)
         for connection in list(self.connections):
             if connection.transport is not None:
                 connection.transport.abort()

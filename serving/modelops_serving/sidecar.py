@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -36,6 +34,8 @@ from .metrics import (
     SidecarMetrics,
     parse_buckets,
 )
+from .requestids import parse_response, response_key, with_request_id
+from .shortcut import InferenceShortcut
 from .upstream import UpstreamPool
 
 log = logging.getLogger("modelops_serving.sidecar")
@@ -73,27 +73,27 @@ class Sidecar:
 
     def record_inference(self, request_id: str | None, status: int, body: bytes) -> str:
         """Metrics and feedback memory for one answered inference; returns the request id."""
-        if status != 200:
-            return request_id or str(uuid.uuid4())
-        try:
-            response = loads(body)
-        except (JSONDecodeError, ValueError):
-            return request_id or str(uuid.uuid4())
-        response_id = response.get("id") if isinstance(response, dict) else None
-        key = request_id or (response_id if isinstance(response_id, str) else None)
-        key = key or str(uuid.uuid4())
-        found = self._prediction_values(response)
-        if found is not None:
-            values, classification = found
-            evicted_before = self.store.evicted
-            self.metrics.observe_predictions(values)
-            self.store.remember(key, values, classification)
-            if isinstance(response_id, str) and response_id != key:
-                self.store.remember(response_id, values, classification)
-            self.metrics.store_entries.set(len(self.store))
-            if self.store.evicted != evicted_before:
-                self.metrics.store_evictions.inc(self.store.evicted - evicted_before)
+        response = parse_response(body) if status == 200 else None
+        key = response_key(request_id, response)
+        if response is not None:
+            self.remember(key, response)
         return key
+
+    def remember(self, key: str, response: Any) -> None:
+        """The predictions of one successful response: histogram and feedback memory."""
+        found = self._prediction_values(response)
+        if found is None:
+            return
+        values, classification = found
+        evicted_before = self.store.evicted
+        self.metrics.observe_predictions(values)
+        self.store.remember(key, values, classification)
+        response_id = response.get("id")
+        if isinstance(response_id, str) and response_id != key:
+            self.store.remember(response_id, values, classification)
+        self.metrics.store_entries.set(len(self.store))
+        if self.store.evicted != evicted_before:
+            self.metrics.store_evictions.inc(self.store.evicted - evicted_before)
 
     async def handle(self, request: Request) -> Reply:
         """Every request on the traffic port: feedback is answered here, the rest proxied."""
@@ -121,22 +121,21 @@ class Sidecar:
         try:
             status, lines, payload, length = await self.pool.send(b"".join(head), self.timeout)
         except TimeoutError:
-            return self._failed(is_inference, started, 504, "the model server timed out")
+            return self.failed(is_inference, started, 504, "the model server timed out")
         except OSError as exc:  # refused, reset, or not HTTP (UpstreamError)
-            return self._failed(is_inference, started, 502,
+            return self.failed(is_inference, started, 502,
                                 f"the model server is unavailable: {type(exc).__name__}")
         if is_inference:
             request_id = self.record_inference(
                 None if client_id is None else client_id.decode("utf-8", "surrogateescape"),
                 status, payload)
-            lines = [line for line in lines if line[:13].lower() != b"x-request-id:"]
-            lines.append(b"X-Request-Id: " + _header_value(request_id))
+            lines = with_request_id(lines, request_id)
             self.metrics.count_request(status)
             self.metrics.duration.observe(time.perf_counter() - started)
         lines.append(b"")
         return Reply(status, b"\r\n".join(lines), payload, length)
 
-    def _failed(self, is_inference: bool, started: float, status: int, message: str) -> Reply:
+    def failed(self, is_inference: bool, started: float, status: int, message: str) -> Reply:
         if is_inference:
             self.metrics.count_request(status)
             self.metrics.duration.observe(time.perf_counter() - started)
@@ -190,20 +189,12 @@ class Sidecar:
 NOT_FORWARDED = frozenset({name.encode() for name in HOP_BY_HOP} | {b"expect"})
 
 
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
-
-
 def json_reply(value: Any, status: int) -> Reply:
     return Reply(status, JSON_HEADERS, dumps(value))
 
 
 def _route_path(path: bytes) -> bytes:
     return unquote_to_bytes(path) if b"%" in path else path
-
-
-def _header_value(text: str) -> bytes:
-    """A response header value; control characters (CR/LF injection) become spaces."""
-    return _CONTROL.sub(b" ", text.encode("utf-8", "surrogateescape"))
 
 
 def parse_feedback(body: Any, header_id: str | None) -> tuple[str, list[Any]] | str:
@@ -230,7 +221,8 @@ def build_metrics_app(sidecar: Sidecar) -> web.Application:
 
 def build_server(sidecar: Sidecar, max_body_bytes: int = 64 * 1024**2) -> LeanServer:
     # Bodies are held in memory while forwarded; larger ones get a 413 here.
-    return LeanServer(sidecar.handle, max_body_bytes)
+    return LeanServer(sidecar.handle, max_body_bytes,
+                      shortcut=InferenceShortcut(sidecar, max_body_bytes))
 
 
 async def serve(sidecar: Sidecar, host: str, port: int, metrics_port: int,

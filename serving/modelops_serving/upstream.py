@@ -10,19 +10,59 @@ upstreams use this path (the pod-local and in-cluster hops); anything else goes 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
 
-from .httpkit import HOP_BY_HOP
+from .httpkit import CONNECTION_LEVEL_FIELDS, HOP_BY_HOP
 
 MAX_HEAD = 64 * 1024
 # (status, header lines minus hop-by-hop ones, body, keep-alive, announced Content-Length)
 RawResponse = tuple[int, list[bytes], bytes, bool, int | None]
+# What a caller gets: (status, header lines, body, announced Content-Length)
+Answer = tuple[int, list[bytes], bytes, int | None]
 _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
+_CONNECTION_FIELD = re.compile(rb"\r\n(?:connection|" + CONNECTION_LEVEL_FIELDS + rb")[ \t]*:",
+                               re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n|$)",
+                             re.IGNORECASE)
+_ANY_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:", re.IGNORECASE)
+
+
+class PlainAnswer:
+    """A response that can be passed on as it came: HTTP/1.1, one Content-Length, no
+    connection-level headers. ``head`` is the status line and headers without the final
+    blank line."""
+
+    __slots__ = ("body", "head", "status")
+
+    def __init__(self, status: int, head: bytes, body: bytes):
+        self.status = status
+        self.head = head
+        self.body = body
+
+
+def frame_plain(data: bytes) -> PlainAnswer | None:
+    """``data`` as exactly one plain response, or None (incomplete, or not plain)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or not data.startswith(b"HTTP/1.1 ") or data[12:13] not in (b" ", b"\r"):
+        return None
+    status_text = data[9:12]
+    if not status_text.isdigit():
+        return None
+    status = int(status_text)
+    head = data[:end]
+    if status < 200 or status in (204, 304) or _CONNECTION_FIELD.search(head):
+        return None
+    lengths = _CONTENT_LENGTH.findall(head)
+    if len(lengths) != 1 or len(_ANY_CONTENT_LENGTH.findall(head)) != 1:
+        return None
+    if len(data) != end + 4 + int(lengths[0]):
+        return None
+    return PlainAnswer(status, head, data[end + 4:])
 
 
 class UpstreamError(ConnectionError):
@@ -33,37 +73,57 @@ class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.waiter: asyncio.Future[RawResponse] | None = None
+        # Called once with the response or the error of the request in flight.
+        self.answer: Callable[[RawResponse | PlainAnswer | BaseException], None] | None = None
         self.closed = False
         self.received_any = False
         self.head_request = False  # a HEAD answer has headers only, whatever its length says
+        self.plain = False  # the caller takes a PlainAnswer when the response is one
+        self.deadline = 0.0  # loop time after which the request in flight has timed out
+
+    def _deliver(self, outcome: RawResponse | PlainAnswer | BaseException) -> None:
+        answer, self.answer = self.answer, None
+        if answer is not None:
+            answer(outcome)
+
+    def expire(self) -> None:
+        self._deliver(TimeoutError("the upstream did not answer in time"))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            # A body without a length ends at close (HTTP/1.0 style); otherwise it is an error.
+        if self.answer is None:
+            return
+        # A body without a length ends at close (HTTP/1.0 style); otherwise it is an error.
+        try:
             parsed = _parse_raw(self.buffer, True, self.head_request) if self.buffer else None
-            if parsed is not None:
-                self.waiter.set_result(parsed)
-            else:
-                self.waiter.set_exception(UpstreamError("the upstream closed the connection"))
+        except UpstreamError as error:
+            self._deliver(error)
+            return
+        self._deliver(parsed if parsed is not None
+                      else UpstreamError("the upstream closed the connection"))
 
     def data_received(self, data: bytes) -> None:
         self.received_any = True
+        if self.plain and not self.buffer and self.answer is not None:
+            # The common case, a whole plain response in one read: no copy, no line split.
+            framed = frame_plain(data)
+            if framed is not None:
+                self._deliver(framed)
+                return
         self.buffer += data
-        if self.waiter is None or self.waiter.done():
+        if self.answer is None:
             return
         try:
             parsed = _parse_raw(self.buffer, False, self.head_request)
         except UpstreamError as exc:
-            self.waiter.set_exception(exc)
+            self._deliver(exc)
             return
         if parsed is not None:
             self.buffer.clear()
-            self.waiter.set_result(parsed)
+            self._deliver(parsed)
 
 
 def _parse(
@@ -170,6 +230,12 @@ class UpstreamPool:
         self.host_header_bytes = self.host_header.encode("latin-1")
         self.idle: deque[_Connection] = deque()
         self.max_idle = max_idle
+        self._tasks: set[asyncio.Task[None]] = set()  # tasks of dispatch()
+        # dispatch(): connections with a request in flight, checked against their deadlines by
+        # one timer, rather than a timer armed and cancelled per request.
+        self._in_flight: set[_Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -191,17 +257,26 @@ class UpstreamPool:
         return b"%s %s%s HTTP/1.1\r\nHost: %s\r\n" % (
             method, self.prefix_bytes, target, self.host_header_bytes)
 
-    async def send(self, payload: bytes, timeout: float = 120.0
-                   ) -> tuple[int, list[bytes], bytes, int | None]:
+    def _idle_connection(self) -> _Connection | None:
+        while self.idle:
+            candidate = self.idle.pop()
+            if not candidate.closed:
+                return candidate
+        return None
+
+    def _release(self, connection: _Connection, keep_alive: bool) -> None:
+        if keep_alive and not connection.closed and len(self.idle) < self.max_idle:
+            connection.received_any = False
+            self.idle.append(connection)
+        elif connection.transport is not None:
+            connection.transport.close()
+
+    async def send(self, payload: bytes, timeout: float = 120.0) -> Answer:
         """Send one complete, already serialised request; ``(status, header lines, body,
         announced length)`` with the hop-by-hop header lines removed."""
         for attempt in (0, 1):
-            connection, reused = None, False
-            while self.idle:
-                candidate = self.idle.pop()
-                if not candidate.closed:
-                    connection, reused = candidate, True
-                    break
+            connection = self._idle_connection()
+            reused = connection is not None
             if connection is None:
                 connection = await self._connect()
             try:
@@ -213,24 +288,97 @@ class UpstreamPool:
                 if reused and attempt == 0 and not connection.received_any:
                     continue
                 raise
-            if keep_alive and not connection.closed and len(self.idle) < self.max_idle:
-                connection.received_any = False
-                self.idle.append(connection)
-            elif connection.transport is not None:
-                connection.transport.close()
+            self._release(connection, keep_alive)
             return status, lines, content, length
         raise UpstreamError("unreachable")
+
+    def dispatch(self, payload: bytes, timeout: float,
+                 done: Callable[[Answer | PlainAnswer | BaseException], None]) -> None:
+        """``send`` for the hot path: ``done`` gets the answer (a ``PlainAnswer`` when the
+        response can be passed on as it came) or the error (OSError, TimeoutError). On an idle
+        keep-alive connection the request goes out now and ``done`` is called from the
+        connection's own callbacks, with no task or future; otherwise a task connects first."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        if not self._start(loop, payload, timeout, done):
+            self._keep(loop.create_task(self._send_then(payload, timeout, done)))
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _start(self, loop: asyncio.AbstractEventLoop, payload: bytes, timeout: float,
+               done: Callable[[Answer | PlainAnswer | BaseException], None]) -> bool:
+        connection = self._idle_connection()
+        if connection is None or connection.transport is None:
+            return False
+        in_flight = self._in_flight
+
+        def finish(outcome: RawResponse | PlainAnswer | BaseException) -> None:
+            in_flight.discard(connection)
+            connection.plain = False
+            if isinstance(outcome, PlainAnswer):
+                self._release(connection, True)
+                done(outcome)
+            elif isinstance(outcome, BaseException):
+                if connection.transport is not None:
+                    connection.transport.close()
+                if isinstance(outcome, UpstreamError) and not connection.received_any:
+                    # The server had closed this pooled connection: once more, fresh.
+                    self._keep(loop.create_task(self._send_then(payload, timeout, done)))
+                    return
+                done(outcome)
+            else:
+                status, lines, content, keep_alive, length = outcome
+                self._release(connection, keep_alive)
+                done((status, lines, content, length))
+
+        connection.answer = finish
+        connection.plain = True
+        connection.head_request = payload.startswith(b"HEAD ")
+        connection.deadline = loop.time() + timeout
+        in_flight.add(connection)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(min(timeout, 1.0), self._sweep)
+        connection.transport.write(payload)
+        return True
+
+    def _sweep(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        for connection in [c for c in self._in_flight if c.deadline <= now]:
+            connection.expire()  # finish() takes it out of the set and closes it
+        self._sweeper = (self._loop.call_later(1.0, self._sweep) if self._in_flight else None)
+
+    async def _send_then(self, payload: bytes, timeout: float,
+                         done: Callable[[Answer | PlainAnswer | BaseException], None]) -> None:
+        try:
+            outcome: Answer | BaseException = await self.send(payload, timeout)
+        except Exception as error:  # whatever failed, the caller must still answer
+            outcome = error
+        done(outcome)
 
     async def _exchange(self, connection: _Connection, payload: bytes,
                         timeout: float) -> RawResponse:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[RawResponse] = loop.create_future()
-        connection.waiter = waiter
+
+        def settle(outcome: RawResponse | PlainAnswer | BaseException) -> None:
+            if waiter.done():
+                return
+            assert not isinstance(outcome, PlainAnswer)  # only dispatch() asks for those
+            if isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
+
+        connection.answer = settle
         connection.head_request = payload.startswith(b"HEAD ")
         assert connection.transport is not None
         connection.transport.write(payload)
         # A timer handle is far cheaper than asyncio.wait_for's extra task per request.
-        timer = loop.call_later(timeout, _expire, waiter)
+        timer = loop.call_later(timeout, connection.expire)
         try:
             return await waiter
         except BaseException:
@@ -239,15 +387,13 @@ class UpstreamPool:
             raise
         finally:
             timer.cancel()
-            connection.waiter = None
+            connection.answer = None
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         while self.idle:
             connection = self.idle.pop()
             if connection.transport is not None:
                 connection.transport.close()
 
-
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError("the upstream did not answer in time"))

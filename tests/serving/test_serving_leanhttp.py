@@ -187,8 +187,11 @@ def test_expect_continue_head_http10_and_feedback(proxied: Program, models: Mode
 def test_response_ids_cannot_inject_headers() -> None:
     # The id can come from the model server's JSON (any string); control characters must not
     # split the X-Request-Id header the sidecar writes.
-    from modelops_serving.sidecar import _header_value
+    from modelops_serving.requestids import with_request_id
 
-    assert _header_value("abc-1") == b"abc-1"
-    assert _header_value("a\r\nSet-Cookie: x\x00\x7f") == b"a  Set-Cookie: x  "
-    assert _header_value("caf\u00e9") == "caf\u00e9".encode()
+    upstream = [b"X-Request-ID: theirs", b"Content-Type: application/json"]
+    assert with_request_id(upstream, "abc-1") == [
+        b"Content-Type: application/json", b"X-Request-Id: abc-1"]
+    assert with_request_id([], "a\r\nSet-Cookie: x\x00\x7f") == [
+        b"X-Request-Id: a  Set-Cookie: x  "]
+    assert with_request_id([], "caf\u00e9") == [b"X-Request-Id: " + "caf\u00e9".encode()]

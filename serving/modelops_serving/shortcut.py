@@ -1,0 +1,177 @@
+"""The sidecar's hot path for plain inference calls: callbacks only, bookkeeping after the answer.
+
+Nearly all traffic through a sidecar has one shape: ``POST .../infer`` over HTTP/1.1 with a
+Content-Length body, arriving in one read on a keep-alive connection. For that shape the general
+path (every header parsed into a list, a task per request, a future per upstream exchange,
+metrics before the answer) costs more than the hop itself on a small node, where each step of
+Python between two socket calls shows in the latency. Here the request is checked by the same
+parser as the general path (llhttp, through httptools), forwarded with only its Host line
+replaced, and answered from the upstream connection's callback; the metrics and the feedback
+memory are updated right after the answer is written.
+
+Anything else (chunked bodies, Expect, Connection or other hop-by-hop headers, HTTP/1.0,
+pipelined bytes, a request split over reads, HEAD, feedback, an upstream with a path prefix)
+takes the general path, so both give the same answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from .httpkit import CONNECTION_LEVEL_FIELDS
+from .leanhttp import Reply
+from .requestids import parse_response, replace_request_id, response_key, with_request_id
+from .upstream import PlainAnswer
+
+if TYPE_CHECKING:
+    from .leanhttp import _Connection
+    from .sidecar import Sidecar
+    from .upstream import Answer
+
+# Headers that need the general path's handling: hop-by-hop ones, Expect. A Connection header
+# saying only keep-alive (HTTP/1.1's default, which many clients send anyway) is dropped here.
+_NOT_PLAIN = re.compile(rb"\r\n(?:expect|" + CONNECTION_LEVEL_FIELDS + rb")[ \t]*:",
+                        re.IGNORECASE)
+_CONNECTION = re.compile(rb"\r\nconnection[ \t]*:([^\r\n]*)", re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n)", re.IGNORECASE)
+_ANY_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:", re.IGNORECASE)
+_REPLACED = re.compile(rb"\r\n(?:host|connection)[ \t]*:[^\r\n]*", re.IGNORECASE)
+_REQUEST_ID = re.compile(rb"\r\nx-request-id[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_UNPARSED = object()
+
+
+def plain_inference_request(data: bytes, max_body_bytes: int) -> tuple[int, int] | None:
+    """``(end of the request line, end of the head)`` when ``data`` is exactly one plain
+    inference request the shortcut may take; None sends it down the general path."""
+    if not data.startswith(b"POST "):
+        return None
+    head_end = data.find(b"\r\n\r\n")
+    line_end = data.find(b"\r\n")
+    if head_end < 0:
+        return None
+    request_line = data[:line_end].split(b" ")
+    if (len(request_line) != 3 or request_line[2] != b"HTTP/1.1"
+            or not request_line[1].partition(b"?")[0].endswith(b"/infer")):
+        return None
+    head = data[line_end:head_end + 2]  # "\r\nName: value" lines, each ending in \r\n
+    if _NOT_PLAIN.search(head):
+        return None
+    if any(value.strip(b" \t").lower() != b"keep-alive" for value in _CONNECTION.findall(head)):
+        return None
+    lengths = _CONTENT_LENGTH.findall(head)
+    if len(lengths) != 1 or len(_ANY_CONTENT_LENGTH.findall(head)) != 1:
+        return None
+    length = int(lengths[0])
+    if length > max_body_bytes or len(data) != head_end + 4 + length:
+        return None  # too large (the general path answers 413), partial, or pipelined
+    return line_end, head_end
+
+
+class _Completion:
+    """httptools callbacks of the validating parser: only whether a message completed."""
+
+    __slots__ = ("complete",)
+
+    def __init__(self) -> None:
+        self.complete = False
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class InferenceShortcut:
+    """``LeanServer`` shortcut of the sidecar (see the module's docstring)."""
+
+    def __init__(self, sidecar: Sidecar, max_body_bytes: int):
+        assert sidecar.pool is not None
+        self.sidecar = sidecar
+        self.pool = sidecar.pool
+        self.max_body_bytes = max_body_bytes
+        self.enabled = not self.pool.prefix  # verbatim targets only without a path prefix
+        self.host_line = b"\r\nHost: " + self.pool.host_header_bytes
+        self._completion = _Completion()
+        self._validator = httptools.HttpRequestParser(self._completion)
+        self.loop = asyncio.get_running_loop()  # made in serve(), on the loop
+
+    def __call__(self, connection: _Connection, data: bytes) -> bool:
+        if not self.enabled:
+            return False
+        bounds = plain_inference_request(data, self.max_body_bytes)
+        if bounds is None or not self._valid(data):
+            return False
+        line_end, head_end = bounds
+        head = data[line_end:head_end + 2]
+        started = time.perf_counter()
+        ids = _REQUEST_ID.findall(head)
+        client_id = ids[-1].rstrip(b" \t").decode("utf-8", "surrogateescape") if ids else None
+        payload = b"%s%s%s\r\n%s" % (data[:line_end], self.host_line, _REPLACED.sub(b"", head),
+                                     data[head_end + 4:])
+
+        def done(outcome: Answer | PlainAnswer | BaseException) -> None:
+            self._answer(connection, started, client_id, outcome)
+
+        self.pool.dispatch(payload, self.sidecar.timeout, done)
+        return True
+
+    def _valid(self, data: bytes) -> bool:
+        """Whether llhttp reads ``data`` as exactly one well-formed request."""
+        completion = self._completion
+        completion.complete = False
+        try:
+            self._validator.feed_data(data)
+        except httptools.HttpParserError:
+            completion.complete = False
+        if not completion.complete:
+            # Mid-message or failed: a fresh parser for the next request.
+            self._validator = httptools.HttpRequestParser(completion)
+            return False
+        return True
+
+    def _answer(self, connection: _Connection, started: float, client_id: str | None,
+                outcome: Answer | PlainAnswer | BaseException) -> None:
+        if isinstance(outcome, PlainAnswer):
+            status, body = outcome.status, outcome.body
+        elif isinstance(outcome, BaseException):
+            self._failed(connection, started, outcome)
+            return
+        else:
+            status, lines, body, _ = outcome
+        response: Any = _UNPARSED
+        if client_id:
+            key = client_id
+        else:  # the id is the response's own: read it now, the rest waits
+            response = parse_response(body) if status == 200 else None
+            key = response_key(None, response)
+        elapsed = time.perf_counter() - started
+        if isinstance(outcome, PlainAnswer):
+            connection.finish_shortcut(b"%s\r\n\r\n%s" % (
+                replace_request_id(outcome.head, key), body))
+        else:
+            lines = with_request_id(lines, key)
+            lines.append(b"")
+            connection.finish_shortcut(Reply(status, b"\r\n".join(lines), body))
+        self.loop.call_soon(self._account, key, status, body, response, elapsed)
+
+    def _failed(self, connection: _Connection, started: float, error: BaseException) -> None:
+        if isinstance(error, TimeoutError):
+            reply = self.sidecar.failed(True, started, 504, "the model server timed out")
+        else:
+            reply = self.sidecar.failed(
+                True, started, 502, f"the model server is unavailable: {type(error).__name__}")
+        connection.finish_shortcut(reply)
+
+    def _account(self, key: str, status: int, body: bytes, response: Any,
+                 elapsed: float) -> None:
+        sidecar = self.sidecar
+        if status == 200:
+            if response is _UNPARSED:
+                response = parse_response(body)
+            if response is not None:
+                sidecar.remember(key, response)
+        sidecar.metrics.count_request(status)
+        sidecar.metrics.duration.observe(elapsed)
