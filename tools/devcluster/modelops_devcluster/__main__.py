@@ -59,7 +59,7 @@ def kubelet(args: argparse.Namespace) -> int:
     )
 
 
-def _add_kubelet_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_kubelet_command(commands: argparse._SubParsersAction) -> None:
     from .kubeletd import DEFAULT_NODE_NAME
     from .podnet import DEFAULT_API_POD_CIDR, DEFAULT_POD_CIDR
 

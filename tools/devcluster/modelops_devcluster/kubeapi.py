@@ -139,7 +139,7 @@ class Informer:
     async def run(self) -> None:
         while True:
             try:
-                version = await self._relist()
+                version: str | None = await self._relist()
                 self.synced.set()
                 while version:
                     version = await self._watch(version)

@@ -13,6 +13,7 @@ import os
 import platform
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -240,7 +241,7 @@ class LocalKubeletDaemon:
             for r in self.runners.values() if r.namespace == namespace
         }
 
-        def creation(endpoint: dict[str, Any]) -> str:
+        def creation(endpoint: Mapping[str, Any]) -> str:
             return created.get((endpoint.get("targetRef") or {}).get("name", ""), "")
 
         return pick_service_address(

@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,7 @@ class LocalKubelet:
             pods = api.get(f"/api/v1/namespaces/{namespace}/pods").json()["items"]
         created = {p["metadata"]["name"]: p["metadata"]["creationTimestamp"] for p in pods}
 
-        def creation(endpoint: dict[str, Any]) -> str:
+        def creation(endpoint: Mapping[str, Any]) -> str:
             return created.get((endpoint.get("targetRef") or {}).get("name", ""), "")
 
         return pick_service_address(spec, slices, port, creation, self.addresses.to_local)

@@ -34,7 +34,6 @@ from .podcontainers import (
 )
 from .podnet import (
     PodAddressMap,
-    ServiceResolver,
     rewrite_mount_path,
     rewrite_pod_local_addresses,
     rewrite_service_hosts,
@@ -53,9 +52,9 @@ class NodeContext(Protocol):
     pods_dir: Path
     drain_seconds: float
     max_grace_seconds: float
-    resolve_service: ServiceResolver
     addresses: PodAddressMap
 
+    def resolve_service(self, namespace: str, service: str, port: int | None) -> str: ...
     async def lookup(self, kind: str, namespace: str, name: str) -> Obj | None: ...
     def allocate_ip(self, ports: list[int]) -> str: ...
     def release_ip(self, address: str) -> None: ...
@@ -293,8 +292,8 @@ class PodRunner:
             env["TMPDIR"] = str(dict(mounts)["/tmp"])
         for source in spec.get("envFrom") or []:
             prefix = source.get("prefix", "")
-            for key, value in (await self._env_source(source)).items():
-                env[prefix + key] = value
+            for key, source_value in (await self._env_source(source)).items():
+                env[prefix + key] = source_value
         for variable in spec.get("env") or []:
             if "valueFrom" in variable:
                 value = await self._value_from(variable["valueFrom"])
