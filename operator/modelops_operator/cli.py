@@ -65,6 +65,13 @@ def _add_gating(subparsers: Any) -> None:
         "looks, total traffic constant); default: even arms",
     )
     sim.add_argument("--mode", choices=("split", "shadow"), default="split")
+    sim.add_argument(
+        "--absolute-margin",
+        type=float,
+        default=0.0,
+        help="error gate's absoluteMargin as in the CRD: the challenger may also pass at most "
+        "this much above the champion's error rate (0.001 = 0.1 points; 0: ratio only)",
+    )
     sim.add_argument("--champion-error-rate", type=float, default=0.005)
     sim.add_argument("--challenger-error-rate", type=float, default=0.005)
     sim.add_argument(
@@ -155,6 +162,13 @@ def _add_gating(subparsers: Any) -> None:
         help="gate margin as in the CRD (relative for rates: 0.5 = 1.5×; "
         "absolute for accuracy: 0.01 = one point); default per gate type",
     )
+    plan.add_argument(
+        "--absolute-margin",
+        type=float,
+        default=None,
+        help="rate gates' absoluteMargin as in the CRD (0.001 = 0.1 points; 0: ratio only); "
+        "default as the operator's",
+    )
     plan.add_argument("--test", choices=("nonInferiority", "superiority"), default="nonInferiority")
     plan.add_argument(
         "--base-rate",
@@ -191,6 +205,7 @@ def _sim_config(args: argparse.Namespace) -> Any:
         champion_error_rate=args.champion_error_rate,
         challenger_error_rate=args.challenger_error_rate,
         margin_ratio=args.margin_ratio,
+        absolute_margin=args.absolute_margin,
         alpha=args.alpha,
         errors=not args.no_errors,
         champion_accuracy=args.champion_accuracy,
@@ -238,7 +253,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     print(
         f"{cfg.runs} runs × {cfg.looks} looks, {cfg.interval_requests:g} challenger requests per "
         f"look, {split}; error rates {cfg.champion_error_rate:g} vs "
-        f"{cfg.challenger_error_rate:g} (margin ×{cfg.margin_ratio:g})"
+        f"{cfg.challenger_error_rate:g} (margin ×{cfg.margin_ratio:g}"
+        + (f" or +{cfg.absolute_margin:g}" if cfg.absolute_margin else "") + ")"
         + (
             f"; accuracy {cfg.champion_accuracy:g} vs {cfg.challenger_accuracy:g} "
             f"(margin {cfg.accuracy_margin_points:g} pt)"
@@ -254,16 +270,23 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from .gating import GateConfig, Traffic, plan_gate
-    from .gating.config import DEFAULT_MARGINS
+    from .gating.config import DEFAULT_ABSOLUTE_MARGINS, DEFAULT_MARGINS
 
     margin = DEFAULT_MARGINS[args.gate] if args.margin is None else args.margin
-    gate = GateConfig(
-        name=args.gate,
-        type=args.gate,
-        margin=margin,
-        test=args.test,
-        latency_threshold=1.0 if args.gate == "latency" else None,
-    )
+    absolute = (DEFAULT_ABSOLUTE_MARGINS.get(args.gate) if args.absolute_margin is None
+                else args.absolute_margin)
+    try:
+        gate = GateConfig(
+            name=args.gate,
+            type=args.gate,
+            margin=margin,
+            test=args.test,
+            latency_threshold=1.0 if args.gate == "latency" else None,
+            absolute_margin=absolute,
+        )
+    except ValueError as exc:
+        print(f"modelops gating plan: {exc}", file=sys.stderr)
+        return 2
     champ = args.challenger_rpm if args.champion_rpm is None else args.champion_rpm
     traffic = Traffic(
         challenger_per_second=args.challenger_rpm / 60,
@@ -290,7 +313,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         return 0
     secs = plan.seconds if plan.seconds is not None else math.nan
     print(
-        f"{args.gate} ({args.test}, margin {margin:g}): a {plan.decision} decision is likely "
+        f"{args.gate} ({args.test}, margin {margin:g}"
+        + (f", absolute margin {absolute:g}" if absolute else "")
+        + f"): a {plan.decision} decision is likely "
         f"({args.power:.0%}) after ≈ {math.ceil(plan.samples):,} challenger {plan.unit}, "
         f"≈ {secs / 60:.1f} min at {args.challenger_rpm:g} challenger requests/min"
     )

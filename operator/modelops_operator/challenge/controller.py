@@ -194,7 +194,7 @@ def plan_objects(
     else:
         delete.append(("Deployment", f"{target}-{ROLE_CHALLENGER}"))
     if traffic.get("provider", "router") == "gatewayAPI":
-        objects.append(http_route(target, namespace, topology, list(traffic.get("parentRefs"))))
+        objects.append(http_route(target, namespace, topology, list(traffic.get("parentRefs") or [])))
     else:
         objects.append(router_configmap(target, namespace, topology, sticky))
         objects.append(build_router_deployment(target, namespace, serving_image))

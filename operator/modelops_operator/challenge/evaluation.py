@@ -109,7 +109,7 @@ async def evaluate_challenge(
         gates=tuple(g.to_status() for g in decision.gates),
         state=decision.state.to_dict(),
     )
-    return GateSignal(decision.action.value, decision.reason, fresh), kept, None  # type: ignore[arg-type]
+    return GateSignal(decision.action.value, decision.reason, fresh), kept, None
 
 
 async def router_revisions(

@@ -61,7 +61,9 @@ SLOW_TICK = 3.0
 
 
 @kopf.index(*MDEP)
-async def modeldeployment_bodies(body: kopf.Body, name: str, namespace: str, **_: Any) -> Any:
+async def modeldeployment_bodies(
+    body: kopf.Body, name: str, namespace: str | None, **_: Any
+) -> Any:
     """(namespace, name) -> the target's spec and status, for the challenge daemons."""
     return {
         (namespace, name): {
@@ -299,8 +301,9 @@ async def _tick(
 
 @kopf.daemon(*CC, cancellation_timeout=10)
 async def run_challenge(
-    *, name: str, namespace: str, stopped: Any, logger: Any, **kwargs: Any
+    *, name: str, namespace: str | None, stopped: Any, logger: Any, **kwargs: Any
 ) -> None:
+    assert namespace is not None  # ChampionChallengers are namespaced
     tick = ChallengeTick()
     while not stopped:
         try:

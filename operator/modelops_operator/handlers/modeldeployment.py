@@ -95,10 +95,12 @@ def _request_reconcile(memo: kopf.Memo, key: tuple[str, str]) -> None:
 
 
 @kopf.index(*CC)
-async def challenges(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> Any:
+async def challenges(
+    body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> Any:
     """(namespace, target mdep) -> ChallengeView: which model the champion runs, and routing."""
     target = (body.get("spec") or {}).get("targetRef", {}).get("name")
-    if not target:
+    if not target or namespace is None:
         return None
     view = challenge_view(body)
     key = (namespace, target)
@@ -109,7 +111,9 @@ async def challenges(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any)
 
 
 @kopf.on.event(*CC, when=lambda event, **_: event.get("type") == "DELETED")
-async def challenge_deleted(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+async def challenge_deleted(
+    body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
     """Without its ChampionChallenger the deployment serves spec.model directly again."""
     target = (body.get("spec") or {}).get("targetRef", {}).get("name")
     if target:

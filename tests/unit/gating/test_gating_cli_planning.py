@@ -208,3 +208,26 @@ def test_plan_matches_simulated_time_to_decision(cfg, gate, traffic, effect) -> 
     assert np.mean(res.outcome != 0) > 0.8
     median, p90 = np.percentile(decided, [50, 90])
     assert 0.7 * median <= plan.seconds <= 1.3 * p90
+
+
+def test_absolute_margin_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # With no errors on either side only the absolute route can decide (about 4.9 / margin).
+    zero = ["gating", "plan", "--gate", "errorRate", "--base-rate", "0", "--json"]
+    assert main([*zero, "--absolute-margin", "0.001"]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert main([*zero, "--absolute-margin", "0.01"]) == 0
+    wider = json.loads(capsys.readouterr().out)
+    assert main([*zero, "--absolute-margin", "0"]) == 0
+    ratio_only = json.loads(capsys.readouterr().out)
+    assert default["samples"] == pytest.approx(4900, rel=0.1)
+    assert wider["samples"] == pytest.approx(default["samples"] / 10, rel=0.1)
+    assert ratio_only["samples"] is None
+    assert main(["gating", "plan", "--gate", "accuracy", "--absolute-margin", "0.01"]) == 2
+    assert "absoluteMargin applies to" in capsys.readouterr().err
+
+    simulate = ["gating", "simulate", "--runs", "100", "--looks", "20", "--interval-requests",
+                "1000", "--champion-error-rate", "0", "--challenger-error-rate", "0", "--json"]
+    assert main([*simulate, "--absolute-margin", "0.001"]) == 0
+    assert json.loads(capsys.readouterr().out)["modelops"]["promote"] == 1.0
+    assert main(simulate) == 0
+    assert json.loads(capsys.readouterr().out)["modelops"]["promote"] == 0.0
