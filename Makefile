@@ -60,7 +60,7 @@ e2e: install system-deps cluster-build
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 # One pytest run, so its closing line counts every test; exit code 5 (no tests) fails it.
-test: install system-deps cluster-build lint
+test: install system-deps cluster-build lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # A dev cluster with a local kubelet running real serving processes, Prometheus, the operator

@@ -116,7 +116,7 @@ async def challenge_deleted(
 ) -> None:
     """Without its ChampionChallenger the deployment serves spec.model directly again."""
     target = (body.get("spec") or {}).get("targetRef", {}).get("name")
-    if target:
+    if target and namespace:
         memo.challenge_views.pop((namespace, target), None)
         _request_reconcile(memo, (namespace, target))
 
