@@ -194,7 +194,8 @@ def plan_objects(
     else:
         delete.append(("Deployment", f"{target}-{ROLE_CHALLENGER}"))
     if traffic.get("provider", "router") == "gatewayAPI":
-        objects.append(http_route(target, namespace, topology, list(traffic.get("parentRefs") or [])))
+        parent_refs = list(traffic.get("parentRefs") or [])
+        objects.append(http_route(target, namespace, topology, parent_refs))
     else:
         objects.append(router_configmap(target, namespace, topology, sticky))
         objects.append(build_router_deployment(target, namespace, serving_image))
