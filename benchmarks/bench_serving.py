@@ -10,7 +10,9 @@ fixed concurrency, every scenario once per round for several rounds (medians rep
   nginx          client -> nginx (plain reverse proxy, keep-alive upstream) -> modelops-serve
   mlserver       client -> MLServer (PyPI, sklearn runtime) serving the same model
 
-Concurrency 1 measures the latency a hop adds; concurrency 16 measures throughput. MLServer is
+Concurrency 1 measures the latency a hop adds (15 rounds of 1 s; a hop's added p50 is the median
+over rounds of its p50 minus direct's in the same round); concurrency 16 measures throughput
+(3 rounds of 4 s). MLServer is
 installed into its own virtualenv under ~/.cache (its pins conflict with ours) and runs beside
 ours, measured in the same rounds. Besides req/s and latency, the CPU time each process spent
 per request is read from /proc: it is far less disturbed by a busy machine. Results go to
@@ -46,7 +48,14 @@ MLSERVER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"]
 HOST = "127.0.0.1"
 DURATION = int(os.environ.get("BENCH_SECONDS", "4"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+# Concurrency 1 (the latency a hop adds) is measured in many short rounds, each scenario once per
+# round in a rotating order: on a shared VM the speed drifts by tens of percent within minutes
+# and a process's placement (same core as the model server or not) changes what a hop costs, so
+# the figure is the median over rounds of (scenario - direct) measured back to back.
+LATENCY_ROUNDS = int(os.environ.get("BENCH_LATENCY_ROUNDS", "15"))
+LATENCY_SECONDS = 1
 CONCURRENCIES = (1, 16)
+PLAN = {1: (LATENCY_ROUNDS, LATENCY_SECONDS), 16: (ROUNDS, DURATION)}  # rounds, seconds
 N_FEATURES = 10
 
 
@@ -207,14 +216,14 @@ wrk.body = [[{body}]]
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def run_wrk(url: str, body: bytes, concurrency: int, script_dir: Path) -> tuple[float, float,
-                                                                                float, int]:
+def run_wrk(url: str, body: bytes, concurrency: int, script_dir: Path,
+            seconds: int) -> tuple[float, float, float, int]:
     script = script_dir / "post.lua"
     script.write_text(WRK_SCRIPT.format(body=body.decode()))
     threads = min(concurrency, 2)
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{DURATION}s",
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s",
                           "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, timeout=DURATION + 60).stdout
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
 
     def latency(percent: str) -> float:
         match = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -232,13 +241,14 @@ def run_wrk(url: str, body: bytes, concurrency: int, script_dir: Path) -> tuple[
     return rps, latency("50"), latency("99"), failed
 
 
-def run_python_load(url: str, body: bytes, concurrency: int) -> tuple[float, float, float, int]:
+def run_python_load(url: str, body: bytes, concurrency: int,
+                    seconds: int) -> tuple[float, float, float, int]:
     import aiohttp
 
     async def go() -> tuple[float, float, float, int]:
         latencies: list[float] = []
         errors = 0
-        deadline = time.perf_counter() + DURATION
+        deadline = time.perf_counter() + seconds
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
 
             async def worker() -> None:
@@ -253,22 +263,22 @@ def run_python_load(url: str, body: bytes, concurrency: int) -> tuple[float, flo
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
         ms = np.array(latencies) * 1000
-        return (len(ms) / DURATION, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)),
+        return (len(ms) / seconds, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)),
                 errors)
 
     return asyncio.run(go())
 
 
-def measure_once(scenario: str, url: str, body: bytes, concurrency: int, work_dir: Path,
-                 groups: dict[str, int]) -> Result:
+def measure_once(scenario: str, url: str, body: bytes, concurrency: int, seconds: int,
+                 work_dir: Path, groups: dict[str, int]) -> Result:
     cpu_before = {name: group_cpu_seconds(pgid) for name, pgid in groups.items()}
     if shutil.which("wrk"):
-        rps, p50, p99, errors = run_wrk(url, body, concurrency, work_dir)
+        rps, p50, p99, errors = run_wrk(url, body, concurrency, work_dir, seconds)
         tool = "wrk"
     else:
-        rps, p50, p99, errors = run_python_load(url, body, concurrency)
+        rps, p50, p99, errors = run_python_load(url, body, concurrency, seconds)
         tool = "python"
-    served = max(rps * DURATION, 1.0)
+    served = max(rps * seconds, 1.0)
     cpu = {name: round((group_cpu_seconds(pgid) - cpu_before[name]) / served * 1e6, 1)
            for name, pgid in groups.items()}
     # Only the processes on this scenario's path; the others sat idle.
@@ -297,21 +307,44 @@ def show(result: Result, prefix: str = "   ") -> None:
 
 
 def measure_interleaved(targets: dict[str, str], body: bytes, work_dir: Path,
-                        groups: dict[str, int]) -> list[Result]:
-    """Every scenario once per round, rounds repeated: a burst of background load then hits
-    all scenarios alike instead of one, and the median per scenario is reported."""
+                        groups: dict[str, int]) -> dict[tuple[str, int], list[Result]]:
+    """Every scenario once per round, rounds repeated (see PLAN): a burst of background load
+    then hits all scenarios alike instead of one. Results per (scenario, concurrency), in
+    round order."""
     for url in targets.values():  # warm-up: connections, lazy imports, caches
         for _ in range(50):
             httpx.post(url, content=body, headers={"Content-Type": "application/json"})
     rounds: dict[tuple[str, int], list[Result]] = {}
-    for round_number in range(ROUNDS):
-        print(f">> round {round_number + 1}/{ROUNDS}", flush=True)
-        for concurrency in CONCURRENCIES:
-            for scenario, url in targets.items():
-                result = measure_once(scenario, url, body, concurrency, work_dir, groups)
-                show(result, "     ")
+    names = list(targets)
+    for concurrency in CONCURRENCIES:
+        count, seconds = PLAN[concurrency]
+        print(f">> concurrency {concurrency}: {count} rounds of {seconds}s per scenario",
+              flush=True)
+        for number in range(count):
+            shift = number % len(names)  # rotate, so no scenario always follows the same one
+            for scenario in names[shift:] + names[:shift]:
+                result = measure_once(scenario, targets[scenario], body, concurrency, seconds,
+                                      work_dir, groups)
+                if concurrency > 1 or number % 5 == 0:
+                    show(result, f"     [{number + 1}/{count}] ")
                 rounds.setdefault((scenario, concurrency), []).append(result)
-    return [median_result(r) for r in rounds.values()]
+    return rounds
+
+
+def paired_added_p50(rounds: dict[tuple[str, int], list[Result]]
+                     ) -> dict[tuple[str, int], tuple[float, float, float]]:
+    """Per scenario and concurrency: median, 10th and 90th percentile over rounds of its p50
+    minus direct's p50 in the same round."""
+    added = {}
+    for (scenario, concurrency), results in rounds.items():
+        direct = rounds.get(("direct", concurrency))
+        if direct is None or scenario == "direct":
+            continue
+        differences = [r.p50_ms - d.p50_ms for r, d in zip(results, direct, strict=True)]
+        added[(scenario, concurrency)] = (float(np.median(differences)),
+                                          float(np.percentile(differences, 10)),
+                                          float(np.percentile(differences, 90)))
+    return added
 
 
 def expect_same_predictions(url: str, rows: np.ndarray, model: object, name: str) -> None:
@@ -325,7 +358,8 @@ def expect_same_predictions(url: str, rows: np.ndarray, model: object, name: str
         raise RuntimeError(f"{name} answered {got[:5]}…, the model itself {expected[:5]}…")
 
 
-def ratios(results: list[Result]) -> list[str]:
+def ratios(results: list[Result],
+           added: dict[tuple[str, int], tuple[float, float, float]]) -> list[str]:
     by = {(r.scenario, r.concurrency): r for r in results}
     lines = []
     for c in CONCURRENCIES:
@@ -336,9 +370,10 @@ def ratios(results: list[Result]) -> list[str]:
             other = by.get((scenario, c))
             if other:
                 share = other.requests_per_second / max(direct.requests_per_second, 1e-9)
+                median, low, high = added[(scenario, c)]
                 lines.append(
                     f"c={c:<3} {scenario:<15} throughput {share:6.1%} of direct, adds "
-                    f"{other.p50_ms - direct.p50_ms:+.3f} ms at p50, "
+                    f"{median:+.3f} ms at p50 (10-90% of rounds {low:+.3f}..{high:+.3f}), "
                     f"{other.p99_ms - direct.p99_ms:+.3f} ms at p99")
         for scenario in ("mlserver", "mlserver-pw0"):
             ml = by.get((scenario, c))
@@ -356,7 +391,7 @@ def main() -> int:
     procs = Processes(work)
     load_before = os.getloadavg()
     print(f">> serving benchmark in {work} (load average {load_before[0]:.1f} on "
-          f"{os.cpu_count()} cores; {DURATION}s per measurement)", flush=True)
+          f"{os.cpu_count()} cores)", flush=True)
     skops_path, joblib_path, X, model = make_model(work)
     rows = X[:1]
     body = json.dumps({"inputs": [{"name": "input-0", "shape": [1, N_FEATURES], "datatype": "FP64",
@@ -365,7 +400,7 @@ def main() -> int:
     ports = {name: free_port() for name in ("server", "sidecar", "sidecar_metrics", "router",
                                              "router_metrics", "nginx")}
     infer_path = "/v2/models/fraud/infer"
-    results: list[Result] = []
+    rounds: dict[tuple[str, int], list[Result]] = {}
     try:
         server = procs.start("server", [python, "-m", "modelops_serving.server", "--name", "fraud",
                                         "--uri", str(skops_path), "--format", "sklearn",
@@ -403,7 +438,7 @@ def main() -> int:
         binary = ensure_mlserver()
         for scenario, workers in (("mlserver", 1), ("mlserver-pw0", 0)) if binary else ():
             directory, port = mlserver_dir(work / scenario, joblib_path, workers)
-            process = procs.start(scenario, [str(binary), "start", str(directory)])
+            process = procs.start(scenario, [str(binary), "start", str(directory)], cwd=directory)
             try:
                 wait_ready(f"http://{HOST}:{port}/v2/models/fraud/ready", process, timeout=180)
                 url = f"http://{HOST}:{port}{infer_path}"
@@ -417,20 +452,23 @@ def main() -> int:
         groups["server"] = groups.pop("direct")
         groups["router"] = groups.pop("router+sidecar")
         urls = {name: f"http://{HOST}:{port}{infer_path}" for name, (port, _) in targets.items()}
-        results = measure_interleaved(urls, body, work, groups)
+        rounds = measure_interleaved(urls, body, work, groups)
     finally:
         procs.stop_all()
-    print(f">> medians of {ROUNDS} rounds")
+    results = [median_result(r) for r in rounds.values()]
+    added = paired_added_p50(rounds)
+    print(">> medians over rounds")
     for result in results:
         show(result)
-    summary = ratios(results)
+    summary = ratios(results, added)
     print(">> ratios (medians, measured interleaved in this run)")
     for line in summary:
         print("   " + line)
     report = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "load_average_before": load_before,
               "load_average_after": os.getloadavg(), "cpus": os.cpu_count(),
-              "seconds_per_measurement": DURATION, "rounds": ROUNDS,
+              "plan": {str(c): {"rounds": n, "seconds": t} for c, (n, t) in PLAN.items()},
               "results": [asdict(r) for r in results],
+              "added_p50_ms": {f"{k[0]} c={k[1]}": v for k, v in added.items()},
               "ratios": summary}
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(f">> results: {RESULTS / 'latest.json'} (logs in {work})")
