@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 server for the sidecar's traffic port: ``asyncio.Protocol`` + httptools.
+"""A lean HTTP/1.1 server for the proxies' traffic ports: ``asyncio.Protocol`` + httptools.
 
 Why not aiohttp's server: per request it builds a request object, a multidict of headers, a
 payload stream, a router match, a response object and its header multidict, and runs the
@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
+from urllib.parse import unquote_to_bytes
 
 import httptools
 
@@ -58,6 +59,12 @@ class Request:
     def path(self) -> bytes:
         return self.target.partition(b"?")[0]
 
+    @property
+    def route(self) -> bytes:
+        """The path percent-decoded, to match routes by (the target is forwarded as sent)."""
+        path = self.path
+        return unquote_to_bytes(path) if b"%" in path else path
+
     def header(self, lowered_name: bytes) -> bytes | None:
         for name, value in self.headers:
             if name.lower() == lowered_name:
@@ -75,11 +82,27 @@ class Reply:
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
+# What a copy of a request is made of: its target, body and raw headers.
+RequestParts = tuple[bytes, bytes, list[tuple[bytes, bytes]]]
 # A shortcut may take one whole request off the general path: called with the bytes of a read
 # that begins at a message boundary, it returns True when it took them (exactly one complete
 # request) and answers later, never from inside the call, with ``connection.finish_shortcut``.
 Shortcut = Callable[["_Connection", bytes], bool]
 JSON_HEADERS = b"Content-Type: application/json; charset=utf-8\r\n"
+
+
+def header_block(lines: list[bytes]) -> bytes:
+    """``Reply.headers`` from header lines (hop-by-hop ones already removed)."""
+    return b"".join([line + b"\r\n" for line in lines])
+
+
+def header_value(lines: list[bytes], lowered_name: bytes = b"x-request-id:") -> str | None:
+    """A header's value from raw header lines (``lowered_name`` with its colon)."""
+    size = len(lowered_name)
+    for line in lines:
+        if line[:size].lower() == lowered_name:
+            return line[size:].strip().decode("utf-8", "surrogateescape") or None
+    return None
 
 
 def _error_reply(status: int, message: str) -> Reply:
@@ -153,7 +176,8 @@ class _Connection(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        # llhttp keeps trailing whitespace, which is not part of a field's value (RFC 9110).
+        self.headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         limit = self.server.max_body_bytes
@@ -250,7 +274,7 @@ class _Connection(asyncio.Protocol):
                 except Exception:
                     log.exception("handler failed for %s %s", item.method.decode("latin-1"),
                                   item.target[:200].decode("latin-1"))
-                    reply = _error_reply(500, "internal error in the sidecar")
+                    reply = _error_reply(500, "internal error in the proxy")
                 keep_alive = item.keep_alive and not self.server.closing
                 last = not keep_alive or (self.rejected and not self.queue)
                 self._write(reply, keep_alive and not last, item.http_10,

@@ -7,6 +7,10 @@ never change or delay the response, and when the challenger is slow the queue fi
 are dropped (and counted). Other paths (health, metadata) go to the champion.
 The live configuration is one immutable object swapped atomically on reload, so every request
 sees either the old or the new configuration in full.
+
+The traffic port is the sidecar's lean HTTP/1.1 server (``leanhttp.py``), with the router's hot
+path for plain inference calls (``router_shortcut.py``); ``/metrics`` and the client for
+https:// backends stay on aiohttp.
 """
 
 from __future__ import annotations
@@ -16,30 +20,44 @@ import contextlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from .cli import EnvArgumentParser, configure_logging, fail, install_fast_event_loop
 from .feedback_store import BoundedTTLMap
 from .httpkit import (
+    HOP_BY_HOP,
     JSONDecodeError,
-    error_response,
+    dumps,
     forwardable,
-    json_response,
     loads,
     plain_text,
     serve_until_signalled,
 )
+from .leanhttp import (
+    JSON_HEADERS,
+    LeanServer,
+    Reply,
+    Request,
+    RequestParts,
+    header_block,
+    header_value,
+)
 from .router_config import ConfigError, ConfigWatcher, RouterConfig
 from .router_metrics import RouterMetrics
+from .router_shortcut import RouterShortcut
 from .routing import CHAMPION, agreement, choose_arm, first_output, should_mirror
-from .upstream import UpstreamPool
+from .upstream import Answer, UpstreamPool
 
 log = logging.getLogger("modelops_serving.router")
+UPSTREAM_TIMEOUT = 120.0
+_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 
 
 @dataclass(frozen=True)
@@ -100,56 +118,102 @@ class Router:
                 log.exception("configuration poll failed")
 
     # -- traffic ---------------------------------------------------------------------------
+    def pool(self, base_url: str) -> UpstreamPool | None:
+        """The keep-alive pool of an ``http://`` backend (None: https, through aiohttp)."""
+        if not base_url.startswith("http://"):
+            return None
+        pool = self.pools.get(base_url)
+        if pool is None:
+            pool = self.pools[base_url] = UpstreamPool(base_url)
+        return pool
+
     async def _forward(self, method: str, base_url: str, path_qs: str, body: bytes, headers: Any,
-                       timeout: float = 120.0) -> tuple[int, Any, bytes]:
+                       timeout: float = UPSTREAM_TIMEOUT) -> tuple[int, Any, bytes]:
         """Raises TimeoutError, or OSError / aiohttp.ClientError when the backend fails."""
-        if base_url.startswith("http://"):
-            pool = self.pools.get(base_url)
-            if pool is None:
-                pool = self.pools[base_url] = UpstreamPool(base_url)
+        pool = self.pool(base_url)
+        if pool is not None:
             return await pool.request(method, path_qs, headers, body, timeout)
         assert self.session is not None
         async with self.session.request(method, base_url + path_qs, data=body, headers=headers,
                                         timeout=aiohttp.ClientTimeout(total=timeout)) as upstream:
             return upstream.status, forwardable(upstream.headers), await upstream.read()
 
-    async def proxy(self, request: web.Request) -> web.Response:
+    async def _pass_on(self, request: Request, base_url: str) -> Answer:
+        """The request as it came (minus hop-by-hop headers) to a backend; its raw answer."""
+        pool = self.pool(base_url)
+        if pool is None:
+            status, headers, payload = await self._forward(
+                request.method.decode("latin-1"), base_url, request.target.decode("latin-1"),
+                request.body, header_dict(request.headers))
+            lines = [b"%s: %s" % (k.encode("latin-1"), v.encode("latin-1"))
+                     for k, v in headers.items()]
+            return status, lines, payload, None
+        head = [pool.request_head(request.method, request.target),
+                b"Content-Length: %d\r\n" % len(request.body)]
+        head.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers
+                    if name.lower() not in _HOP_BY_HOP_BYTES)
+        head.append(b"\r\n")
+        head.append(request.body)
+        return await pool.send(b"".join(head), UPSTREAM_TIMEOUT)
+
+    async def handle(self, request: Request) -> Reply:
+        """Every request on the traffic port."""
+        method, path = request.method, request.route
+        if path == b"/healthz" and method in (b"GET", b"HEAD"):
+            return json_reply({"live": True}, 200)
+        if path == b"/v2/feedback" and method == b"POST":
+            return await self.feedback(request)
+        return await self.proxy(request)
+
+    async def proxy(self, request: Request) -> Reply:
         config = self.config
         started = time.perf_counter()
-        body = await request.read()
-        headers = forwardable(request.headers)
-        is_inference = request.method == "POST" and request.path.endswith("/infer")
+        is_inference = request.method == b"POST" and request.path.endswith(b"/infer")
         arm = CHAMPION
         if is_inference and config.mode == "split":
-            sticky = request.headers.get(config.stickyHeader) if config.stickyHeader else None
+            sticky = None
+            if config.stickyHeader:
+                value = request.header(config.stickyHeader.lower().encode("latin-1"))
+                sticky = None if value is None else value.decode("utf-8", "surrogateescape")
             arm = choose_arm(config.challengerWeight, sticky)
         backend = config.champion if arm == CHAMPION else config.challenger
         assert backend is not None
         try:
-            status, out_headers, payload = await self._forward(
-                request.method, backend.url, request.path_qs, body, headers)
+            status, lines, payload, length = await self._pass_on(request, backend.url)
         except TimeoutError:
-            status, out_headers, payload = 504, None, b""
+            return self.failed(arm, started, 504, "timed out", is_inference)
         except (OSError, aiohttp.ClientError) as exc:
-            status, out_headers, payload = 502, None, type(exc).__name__.encode()
-        if not is_inference:
-            if out_headers is None:
-                return error_response(f"the champion is unavailable ({payload.decode()})", status)
-            return web.Response(body=payload, status=status, headers=out_headers)
-        request_id = (out_headers or {}).get("X-Request-Id") or request.headers.get("X-Request-Id")
+            return self.failed(arm, started, 502, f"is unavailable ({type(exc).__name__})",
+                               is_inference)
+        if is_inference:
+            self.record(config, arm, backend.url, started, status, payload,
+                        header_value(lines) or _text(request.header(b"x-request-id")),
+                        lambda: (request.target, request.body, request.headers))
+        return Reply(status, header_block(lines), payload, length)
+
+    def failed(self, arm: str, started: float, status: int, what: str,
+               is_inference: bool = True) -> Reply:
+        if is_inference:
+            self.metrics.count_request(arm, status)
+            self.metrics.duration[arm].observe(time.perf_counter() - started)
+        return json_reply({"error": f"the {arm} {what}"}, status)
+
+    def record(self, config: RouterConfig, arm: str, url: str, started: float, status: int,
+               payload: bytes, request_id: str | None,
+               original: Callable[[], RequestParts]) -> None:
+        """After an inference answer: where it went (for feedback), its metrics, and in shadow
+        mode the copy for the challenger (``original`` gives the request's target, body and
+        raw headers, only then)."""
         shadow_url = None
         if config.mode == "shadow" and config.challenger and should_mirror(config.mirrorPercent):
             shadow_url = config.challenger.url
-            self._enqueue_mirror(shadow_url, request.path_qs, body, headers, request_id,
-                                 status, payload)
+            target, body, raw_headers = original()
+            self._enqueue_mirror(shadow_url, target.decode("latin-1"), body,
+                                 header_dict(raw_headers), request_id, status, payload)
         if request_id:
-            self.answered.put(request_id, Answered(arm, backend.url, shadow_url))
+            self.answered.put(request_id, Answered(arm, url, shadow_url))
         self.metrics.count_request(arm, status)
         self.metrics.duration[arm].observe(time.perf_counter() - started)
-        if out_headers is None:
-            message = "timed out" if status == 504 else f"is unavailable ({payload.decode()})"
-            return error_response(f"the {arm} {message}", status)
-        return web.Response(body=payload, status=status, headers=out_headers)
 
     def _enqueue_mirror(self, base_url: str, path_qs: str, body: bytes, headers: Any,
                         request_id: str | None, status: int, payload: bytes) -> None:
@@ -185,24 +249,24 @@ class Router:
             self.metrics.agreement[agreement(_outputs(job.primary_status, job.primary_payload),
                                              _outputs(status, payload))].inc()
 
-    async def feedback(self, request: web.Request) -> web.Response:
-        body = await request.read()
+    async def feedback(self, request: Request) -> Reply:
+        body = request.body
         try:
             parsed = loads(body)
         except (JSONDecodeError, ValueError):
             parsed = None
         request_id = parsed.get("id") if isinstance(parsed, dict) else None
-        request_id = request_id or request.headers.get("X-Request-Id")
+        request_id = request_id or _text(request.header(b"x-request-id"))
         if not isinstance(request_id, str):
             self.metrics.count_feedback("invalid")
-            return error_response("feedback body must be JSON {\"id\": ..., \"truth\": ...} "
-                                  "(or send the id in X-Request-Id)")
+            return json_reply({"error": "feedback body must be JSON {\"id\": ..., \"truth\": "
+                                        "...} (or send the id in X-Request-Id)"}, 400)
         answered = self.answered.take(request_id)
         if answered is None:
             self.metrics.count_feedback("unmatched")
-            return json_response({"id": request_id, "outcome": "unmatched",
-                                  "error": "this router has no record of the request id"}, 404)
-        headers = forwardable(request.headers)
+            return json_reply({"id": request_id, "outcome": "unmatched",
+                               "error": "this router has no record of the request id"}, 404)
+        headers = header_dict(request.headers)
         headers["X-Request-Id"] = request_id
         urls = [answered.url] + ([answered.shadow_url] if answered.shadow_url else [])
         results = await asyncio.gather(
@@ -211,11 +275,13 @@ class Router:
         primary = results[0]
         if isinstance(primary, BaseException):
             self.metrics.count_feedback("failed")
-            return error_response(f"the {answered.arm} did not take the feedback", 502)
+            return json_reply({"error": f"the {answered.arm} did not take the feedback"}, 502)
         self.metrics.count_feedback("forwarded")
         if len(results) == 2 and not isinstance(results[1], BaseException):
             self._count_pair(primary[0], primary[2], results[1][0], results[1][2])
-        return web.Response(body=primary[2], status=primary[0], headers=primary[1])
+        lines = [b"%s: %s" % (k.encode("latin-1"), v.encode("latin-1"))
+                 for k, v in primary[1].items()]
+        return Reply(primary[0], header_block(lines), primary[2])
 
     def _count_pair(self, status_a: int, body_a: bytes, status_b: int, body_b: bytes) -> None:
         verdicts = [_single_row_verdict(s, b) for s, b in ((status_a, body_a), (status_b, body_b))]
@@ -248,10 +314,23 @@ def _single_row_verdict(status: int, payload: bytes) -> str | None:
     return "correct" if result.get("correct") == 1 else "incorrect"
 
 
-def build_apps(router: Router, reload_interval: float, max_body_bytes: int = 64 * 1024**2
-               ) -> tuple[web.Application, web.Application]:
-    # Bodies are held in memory while forwarded (and queued for a mirror); larger ones get 413.
-    traffic = web.Application(client_max_size=max_body_bytes)
+def json_reply(value: Any, status: int) -> Reply:
+    return Reply(status, JSON_HEADERS, dumps(value))
+
+
+def header_dict(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
+    """End-to-end headers from raw ones, for the string-based client (mirror, feedback)."""
+    return CIMultiDict((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw
+                       if name.lower() not in _HOP_BY_HOP_BYTES)
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "surrogateescape") or None
+
+
+def build_metrics_app(router: Router, reload_interval: float) -> web.Application:
+    """``/metrics``, and the router's background work for as long as it runs: reloading the
+    configuration, the mirror workers, the client session for https:// backends."""
 
     async def lifecycle(app: web.Application) -> Any:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30, ttl_dns_cache=10)
@@ -270,16 +349,25 @@ def build_apps(router: Router, reload_interval: float, max_body_bytes: int = 64 
                 await task
         await router.session.close()
 
-    async def healthy(request: web.Request) -> web.Response:
-        return json_response({"live": True})
-
-    traffic.cleanup_ctx.append(lifecycle)
-    traffic.router.add_get("/healthz", healthy)
-    traffic.router.add_post("/v2/feedback", router.feedback)
-    traffic.router.add_route("*", "/{tail:.*}", router.proxy)
     metrics = web.Application()
+    metrics.cleanup_ctx.append(lifecycle)
     metrics.router.add_get("/metrics", router.metrics_page)
-    return traffic, metrics
+    return metrics
+
+
+async def serve(router: Router, host: str, port: int, metrics_port: int, reload_interval: float,
+                max_body_bytes: int) -> None:
+    # Bodies are held in memory while forwarded (and queued for a mirror); larger ones get 413.
+    traffic = LeanServer(router.handle, max_body_bytes,
+                         shortcut=RouterShortcut(router, max_body_bytes))
+
+    async def listen() -> None:  # once the background work runs
+        await traffic.start(host, port)
+        log.info("listening on http://%s:%d", host, port)
+
+    # The traffic port drains first on SIGTERM, then the background work stops.
+    await serve_until_signalled([(build_metrics_app(router, reload_interval), host, metrics_port)],
+                                on_ready=listen, servers=[traffic])
 
 
 def parse_args(argv: list[str] | None) -> Any:
@@ -316,12 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     router = Router(watcher, config, RouterMetrics(args.deployment), int(args.mirror_queue),
                     int(args.mirror_workers), float(args.mirror_timeout),
                     int(args.feedback_capacity), float(args.feedback_ttl))
-    traffic, metrics_app = build_apps(router, float(args.reload_interval),
-                                      int(args.max_body_bytes))
     install_fast_event_loop()
-    asyncio.run(serve_until_signalled(
-        [(traffic, args.host, int(args.port)), (metrics_app, args.host, int(args.metrics_port))]
-    ))
+    asyncio.run(serve(router, args.host, int(args.port), int(args.metrics_port),
+                      float(args.reload_interval), int(args.max_body_bytes)))
     return 0
 
 

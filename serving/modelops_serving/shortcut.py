@@ -41,7 +41,6 @@ _CONNECTION = re.compile(rb"\r\nconnection[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n)", re.IGNORECASE)
 _ANY_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:", re.IGNORECASE)
 _REPLACED = re.compile(rb"\r\n(?:host|connection)[ \t]*:[^\r\n]*", re.IGNORECASE)
-_REQUEST_ID = re.compile(rb"\r\nx-request-id[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _UNPARSED = object()
 
 
@@ -84,39 +83,57 @@ class _Completion:
         self.complete = True
 
 
-class InferenceShortcut:
-    """``LeanServer`` shortcut of the sidecar (see the module's docstring)."""
+class PlainRequest:
+    """One plain inference request as it arrived: ``head`` is its header lines, each as
+    ``"\r\nName: value"``, with the final ``"\r\n"``."""
 
-    def __init__(self, sidecar: Sidecar, max_body_bytes: int):
-        assert sidecar.pool is not None
-        self.sidecar = sidecar
-        self.pool = sidecar.pool
+    __slots__ = ("data", "head", "head_end", "line_end")
+
+    def __init__(self, data: bytes, line_end: int, head_end: int):
+        self.data = data
+        self.line_end = line_end
+        self.head_end = head_end
+        self.head = data[line_end:head_end + 2]
+
+    def forwarded(self, host_line: bytes) -> bytes:
+        """The request for the next hop: its Host (``host_line``, ``"\r\nHost: …"``) instead
+        of the client's, without a Connection line, otherwise as it came."""
+        data = self.data
+        return b"%s%s%s\r\n%s" % (data[:self.line_end], host_line, _REPLACED.sub(b"", self.head),
+                                  data[self.head_end + 4:])
+
+    def last_value(self, field: re.Pattern[bytes]) -> str | None:
+        """The last value of a header, given a pattern from ``field_pattern``."""
+        values = field.findall(self.head)
+        return values[-1].rstrip(b" \t").decode("utf-8", "surrogateescape") if values else None
+
+    def first_value(self, field: re.Pattern[bytes]) -> str | None:
+        match = field.search(self.head)
+        return match[1].rstrip(b" \t").decode("utf-8", "surrogateescape") if match else None
+
+
+def field_pattern(name: str) -> re.Pattern[bytes]:
+    return re.compile(rb"\r\n" + re.escape(name.encode("latin-1")) + rb"[ \t]*:[ \t]*([^\r\n]*)",
+                      re.IGNORECASE)
+
+
+REQUEST_ID_FIELD = field_pattern("x-request-id")
+
+
+class PlainRequestReader:
+    """Tells plain inference requests (see ``plain_inference_request``) from the rest, with
+    llhttp, the general path's parser, as the last word on whether the bytes are HTTP."""
+
+    def __init__(self, max_body_bytes: int):
         self.max_body_bytes = max_body_bytes
-        self.enabled = not self.pool.prefix  # verbatim targets only without a path prefix
-        self.host_line = b"\r\nHost: " + self.pool.host_header_bytes
         self._completion = _Completion()
         self._validator = httptools.HttpRequestParser(self._completion)
-        self.loop = asyncio.get_running_loop()  # made in serve(), on the loop
 
-    def __call__(self, connection: _Connection, data: bytes) -> bool:
-        if not self.enabled:
-            return False
+    def read(self, data: bytes) -> PlainRequest | None:
         bounds = plain_inference_request(data, self.max_body_bytes)
         if bounds is None or not self._valid(data):
-            return False
-        line_end, head_end = bounds
-        head = data[line_end:head_end + 2]
-        started = time.perf_counter()
-        ids = _REQUEST_ID.findall(head)
-        client_id = ids[-1].rstrip(b" \t").decode("utf-8", "surrogateescape") if ids else None
-        payload = b"%s%s%s\r\n%s" % (data[:line_end], self.host_line, _REPLACED.sub(b"", head),
-                                     data[head_end + 4:])
-
-        def done(outcome: Answer | PlainAnswer | BaseException) -> None:
-            self._answer(connection, started, client_id, outcome)
-
-        self.pool.dispatch(payload, self.sidecar.timeout, done)
-        return True
+            return None
+        return PlainRequest(data, *bounds)
 
     def _valid(self, data: bytes) -> bool:
         """Whether llhttp reads ``data`` as exactly one well-formed request."""
@@ -130,6 +147,32 @@ class InferenceShortcut:
             # Mid-message or failed: a fresh parser for the next request.
             self._validator = httptools.HttpRequestParser(completion)
             return False
+        return True
+
+
+class InferenceShortcut:
+    """``LeanServer`` shortcut of the sidecar (see the module's docstring)."""
+
+    def __init__(self, sidecar: Sidecar, max_body_bytes: int):
+        assert sidecar.pool is not None
+        self.sidecar = sidecar
+        self.pool = sidecar.pool
+        self.reader = PlainRequestReader(max_body_bytes)
+        self.enabled = not self.pool.prefix  # verbatim targets only without a path prefix
+        self.host_line = b"\r\nHost: " + self.pool.host_header_bytes
+        self.loop = asyncio.get_running_loop()  # made in serve(), on the loop
+
+    def __call__(self, connection: _Connection, data: bytes) -> bool:
+        request = self.reader.read(data) if self.enabled else None
+        if request is None:
+            return False
+        started = time.perf_counter()
+        client_id = request.last_value(REQUEST_ID_FIELD)
+
+        def done(outcome: Answer | PlainAnswer | BaseException) -> None:
+            self._answer(connection, started, client_id, outcome)
+
+        self.pool.dispatch(request.forwarded(self.host_line), self.sidecar.timeout, done)
         return True
 
     def _answer(self, connection: _Connection, started: float, client_id: str | None,

@@ -13,7 +13,6 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
@@ -97,7 +96,7 @@ class Sidecar:
 
     async def handle(self, request: Request) -> Reply:
         """Every request on the traffic port: feedback is answered here, the rest proxied."""
-        if request.method == b"POST" and _route_path(request.path) == b"/v2/feedback":
+        if request.method == b"POST" and request.route == b"/v2/feedback":
             return self.feedback(request)
         return await self.proxy(request)
 
@@ -191,10 +190,6 @@ NOT_FORWARDED = frozenset({name.encode() for name in HOP_BY_HOP} | {b"expect"})
 
 def json_reply(value: Any, status: int) -> Reply:
     return Reply(status, JSON_HEADERS, dumps(value))
-
-
-def _route_path(path: bytes) -> bytes:
-    return unquote_to_bytes(path) if b"%" in path else path
 
 
 def parse_feedback(body: Any, header_id: str | None) -> tuple[str, list[Any]] | str:

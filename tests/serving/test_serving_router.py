@@ -93,6 +93,19 @@ async def test_sticky_header_keeps_a_key_on_one_side(stack, models: Models) -> N
     assert all(len(v) == 1 for v in seen.values()), seen
     sides = Counter(next(iter(v)) for v in seen.values())
     assert sides["v1"] > 0 and sides["v2"] > 0  # both arms get some users
+    # The general path (here HTTP/1.0, which the hot path leaves alone) picks the same arm,
+    # trailing whitespace in the header's value notwithstanding.
+    body = json.dumps(v2_request(models.X[:1])).encode()
+    for user in users[:10]:
+        raw = (f"POST {INFER} HTTP/1.0\r\nContent-Type: application/json\r\n"
+               f"x-user: {user} \t\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        with socket.create_connection(("127.0.0.1", stack.router.port), timeout=10) as sock:
+            sock.sendall(raw)
+            answer = b""
+            while chunk := sock.recv(65536):  # HTTP/1.0: the router closes when done
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert {json.loads(answer.partition(b"\r\n\r\n")[2])["model_version"]} == seen[user]
     # Raising the weight only moves users to the challenger, never back.
     stack.configure(mode="split", challengerWeight=90, stickyHeader="x-user")
     later = await fire(stack.router.url, bodies[:40], concurrency=8, headers=headers[:40])

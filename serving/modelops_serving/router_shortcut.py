@@ -1,0 +1,102 @@
+"""The router's hot path for plain inference calls: choose the arm, pass the request on from
+the connection's callbacks, record where it went after the answer is written.
+
+As in the sidecar (``shortcut.py``), the shape is ``POST .../infer`` over HTTP/1.1 with a
+Content-Length body arriving whole in one read; everything else, and arms behind https:// or a
+path prefix, takes the router's general path. The arm is chosen exactly as there (weight, or the
+sticky header's hash); in shadow mode the champion answers and the copy for the challenger is
+queued after the answer is written, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import TYPE_CHECKING
+
+from .leanhttp import Reply, RequestParts, header_block, header_value
+from .routing import CHAMPION, choose_arm
+from .shortcut import REQUEST_ID_FIELD, PlainRequest, PlainRequestReader, field_pattern
+from .upstream import PlainAnswer
+
+if TYPE_CHECKING:
+    from .leanhttp import _Connection
+    from .router import Router
+    from .router_config import RouterConfig
+    from .upstream import Answer
+
+UPSTREAM_TIMEOUT = 120.0
+_FIELD_LINE = re.compile(rb"\r\n([^:\r\n]+):[ \t]*([^\r\n]*)")
+
+
+class RouterShortcut:
+    """``LeanServer`` shortcut of the router (see the module's docstring)."""
+
+    def __init__(self, router: Router, max_body_bytes: int):
+        self.router = router
+        self.reader = PlainRequestReader(max_body_bytes)
+        self.loop = asyncio.get_running_loop()  # made in serve(), on the loop
+        self._sticky: tuple[str, re.Pattern[bytes]] | None = None
+
+    def __call__(self, connection: _Connection, data: bytes) -> bool:
+        router = self.router
+        config = router.config
+        request = self.reader.read(data)
+        if request is None:
+            return False
+        arm = CHAMPION
+        if config.mode == "split":
+            # The first value, as the general path reads it (Request.header).
+            sticky = (request.first_value(self._sticky_field(config.stickyHeader))
+                      if config.stickyHeader else None)
+            arm = choose_arm(config.challengerWeight, sticky)
+        backend = config.champion if arm == CHAMPION else config.challenger
+        assert backend is not None
+        pool = router.pool(backend.url)
+        if pool is None or pool.prefix:
+            return False  # the general path goes through aiohttp's client or adds the prefix
+        started = time.perf_counter()
+
+        def done(outcome: Answer | PlainAnswer | BaseException) -> None:
+            self._answer(connection, config, arm, backend.url, request, started, outcome)
+
+        pool.dispatch(request.forwarded(b"\r\nHost: " + pool.host_header_bytes),
+                      UPSTREAM_TIMEOUT, done)
+        return True
+
+    def _sticky_field(self, name: str) -> re.Pattern[bytes]:
+        if self._sticky is None or self._sticky[0] != name:
+            self._sticky = (name, field_pattern(name))
+        return self._sticky[1]
+
+    def _answer(self, connection: _Connection, config: RouterConfig, arm: str, url: str,
+                request: PlainRequest, started: float,
+                outcome: Answer | PlainAnswer | BaseException) -> None:
+        router = self.router
+        if isinstance(outcome, BaseException):
+            what = ("timed out" if isinstance(outcome, TimeoutError)
+                    else f"is unavailable ({type(outcome).__name__})")
+            connection.finish_shortcut(
+                router.failed(arm, started, 504 if isinstance(outcome, TimeoutError) else 502,
+                              what))
+            return
+        if isinstance(outcome, PlainAnswer):
+            status, payload = outcome.status, outcome.body
+            connection.finish_shortcut(b"%s\r\n\r\n%s" % (outcome.head, payload))
+            answered_id = REQUEST_ID_FIELD.findall(outcome.head)
+            request_id = (answered_id[0].strip().decode("utf-8", "surrogateescape")
+                          if answered_id else None)
+        else:
+            status, lines, payload, length = outcome
+            connection.finish_shortcut(Reply(status, header_block(lines), payload, length))
+            request_id = header_value(lines)
+        self.loop.call_soon(router.record, config, arm, url, started, status, payload,
+                            request_id or request.last_value(REQUEST_ID_FIELD),
+                            lambda: _original(request))
+
+
+def _original(request: PlainRequest) -> RequestParts:
+    data = request.data
+    target = data[:request.line_end].split(b" ")[1]
+    return target, data[request.head_end + 4:], _FIELD_LINE.findall(request.head)
