@@ -184,3 +184,21 @@ def test_requests_the_hot_path_leaves_alone_still_work(scripted) -> None:
     http10 = exchange(proxy.port, PLAIN_REQUEST.replace(b"HTTP/1.1", b"HTTP/1.0"))
     assert http10.startswith(b"HTTP/1.1 200")
     assert proxy.upstream.answered == 3
+
+
+def test_a_request_arriving_while_the_hot_path_answers_waits_its_turn(scripted) -> None:
+    def slow_first(count: int) -> bytes:
+        if count == 1:
+            time.sleep(0.3)  # the first answer is still on its way when the second request comes
+        return plain_answer()
+
+    proxy = scripted(slow_first)
+    with socket.create_connection((HOST, proxy.port), timeout=10) as sock:
+        sock.sendall(PLAIN_REQUEST.replace(b"Host: x", b"Host: x\r\nX-Request-Id: one"))
+        time.sleep(0.1)
+        sock.sendall(PLAIN_REQUEST.replace(b"Host: x", b"Host: x\r\nX-Request-Id: two"))
+        answers = b""
+        deadline = time.monotonic() + 10
+        while answers.count(b"HTTP/1.1 200") < 2 and time.monotonic() < deadline:
+            answers += sock.recv(65536)
+    assert answers.index(b"X-Request-Id: one") < answers.index(b"X-Request-Id: two")
