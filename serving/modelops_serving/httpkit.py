@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,6 +43,18 @@ JSON = "application/json"
 # Connection-level header names besides Connection itself, as a regex alternation, for the
 # proxies' fast paths: a message carrying one takes the general path, which removes them.
 CONNECTION_LEVEL_FIELDS = rb"keep-alive|proxy-[!-~]*|te|trailers?|transfer-encoding|upgrade"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n|$)",
+                             re.IGNORECASE)
+_ANY_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:", re.IGNORECASE)
+
+
+def single_content_length(head: bytes) -> int | None:
+    """The length a message head announces when it has exactly one well-formed Content-Length
+    (header lines as ``"\r\nName: value"``); None otherwise."""
+    lengths = _CONTENT_LENGTH.findall(head)
+    if len(lengths) != 1 or len(_ANY_CONTENT_LENGTH.findall(head)) != 1:
+        return None
+    return int(lengths[0])
 # Headers that describe one connection, not the message; a proxy must not forward them.
 HOP_BY_HOP = frozenset(
     {

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 
-from .httpkit import CONNECTION_LEVEL_FIELDS
+from .httpkit import CONNECTION_LEVEL_FIELDS, single_content_length
 from .leanhttp import Reply
 from .requestids import parse_response, replace_request_id, response_key, with_request_id
 from .upstream import PlainAnswer
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 _NOT_PLAIN = re.compile(rb"\r\n(?:expect|" + CONNECTION_LEVEL_FIELDS + rb")[ \t]*:",
                         re.IGNORECASE)
 _CONNECTION = re.compile(rb"\r\nconnection[ \t]*:([^\r\n]*)", re.IGNORECASE)
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n)", re.IGNORECASE)
-_ANY_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:", re.IGNORECASE)
 _REPLACED = re.compile(rb"\r\n(?:host|connection)[ \t]*:[^\r\n]*", re.IGNORECASE)
 _UNPARSED = object()
 
@@ -62,11 +60,8 @@ def plain_inference_request(data: bytes, max_body_bytes: int) -> tuple[int, int]
         return None
     if any(value.strip(b" \t").lower() != b"keep-alive" for value in _CONNECTION.findall(head)):
         return None
-    lengths = _CONTENT_LENGTH.findall(head)
-    if len(lengths) != 1 or len(_ANY_CONTENT_LENGTH.findall(head)) != 1:
-        return None
-    length = int(lengths[0])
-    if length > max_body_bytes or len(data) != head_end + 4 + length:
+    length = single_content_length(head)
+    if length is None or length > max_body_bytes or len(data) != head_end + 4 + length:
         return None  # too large (the general path answers 413), partial, or pipelined
     return line_end, head_end
 

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
 
-from .httpkit import CONNECTION_LEVEL_FIELDS, HOP_BY_HOP
+from .httpkit import CONNECTION_LEVEL_FIELDS, HOP_BY_HOP, single_content_length
 
 MAX_HEAD = 64 * 1024
 # (status, header lines minus hop-by-hop ones, body, keep-alive, announced Content-Length)
@@ -27,9 +27,6 @@ Answer = tuple[int, list[bytes], bytes, int | None]
 _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 _CONNECTION_FIELD = re.compile(rb"\r\n(?:connection|" + CONNECTION_LEVEL_FIELDS + rb")[ \t]*:",
                                re.IGNORECASE)
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?=\r\n|$)",
-                             re.IGNORECASE)
-_ANY_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:", re.IGNORECASE)
 
 
 class PlainAnswer:
@@ -57,10 +54,8 @@ def frame_plain(data: bytes) -> PlainAnswer | None:
     head = data[:end]
     if status < 200 or status in (204, 304) or _CONNECTION_FIELD.search(head):
         return None
-    lengths = _CONTENT_LENGTH.findall(head)
-    if len(lengths) != 1 or len(_ANY_CONTENT_LENGTH.findall(head)) != 1:
-        return None
-    if len(data) != end + 4 + int(lengths[0]):
+    length = single_content_length(head)
+    if length is None or len(data) != end + 4 + length:
         return None
     return PlainAnswer(status, head, data[end + 4:])
 
