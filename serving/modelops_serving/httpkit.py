@@ -73,6 +73,7 @@ HOP_BY_HOP = frozenset(
         "expect",
     }
 )
+HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)  # for raw header names
 
 log = logging.getLogger("modelops_serving")
 

@@ -105,8 +105,12 @@ def header_value(lines: list[bytes], lowered_name: bytes = b"x-request-id:") -> 
     return None
 
 
+def json_reply(value: object, status: int) -> Reply:
+    return Reply(status, JSON_HEADERS, dumps(value))
+
+
 def _error_reply(status: int, message: str) -> Reply:
-    return Reply(status, JSON_HEADERS, dumps({"error": message}))
+    return json_reply({"error": message}, status)
 
 
 class _Connection(asyncio.Protocol):

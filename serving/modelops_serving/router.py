@@ -32,22 +32,21 @@ from multidict import CIMultiDict
 from .cli import EnvArgumentParser, configure_logging, fail, install_fast_event_loop
 from .feedback_store import BoundedTTLMap
 from .httpkit import (
-    HOP_BY_HOP,
+    HOP_BY_HOP_BYTES,
     JSONDecodeError,
-    dumps,
     forwardable,
     loads,
     plain_text,
     serve_until_signalled,
 )
 from .leanhttp import (
-    JSON_HEADERS,
     LeanServer,
     Reply,
     Request,
     RequestParts,
     header_block,
     header_value,
+    json_reply,
 )
 from .router_config import ConfigError, ConfigWatcher, RouterConfig
 from .router_metrics import RouterMetrics
@@ -57,7 +56,6 @@ from .upstream import Answer, UpstreamPool
 
 log = logging.getLogger("modelops_serving.router")
 UPSTREAM_TIMEOUT = 120.0
-_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 
 
 @dataclass(frozen=True)
@@ -148,13 +146,9 @@ class Router:
             lines = [b"%s: %s" % (k.encode("latin-1"), v.encode("latin-1"))
                      for k, v in headers.items()]
             return status, lines, payload, None
-        head = [pool.request_head(request.method, request.target),
-                b"Content-Length: %d\r\n" % len(request.body)]
-        head.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers
-                    if name.lower() not in _HOP_BY_HOP_BYTES)
-        head.append(b"\r\n")
-        head.append(request.body)
-        return await pool.send(b"".join(head), UPSTREAM_TIMEOUT)
+        return await pool.send(
+            pool.serialise(request.method, request.target, request.headers, request.body),
+            UPSTREAM_TIMEOUT)
 
     async def handle(self, request: Request) -> Reply:
         """Every request on the traffic port."""
@@ -314,14 +308,10 @@ def _single_row_verdict(status: int, payload: bytes) -> str | None:
     return "correct" if result.get("correct") == 1 else "incorrect"
 
 
-def json_reply(value: Any, status: int) -> Reply:
-    return Reply(status, JSON_HEADERS, dumps(value))
-
-
 def header_dict(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
     """End-to-end headers from raw ones, for the string-based client (mirror, feedback)."""
     return CIMultiDict((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw
-                       if name.lower() not in _HOP_BY_HOP_BYTES)
+                       if name.lower() not in HOP_BY_HOP_BYTES)
 
 
 def _text(value: bytes | None) -> str | None:

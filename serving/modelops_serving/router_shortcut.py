@@ -61,8 +61,7 @@ class RouterShortcut:
         def done(outcome: Answer | PlainAnswer | BaseException) -> None:
             self._answer(connection, config, arm, backend.url, request, started, outcome)
 
-        pool.dispatch(request.forwarded(b"\r\nHost: " + pool.host_header_bytes),
-                      UPSTREAM_TIMEOUT, done)
+        pool.dispatch(request.forwarded(pool.host_line), UPSTREAM_TIMEOUT, done)
         return True
 
     def _sticky_field(self, name: str) -> re.Pattern[bytes]:

@@ -154,7 +154,6 @@ class InferenceShortcut:
         self.pool = sidecar.pool
         self.reader = PlainRequestReader(max_body_bytes)
         self.enabled = not self.pool.prefix  # verbatim targets only without a path prefix
-        self.host_line = b"\r\nHost: " + self.pool.host_header_bytes
         self.loop = asyncio.get_running_loop()  # made in serve(), on the loop
 
     def __call__(self, connection: _Connection, data: bytes) -> bool:
@@ -167,7 +166,7 @@ class InferenceShortcut:
         def done(outcome: Answer | PlainAnswer | BaseException) -> None:
             self._answer(connection, started, client_id, outcome)
 
-        self.pool.dispatch(request.forwarded(self.host_line), self.sidecar.timeout, done)
+        self.pool.dispatch(request.forwarded(self.pool.host_line), self.sidecar.timeout, done)
         return True
 
     def _answer(self, connection: _Connection, started: float, client_id: str | None,

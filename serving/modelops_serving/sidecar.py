@@ -19,14 +19,12 @@ from aiohttp import web
 from .cli import EnvArgumentParser, configure_logging, fail, install_fast_event_loop
 from .feedback_store import FeedbackStore, score
 from .httpkit import (
-    HOP_BY_HOP,
     JSONDecodeError,
-    dumps,
     loads,
     plain_text,
     serve_until_signalled,
 )
-from .leanhttp import JSON_HEADERS, LeanServer, Reply, Request
+from .leanhttp import LeanServer, Reply, Request, json_reply
 from .metrics import (
     DEFAULT_LATENCY_BUCKETS,
     DEFAULT_PREDICTION_BUCKETS,
@@ -105,20 +103,13 @@ class Sidecar:
         method = request.method
         is_inference = method == b"POST" and request.path.endswith(b"/infer")
         assert self.pool is not None
-        body = request.body
-        head = [self.pool.request_head(method, request.target),
-                b"Content-Length: %d\r\n" % len(body)]
-        client_id: bytes | None = None
+        client_id: bytes | None = None  # the last one, as on the hot path
         for name, value in request.headers:
-            lowered = name.lower()
-            if lowered not in NOT_FORWARDED:
-                head.append(b"%s: %s\r\n" % (name, value))
-                if lowered == b"x-request-id":
-                    client_id = value
-        head.append(b"\r\n")
-        head.append(body)
+            if name.lower() == b"x-request-id":
+                client_id = value
+        payload = self.pool.serialise(method, request.target, request.headers, request.body)
         try:
-            status, lines, payload, length = await self.pool.send(b"".join(head), self.timeout)
+            status, lines, payload, length = await self.pool.send(payload, self.timeout)
         except TimeoutError:
             return self.failed(is_inference, started, 504, "the model server timed out")
         except OSError as exc:  # refused, reset, or not HTTP (UpstreamError)
@@ -181,15 +172,6 @@ class Sidecar:
 
     async def metrics_page(self, request: web.Request) -> web.Response:
         return plain_text(self.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
-
-
-# Hop-by-hop headers are not forwarded; Expect: 100-continue is answered by the sidecar itself
-# (the whole body is read before it is forwarded).
-NOT_FORWARDED = frozenset({name.encode() for name in HOP_BY_HOP} | {b"expect"})
-
-
-def json_reply(value: Any, status: int) -> Reply:
-    return Reply(status, JSON_HEADERS, dumps(value))
 
 
 def parse_feedback(body: Any, header_id: str | None) -> tuple[str, list[Any]] | str:

@@ -17,14 +17,18 @@ from urllib.parse import urlsplit
 
 from multidict import CIMultiDict
 
-from .httpkit import CONNECTION_LEVEL_FIELDS, HOP_BY_HOP, single_content_length
+from .httpkit import (
+    CONNECTION_LEVEL_FIELDS,
+    HOP_BY_HOP,
+    HOP_BY_HOP_BYTES,
+    single_content_length,
+)
 
 MAX_HEAD = 64 * 1024
 # (status, header lines minus hop-by-hop ones, body, keep-alive, announced Content-Length)
 RawResponse = tuple[int, list[bytes], bytes, bool, int | None]
 # What a caller gets: (status, header lines, body, announced Content-Length)
 Answer = tuple[int, list[bytes], bytes, int | None]
-_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 _CONNECTION_FIELD = re.compile(rb"\r\n(?:connection|" + CONNECTION_LEVEL_FIELDS + rb")[ \t]*:",
                                re.IGNORECASE)
 
@@ -160,7 +164,7 @@ def _parse_raw(buffer: bytearray, eof: bool, head_request: bool = False) -> RawR
     length: int | None = None
     chunked = False
     keep_alive = parts[0] == b"HTTP/1.1"
-    hop_by_hop = _HOP_BY_HOP_BYTES
+    hop_by_hop = HOP_BY_HOP_BYTES
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         lowered = name.lower()
@@ -223,6 +227,7 @@ class UpstreamPool:
         self.host_header = parts.netloc
         self.prefix_bytes = self.prefix.encode("latin-1")
         self.host_header_bytes = self.host_header.encode("latin-1")
+        self.host_line = b"\r\nHost: " + self.host_header_bytes  # to splice after a request line
         self.idle: deque[_Connection] = deque()
         self.max_idle = max_idle
         self._tasks: set[asyncio.Task[None]] = set()  # tasks of dispatch()
@@ -247,10 +252,17 @@ class UpstreamPool:
         status, lines, content, _ = await self.send(payload, timeout)
         return status, _header_dict(lines), content
 
-    def request_head(self, method: bytes, target: bytes) -> bytes:
-        """The start of a request to this origin: request line and Host, ready for headers."""
-        return b"%s %s%s HTTP/1.1\r\nHost: %s\r\n" % (
-            method, self.prefix_bytes, target, self.host_header_bytes)
+    def serialise(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
+                  body: bytes) -> bytes:
+        """A request to this origin: our Host and the body's length, then the end-to-end ones
+        of ``headers`` (hop-by-hop ones and Expect are the proxy's own business)."""
+        head = [b"%s %s%s HTTP/1.1%s\r\nContent-Length: %d\r\n" % (
+            method, self.prefix_bytes, target, self.host_line, len(body))]
+        head.extend(b"%s: %s\r\n" % (name, value) for name, value in headers
+                    if name.lower() not in HOP_BY_HOP_BYTES)
+        head.append(b"\r\n")
+        head.append(body)
+        return b"".join(head)
 
     def _idle_connection(self) -> _Connection | None:
         while self.idle:
