@@ -143,9 +143,7 @@ class Router:
             status, headers, payload = await self._forward(
                 request.method.decode("latin-1"), base_url, request.target.decode("latin-1"),
                 request.body, header_dict(request.headers))
-            lines = [b"%s: %s" % (k.encode("latin-1"), v.encode("latin-1"))
-                     for k, v in headers.items()]
-            return status, lines, payload, None
+            return status, header_lines(headers), payload, None
         return await pool.send(
             pool.serialise(request.method, request.target, request.headers, request.body),
             UPSTREAM_TIMEOUT)
@@ -273,9 +271,7 @@ class Router:
         self.metrics.count_feedback("forwarded")
         if len(results) == 2 and not isinstance(results[1], BaseException):
             self._count_pair(primary[0], primary[2], results[1][0], results[1][2])
-        lines = [b"%s: %s" % (k.encode("latin-1"), v.encode("latin-1"))
-                 for k, v in primary[1].items()]
-        return Reply(primary[0], header_block(lines), primary[2])
+        return Reply(primary[0], header_block(header_lines(primary[1])), primary[2])
 
     def _count_pair(self, status_a: int, body_a: bytes, status_b: int, body_b: bytes) -> None:
         verdicts = [_single_row_verdict(s, b) for s, b in ((status_a, body_a), (status_b, body_b))]
@@ -306,6 +302,11 @@ def _single_row_verdict(status: int, payload: bytes) -> str | None:
     if not isinstance(result, dict) or result.get("correct", 0) + result.get("incorrect", 0) != 1:
         return None
     return "correct" if result.get("correct") == 1 else "incorrect"
+
+
+def header_lines(headers: Any) -> list[bytes]:
+    """Raw header lines from the string-based client's headers (a multidict)."""
+    return [b"%s: %s" % (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
 def header_dict(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from .httpkit import CONNECTION_LEVEL_FIELDS, single_content_length
-from .leanhttp import Reply
+from .leanhttp import Reply, header_block
 from .requestids import parse_response, replace_request_id, response_key, with_request_id
 from .upstream import PlainAnswer
 
@@ -189,9 +189,8 @@ class InferenceShortcut:
             connection.finish_shortcut(b"%s\r\n\r\n%s" % (
                 replace_request_id(outcome.head, key), body))
         else:
-            lines = with_request_id(lines, key)
-            lines.append(b"")
-            connection.finish_shortcut(Reply(status, b"\r\n".join(lines), body))
+            connection.finish_shortcut(
+                Reply(status, header_block(with_request_id(lines, key)), body))
         self.loop.call_soon(self._account, key, status, body, response, elapsed)
 
     def _failed(self, connection: _Connection, started: float, error: BaseException) -> None:

@@ -24,7 +24,7 @@ from .httpkit import (
     plain_text,
     serve_until_signalled,
 )
-from .leanhttp import LeanServer, Reply, Request, json_reply
+from .leanhttp import LeanServer, Reply, Request, header_block, json_reply
 from .metrics import (
     DEFAULT_LATENCY_BUCKETS,
     DEFAULT_PREDICTION_BUCKETS,
@@ -122,8 +122,7 @@ class Sidecar:
             lines = with_request_id(lines, request_id)
             self.metrics.count_request(status)
             self.metrics.duration.observe(time.perf_counter() - started)
-        lines.append(b"")
-        return Reply(status, b"\r\n".join(lines), payload, length)
+        return Reply(status, header_block(lines), payload, length)
 
     def failed(self, is_inference: bool, started: float, status: int, message: str) -> Reply:
         if is_inference:
