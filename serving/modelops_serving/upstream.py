@@ -19,7 +19,6 @@ from multidict import CIMultiDict
 
 from .httpkit import (
     CONNECTION_LEVEL_FIELDS,
-    HOP_BY_HOP,
     HOP_BY_HOP_BYTES,
     single_content_length,
 )
@@ -244,11 +243,8 @@ class UpstreamPool:
 
     async def request(self, method: str, path_qs: str, headers: Mapping[str, str],
                       body: bytes, timeout: float = 120.0) -> tuple[int, CIMultiDict[str], bytes]:
-        head = [f"{method} {self.prefix}{path_qs} HTTP/1.1\r\nHost: {self.host_header}\r\n"
-                f"Content-Length: {len(body)}\r\n"]
-        head.extend(f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
-        head.append("\r\n")
-        payload = "".join(head).encode("latin-1") + body
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        payload = self.serialise(method.encode("latin-1"), path_qs.encode("latin-1"), raw, body)
         status, lines, content, _ = await self.send(payload, timeout)
         return status, _header_dict(lines), content
 
