@@ -115,5 +115,11 @@ def test_gateway_api_route_follows_the_challenge(
     assert devcluster.kubectl(
         "get", "-n", namespace, "deployment/gw-challenger", check=False
     ).returncode != 0
-    history = get_json(devcluster, "-n", namespace, "mdep/gw")["status"]["history"]
+    # The ModelDeployment's own controller copies the outcome a moment later.
+    def history_after_rollback() -> list[dict[str, Any]] | None:
+        history = get_json(devcluster, "-n", namespace, "mdep/gw")["status"].get("history") or []
+        return history if history and history[-1]["action"] == "RolledBack" else None
+
+    history = wait_until(history_after_rollback, timeout=30,
+                         what="mdep history to end with the rollback")
     assert history[-1]["action"] == "RolledBack" and "admin" in history[-1]["message"]
