@@ -8,6 +8,7 @@ from typing import Any
 
 from .httpkit import JSONDecodeError, loads
 
+UNPARSED: Any = object()  # a response body not read yet (see ``Sidecar.account``)
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 _REQUEST_ID_LINE = re.compile(rb"\r\nx-request-id[ \t]*:[^\r\n]*", re.IGNORECASE)
 

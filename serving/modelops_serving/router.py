@@ -29,6 +29,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from .afterwork import AfterWork
 from .cli import EnvArgumentParser, configure_logging, fail, install_fast_event_loop
 from .feedback_store import BoundedTTLMap
 from .httpkit import (
@@ -93,6 +94,8 @@ class Router:
         self.mirror_timeout = mirror_timeout
         self.session: aiohttp.ClientSession | None = None  # for https:// backends only
         self.pools: dict[str, UpstreamPool] = {}
+        # The hot path's bookkeeping (``record``), done in batches after the answers.
+        self.after_answers = AfterWork(self.record)
         metrics.show_config(config)
 
     # -- configuration -------------------------------------------------------------------
@@ -178,7 +181,7 @@ class Router:
             return self.failed(arm, started, 502, f"is unavailable ({type(exc).__name__})",
                                is_inference)
         if is_inference:
-            self.record(config, arm, backend.url, started, status, payload,
+            self.record(config, arm, backend.url, time.perf_counter() - started, status, payload,
                         header_value(lines) or _text(request.header(b"x-request-id")),
                         lambda: (request.target, request.body, request.headers))
         return Reply(status, header_block(lines), payload, length)
@@ -190,12 +193,12 @@ class Router:
             self.metrics.duration[arm].observe(time.perf_counter() - started)
         return json_reply({"error": f"the {arm} {what}"}, status)
 
-    def record(self, config: RouterConfig, arm: str, url: str, started: float, status: int,
+    def record(self, config: RouterConfig, arm: str, url: str, elapsed: float, status: int,
                payload: bytes, request_id: str | None,
                original: Callable[[], RequestParts]) -> None:
         """After an inference answer: where it went (for feedback), its metrics, and in shadow
         mode the copy for the challenger (``original`` gives the request's target, body and
-        raw headers, only then)."""
+        raw headers, only then). The hot path calls it in batches (``after_answers``)."""
         shadow_url = None
         if config.mode == "shadow" and config.challenger and should_mirror(config.mirrorPercent):
             shadow_url = config.challenger.url
@@ -205,7 +208,7 @@ class Router:
         if request_id:
             self.answered.put(request_id, Answered(arm, url, shadow_url))
         self.metrics.count_request(arm, status)
-        self.metrics.duration[arm].observe(time.perf_counter() - started)
+        self.metrics.duration[arm].observe(elapsed)
 
     def _enqueue_mirror(self, base_url: str, path_qs: str, body: bytes, headers: Any,
                         request_id: str | None, status: int, payload: bytes) -> None:
@@ -242,6 +245,7 @@ class Router:
                                              _outputs(status, payload))].inc()
 
     async def feedback(self, request: Request) -> Reply:
+        self.after_answers.settle()  # where the request went may still wait there
         body = request.body
         try:
             parsed = loads(body)
@@ -279,6 +283,7 @@ class Router:
             self.metrics.count_paired(verdicts[0], verdicts[1])
 
     async def metrics_page(self, request: web.Request) -> web.Response:
+        self.after_answers.settle()
         self.metrics.queue_depth.set(self.queue.qsize())
         return plain_text(self.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
 

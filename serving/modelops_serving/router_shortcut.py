@@ -5,12 +5,12 @@ As in the sidecar (``shortcut.py``), the shape is ``POST .../infer`` over HTTP/1
 Content-Length body arriving whole in one read; everything else, and arms behind https:// or a
 path prefix, takes the router's general path. The arm is chosen exactly as there (weight, or the
 sticky header's hash); in shadow mode the champion answers and the copy for the challenger is
-queued after the answer is written, as before.
+queued after the answer is written, with the rest of the bookkeeping, in batches
+(``afterwork.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from typing import TYPE_CHECKING
@@ -36,7 +36,6 @@ class RouterShortcut:
     def __init__(self, router: Router, max_body_bytes: int):
         self.router = router
         self.reader = PlainRequestReader(max_body_bytes)
-        self.loop = asyncio.get_running_loop()  # made in serve(), on the loop
         self._sticky: tuple[str, re.Pattern[bytes]] | None = None
 
     def __call__(self, connection: _Connection, data: bytes) -> bool:
@@ -90,9 +89,9 @@ class RouterShortcut:
             status, lines, payload, length = outcome
             connection.finish_shortcut(Reply(status, header_block(lines), payload, length))
             request_id = header_value(lines)
-        self.loop.call_soon(router.record, config, arm, url, started, status, payload,
-                            request_id or request.last_value(REQUEST_ID_FIELD),
-                            lambda: _original(request))
+        router.after_answers.add(config, arm, url, time.perf_counter() - started, status,
+                                 payload, request_id or request.last_value(REQUEST_ID_FIELD),
+                                 lambda: _original(request))
 
 
 def _original(request: PlainRequest) -> RequestParts:

@@ -7,7 +7,7 @@ metrics before the answer) costs more than the hop itself on a small node, where
 Python between two socket calls shows in the latency. Here the request is checked by the same
 parser as the general path (llhttp, through httptools), forwarded with only its Host line
 replaced, and answered from the upstream connection's callback; the metrics and the feedback
-memory are updated right after the answer is written.
+memory are updated after the answer is written, in batches (``afterwork.py``).
 
 Anything else (chunked bodies, Expect, Connection or other hop-by-hop headers, HTTP/1.0,
 pipelined bytes, a request split over reads, HEAD, feedback, an upstream with a path prefix)
@@ -16,7 +16,6 @@ takes the general path, so both give the same answers.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,13 @@ import httptools
 
 from .httpkit import CONNECTION_LEVEL_FIELDS, single_content_length
 from .leanhttp import Reply, header_block
-from .requestids import parse_response, replace_request_id, response_key, with_request_id
+from .requestids import (
+    UNPARSED,
+    parse_response,
+    replace_request_id,
+    response_key,
+    with_request_id,
+)
 from .upstream import PlainAnswer
 
 if TYPE_CHECKING:
@@ -39,7 +44,6 @@ _NOT_PLAIN = re.compile(rb"\r\n(?:expect|" + CONNECTION_LEVEL_FIELDS + rb")[ \t]
                         re.IGNORECASE)
 _CONNECTION = re.compile(rb"\r\nconnection[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _REPLACED = re.compile(rb"\r\n(?:host|connection)[ \t]*:[^\r\n]*", re.IGNORECASE)
-_UNPARSED = object()
 
 
 def plain_inference_request(data: bytes, max_body_bytes: int) -> tuple[int, int] | None:
@@ -154,7 +158,6 @@ class InferenceShortcut:
         self.pool = sidecar.pool
         self.reader = PlainRequestReader(max_body_bytes)
         self.enabled = not self.pool.prefix  # verbatim targets only without a path prefix
-        self.loop = asyncio.get_running_loop()  # made in serve(), on the loop
 
     def __call__(self, connection: _Connection, data: bytes) -> bool:
         request = self.reader.read(data) if self.enabled else None
@@ -178,7 +181,7 @@ class InferenceShortcut:
             return
         else:
             status, lines, body, _ = outcome
-        response: Any = _UNPARSED
+        response: Any = UNPARSED
         if client_id:
             key = client_id
         else:  # the id is the response's own: read it now, the rest waits
@@ -191,7 +194,7 @@ class InferenceShortcut:
         else:
             connection.finish_shortcut(
                 Reply(status, header_block(with_request_id(lines, key)), body))
-        self.loop.call_soon(self._account, key, status, body, response, elapsed)
+        self.sidecar.after_answers.add(key, status, body, response, elapsed)
 
     def _failed(self, connection: _Connection, started: float, error: BaseException) -> None:
         if isinstance(error, TimeoutError):
@@ -200,14 +203,3 @@ class InferenceShortcut:
             reply = self.sidecar.failed(
                 True, started, 502, f"the model server is unavailable: {type(error).__name__}")
         connection.finish_shortcut(reply)
-
-    def _account(self, key: str, status: int, body: bytes, response: Any,
-                 elapsed: float) -> None:
-        sidecar = self.sidecar
-        if status == 200:
-            if response is _UNPARSED:
-                response = parse_response(body)
-            if response is not None:
-                sidecar.remember(key, response)
-        sidecar.metrics.count_request(status)
-        sidecar.metrics.duration.observe(elapsed)

@@ -11,11 +11,12 @@ import asyncio
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from .afterwork import AfterWork
 from .cli import EnvArgumentParser, configure_logging, fail, install_fast_event_loop
 from .feedback_store import FeedbackStore, score
 from .httpkit import (
@@ -31,7 +32,7 @@ from .metrics import (
     SidecarMetrics,
     parse_buckets,
 )
-from .requestids import parse_response, response_key, with_request_id
+from .requestids import UNPARSED, parse_response, response_key, with_request_id
 from .shortcut import InferenceShortcut
 from .upstream import UpstreamPool
 
@@ -49,6 +50,11 @@ class Sidecar:
     prediction_output: str | None = None
     pool: UpstreamPool | None = None
     timeout: float = 120.0
+    # The hot path's bookkeeping (``account``), done in batches after the answers.
+    after_answers: AfterWork = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.after_answers = AfterWork(self.account)
 
     def _prediction_values(self, response: Any) -> tuple[list[Any], bool] | None:
         outputs = response.get("outputs") if isinstance(response, dict) else None
@@ -75,6 +81,18 @@ class Sidecar:
         if response is not None:
             self.remember(key, response)
         return key
+
+    def account(self, key: str, status: int, body: bytes, response: Any,
+                elapsed: float) -> None:
+        """Metrics and feedback memory for one inference the hot path answered; ``response``
+        is its parsed body, or ``UNPARSED`` when the hot path did not need to read it."""
+        if status == 200:
+            if response is UNPARSED:
+                response = parse_response(body)
+            if response is not None:
+                self.remember(key, response)
+        self.metrics.count_request(status)
+        self.metrics.duration.observe(elapsed)
 
     def remember(self, key: str, response: Any) -> None:
         """The predictions of one successful response: histogram and feedback memory."""
@@ -131,6 +149,7 @@ class Sidecar:
         return json_reply({"error": message}, status)
 
     def feedback(self, request: Request) -> Reply:
+        self.after_answers.settle()  # the prediction it names may still wait there
         counters = self.metrics.feedback
         if len(request.body) > MAX_FEEDBACK_BODY:
             counters["invalid"].inc()
@@ -170,6 +189,7 @@ class Sidecar:
                            "incorrect": result.incorrect, "scored": result.scored}, 200)
 
     async def metrics_page(self, request: web.Request) -> web.Response:
+        self.after_answers.settle()
         return plain_text(self.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
 
 
