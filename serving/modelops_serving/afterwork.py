@@ -4,7 +4,7 @@ Why not right after each answer: on a small node the proxy sleeps between reques
 round of bookkeeping runs with cold caches (tens of microseconds for a few counters), and a
 request arriving just after an answer waits behind it. Measured on the sidecar's hot path
 (``benchmarks/bench_serving.py``, back-to-back requests), doing it right after each answer
-added about 0.07 ms to the median latency; in a batch every ``delay`` seconds it costs less
+added 0.06-0.07 ms to the median latency; in a batch every ``delay`` seconds it costs less
 CPU in all and nothing on the request path. Readers of what the bookkeeping writes (the
 ``/metrics`` page, feedback) call ``settle()`` first, so they never see it late.
 """
