@@ -1,0 +1,68 @@
+"""The serving benchmark's figures: steal, hop cost over a quiet host, paired rounds, verdicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.bench_serving import (
+    MIN_QUIET_SLICES,
+    Result,
+    Slice,
+    added_by_alternation,
+    paired,
+    steal_percent,
+    targets_met,
+)
+
+
+def test_steal_is_the_share_of_ticks_the_hypervisor_took() -> None:
+    before = [100, 0, 50, 800, 0, 0, 0, 50, 0, 0]
+    after = [160, 0, 70, 880, 0, 0, 0, 90, 0, 0]  # 200 ticks, 40 of them stolen
+    assert steal_percent(before, after) == pytest.approx(20.0)
+
+
+def slices(steal: float, count: int, direct: float, sidecar: float) -> list[Slice]:
+    return [Slice(steal, {"direct": [direct] * 5, "sidecar": [sidecar] * 5})
+            for _ in range(count)]
+
+
+def test_a_hop_is_judged_over_the_quiet_slices_and_also_over_the_whole_run() -> None:
+    run = (slices(3.0, MIN_QUIET_SLICES, 1.0, 1.3)
+           + slices(30.0, 3 * MIN_QUIET_SLICES, 1.5, 2.5))
+    added = added_by_alternation(run)["sidecar"]
+    assert added.quiet == pytest.approx(0.3)
+    assert added.overall == pytest.approx(1.0)  # most of the run was stolen
+    assert added.quiet_share == pytest.approx(0.25)
+
+
+def test_too_little_quiet_time_gives_no_quiet_figure() -> None:
+    run = slices(3.0, MIN_QUIET_SLICES - 1, 1.0, 1.3) + slices(30.0, 20, 1.5, 2.5)
+    added = added_by_alternation(run)["sidecar"]
+    assert added.quiet is None
+    verdicts = targets_met({}, {1: {"sidecar": added}}, [])
+    assert verdicts[0].startswith("sidecar adds <= 0.5 ms at p50: not judged")
+
+
+def result(scenario: str, rps: float, p50: float, p99: float = 10.0) -> Result:
+    return Result(scenario, 16, rps, p50, p99, 0, "wrk", {})
+
+
+def test_paired_rounds_compare_each_round_with_direct_in_the_same_round() -> None:
+    rounds = {("direct", 16): [result("direct", 1000, 10), result("direct", 500, 20),
+                               result("direct", 1000, 10)],
+              ("sidecar", 16): [result("sidecar", 800, 11), result("sidecar", 450, 22),
+                                result("sidecar", 900, 10.5)]}
+    median, _, _, share = paired(rounds)[("sidecar", 16)]
+    # Unpaired medians would give 800/1000; paired: 0.8, 0.9, 0.9.
+    assert share == pytest.approx(0.9)
+    assert median == pytest.approx(1.0)
+
+
+def test_verdicts_name_the_figure_and_say_met_or_missed() -> None:
+    quiet = added_by_alternation(slices(3.0, MIN_QUIET_SLICES, 1.0, 1.6))
+    pairs = {("sidecar", 16): (0.1, 0.0, 0.2, 0.65)}
+    results = [result("direct", 1200, 10, 20), result("mlserver", 300, 40, 80)]
+    sidecar_latency, sidecar_throughput, versus = targets_met(pairs, {1: quiet}, results)
+    assert "+0.600 ms -> MISSED" in sidecar_latency
+    assert "65.0% -> MISSED" in sidecar_throughput
+    assert "x4.00" in versus and versus.endswith("met")
