@@ -400,18 +400,20 @@ class KeepAliveClient:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def post(self) -> tuple[float, int]:
-        """(seconds, status) of one request; reconnects when the server closed (nginx ends a
-        keep-alive connection after 1,000 requests) and sends again."""
+    def post(self, retry: bool = True) -> tuple[float, int]:
+        """(seconds, status) of one request; reconnects once when the server closed (nginx
+        ends a keep-alive connection after 1,000 requests) and sends again."""
         started = time.perf_counter()
         self.sock.sendall(self.request)
         data = b""
         while True:
             chunk = self.sock.recv(65536)
             if not chunk:
+                if not retry:
+                    raise ConnectionError(f"port {self.port} closed without answering")
                 self.sock.close()
                 self.sock = self._connect()
-                return self.post()
+                return self.post(retry=False)
             data += chunk
             end = data.find(b"\r\n\r\n")
             if end < 0:
