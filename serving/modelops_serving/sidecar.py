@@ -74,18 +74,10 @@ class Sidecar:
             classification = self.task == "classification"
         return values, classification
 
-    def record_inference(self, request_id: str | None, status: int, body: bytes) -> str:
-        """Metrics and feedback memory for one answered inference; returns the request id."""
-        response = parse_response(body) if status == 200 else None
-        key = response_key(request_id, response)
-        if response is not None:
-            self.remember(key, response)
-        return key
-
     def account(self, key: str, status: int, body: bytes, response: Any,
                 elapsed: float) -> None:
-        """Metrics and feedback memory for one inference the hot path answered; ``response``
-        is its parsed body, or ``UNPARSED`` when the hot path did not need to read it."""
+        """Metrics and feedback memory for one answered inference; ``response`` is its parsed
+        body, or ``UNPARSED`` when the hot path did not need to read it."""
         if status == 200:
             if response is UNPARSED:
                 response = parse_response(body)
@@ -134,12 +126,12 @@ class Sidecar:
             return self.failed(is_inference, started, 502,
                                 f"the model server is unavailable: {type(exc).__name__}")
         if is_inference:
-            request_id = self.record_inference(
+            response = parse_response(payload) if status == 200 else None
+            request_id = response_key(
                 None if client_id is None else client_id.decode("utf-8", "surrogateescape"),
-                status, payload)
+                response)
             lines = with_request_id(lines, request_id)
-            self.metrics.count_request(status)
-            self.metrics.duration.observe(time.perf_counter() - started)
+            self.account(request_id, status, payload, response, time.perf_counter() - started)
         return Reply(status, header_block(lines), payload, length)
 
     def failed(self, is_inference: bool, started: float, status: int, message: str) -> Reply:
