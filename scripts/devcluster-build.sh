@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the dev cluster's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, helm) from their Go modules, pinned with go.mod + go.sum in
-# tools/{k8s,kwok,helm,gateway-api}. Binaries are cached outside the repo in a directory keyed
+# kube-scheduler, kubectl, kubelet, kube-proxy, kwok, helm, containerd, CoreDNS) from their Go
+# modules, pinned with go.mod + go.sum in tools/{k8s,kwok,helm,gateway-api,containerd,coredns},
+# and the pause program the node's sandboxes run. Binaries are cached outside the repo in a directory keyed
 # by every version, so only the first build on a machine is slow (about 20 min on 2 cores);
 # ~/.cache/modelops/devcluster/bin always points at the current ones.
 set -euo pipefail
@@ -11,6 +12,7 @@ source "$here/scripts/devcluster-versions.sh"
 
 cache_root=${MODELOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelops/devcluster}
 key="k8s-${K8S_VERSION}-kwok-${KWOK_VERSION}-helm-${HELM_VERSION}-gwapi-${GATEWAY_API_VERSION}"
+key="$key-containerd-${CONTAINERD_VERSION}-coredns-${COREDNS_VERSION}"
 out="$cache_root/$key/bin"
 data="$cache_root/$key/data"
 mkdir -p "$out" "$data"
@@ -34,14 +36,16 @@ done
 
 if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] \
    && [ -x "$out/kube-scheduler" ] && [ -x "$out/kubectl" ] \
+   && [ -x "$out/kubelet" ] && [ -x "$out/kube-proxy" ] \
    && "$out/kube-apiserver" --version | grep -qx "Kubernetes ${K8S_VERSION}"; then
   step "kubernetes ${K8S_VERSION} cached"
 else
-  step "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl ${K8S_VERSION}" \
+  step "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy ${K8S_VERSION}" \
        "(the slow part: ~15 min cold on 2 cores)"
   (cd "$here/tools/k8s" && go build -trimpath -ldflags "$k8s_ldflags" -o "$out/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+      k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
   step "kubernetes built ($(elapsed))"
 fi
 
@@ -69,6 +73,36 @@ else
   (cd "$here/tools/helm" && go build -trimpath -o "$out/helm" \
       -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" helm.sh/helm/v3/cmd/helm)
   step "helm built ($(elapsed))"
+fi
+
+if [ -x "$out/containerd" ] && "$out/containerd" --version 2>/dev/null | grep -q "${CONTAINERD_VERSION}"; then
+  step "containerd cached"
+else
+  step "building containerd ${CONTAINERD_VERSION}, its runc shim and ctr (~5 min cold)"
+  cd_ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=${CONTAINERD_VERSION}"
+  (cd "$here/tools/containerd" && go build -trimpath -tags "no_btrfs,no_devmapper,no_zfs" \
+      -ldflags "$cd_ldflags" -o "$out/" \
+      github.com/containerd/containerd/v2/cmd/containerd \
+      github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+      github.com/containerd/containerd/v2/cmd/ctr)
+  step "containerd built ($(elapsed))"
+fi
+
+if [ -x "$out/coredns" ] && "$out/coredns" -version 2>/dev/null | grep -q "${COREDNS_VERSION#v}"; then
+  step "coredns cached"
+else
+  step "building CoreDNS ${COREDNS_VERSION} (~3 min cold)"
+  (cd "$here/tools/coredns" && go build -trimpath -ldflags "-s -w" -o "$out/coredns" github.com/coredns/coredns)
+  step "coredns built ($(elapsed))"
+fi
+
+# The sandbox ("pause") program, from the same Kubernetes module: static, so its image needs
+# nothing else. It is imported as the sandbox image the node's containerd pins.
+if [ ! -x "$out/pause" ]; then
+  pause_c="$(cd "$here/tools/k8s" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
+  step "building pause from $pause_c"
+  gcc -Os -static -DVERSION="${K8S_VERSION}-modelops" -o "$out/pause.tmp" "$pause_c"
+  strip "$out/pause.tmp" && mv "$out/pause.tmp" "$out/pause"
 fi
 
 # Data the cluster start needs, read from the module cache: Gateway API CRDs and kwok stages.
