@@ -49,6 +49,10 @@ from . import first_indexed
 MDEP = (GROUP, VERSION, MDEP_PLURAL)
 CC = (GROUP, VERSION, CC_PLURAL)
 MANAGED = {LABEL_MANAGED_BY: MANAGED_BY}
+# The kinds of children the operator watches; each child carries the MANAGED label.
+DEPLOYMENTS = ("apps", "v1", "deployments")
+SERVICES = ("", "v1", "services")
+PODS = ("", "v1", "pods")
 # Drift correction and retry of blocked specs; children changes are seen at once via watches.
 RESYNC_SECONDS = float(os.environ.get("MODELOPS_RESYNC_SECONDS", "300"))
 # Let a burst of child events settle into one status write.
@@ -59,7 +63,21 @@ def _wake(memo: kopf.Memo, key: tuple[str, str]) -> None:
     memo.wakeups.setdefault(key, asyncio.Event()).set()
 
 
-@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.startup()
+def watch_only_managed_children(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Have the API server send only our children, not every Pod, Deployment and Service.
+
+    kopf's `labels=` filters below run in the operator, after the whole cluster's objects of
+    the kind were listed and streamed to it; `settings.watching.label_selectors` (kopf 1.45)
+    puts the same selector on the LIST and WATCH requests. The filters stay as they are: they
+    say what each handler expects, whatever the settings.
+    """
+    selector = ",".join(f"{key}={value}" for key, value in MANAGED.items())
+    for kind in (DEPLOYMENTS, SERVICES, PODS):
+        settings.watching.label_selectors[kind] = selector
+
+
+@kopf.index(*DEPLOYMENTS, labels=MANAGED)
 async def model_deployments(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
     """(namespace, mdep, role) -> slim observation of each Deployment we manage."""
     key = child_key(body)
@@ -69,7 +87,7 @@ async def model_deployments(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
     return {key: observe_deployment(body)}
 
 
-@kopf.index("", "v1", "services", labels=MANAGED)
+@kopf.index(*SERVICES, labels=MANAGED)
 async def model_services(body: kopf.Body, **_: Any) -> Any:
     """(namespace, mdep) -> slim manifest of the `<mdep>` Service (not the per-arm ones)."""
     key = child_key(body)
@@ -78,7 +96,7 @@ async def model_services(body: kopf.Body, **_: Any) -> Any:
     return {key[:2]: slim_manifest(body)}
 
 
-@kopf.index("", "v1", "pods", labels=MANAGED)
+@kopf.index(*PODS, labels=MANAGED)
 async def model_pods(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
     """(namespace, mdep, role) -> health of each model pod, so status can say why it fails."""
     key = child_key(body)
@@ -138,8 +156,8 @@ def _is_deletion(event: Mapping[str, Any], **_: Any) -> bool:
     return event.get("type") == "DELETED"
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED, when=_is_deletion)
-@kopf.on.event("", "v1", "services", labels=MANAGED, when=_is_deletion)
+@kopf.on.event(*DEPLOYMENTS, labels=MANAGED, when=_is_deletion)
+@kopf.on.event(*SERVICES, labels=MANAGED, when=_is_deletion)
 async def child_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A child deleted by hand is re-created at once by the owner's daemon, not at resync."""
     key = child_key(body)
