@@ -14,6 +14,7 @@ from prometheus_client import start_http_server
 
 from ..constants import DEFAULT_SERVING_IMAGE, GROUP
 from ..kube import make_client
+from ..peering import configure_peering, ensure_peering_object
 from ..promsource import PrometheusSettings, PrometheusSource
 
 
@@ -42,6 +43,10 @@ async def configure(
     settings.queueing.worker_limit = None
 
     memo.k8s = make_client()
+    # Several replicas (`--peering`): distinct priorities, and the peering object must exist.
+    configure_peering(settings)
+    if await ensure_peering_object(memo.k8s, settings):
+        logger.info(f"created ClusterKopfPeering {settings.peering.name!r}")
     memo.serving_image = os.environ.get("MODELOPS_SERVING_IMAGE", DEFAULT_SERVING_IMAGE)
     memo.outcomes = {}  # (namespace, name) -> ReconcileOutcome of the last reconcile
     memo.wakeups = {}  # (namespace, name) -> asyncio.Event that wakes the status publisher
