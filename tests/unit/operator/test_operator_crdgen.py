@@ -36,11 +36,25 @@ def test_committed_crds_match_the_models() -> None:
 
 
 def test_check_mode_fails_on_a_stale_file(tmp_path: Path) -> None:
-    crdgen.write((tmp_path,))
-    assert crdgen.stale_files((tmp_path,)) == []
-    victim = next(tmp_path.iterdir())
+    outputs = ((tmp_path / "plain", {}), (tmp_path / "chart", crdgen.HELM_KEEP))
+    crdgen.write(outputs)
+    assert crdgen.stale_files(outputs) == []
+    victim = next((tmp_path / "chart").iterdir())
     victim.write_text(victim.read_text().replace("maxLength: 63", "maxLength: 64", 1))
-    assert crdgen.stale_files((tmp_path,)) == [victim]
+    assert crdgen.stale_files(outputs) == [victim]
+    # The chart's copy without its keep annotation is stale too: uninstall would delete it.
+    victim.write_text((tmp_path / "plain" / victim.name).read_text())
+    assert crdgen.stale_files(outputs) == [victim]
+
+
+def test_chart_copy_is_the_same_crd_kept_on_uninstall() -> None:
+    # Not in the chart's crds/ directory: Helm would install those once and never upgrade them.
+    assert not (REPO / "charts/modelops/crds").exists()
+    for name in crdgen.render():
+        plain = yaml.safe_load((REPO / "crds" / name).read_text())
+        chart = yaml.safe_load((crdgen.CHART_CRDS_DIR / name).read_text())
+        assert chart["metadata"].pop("annotations") == {"helm.sh/resource-policy": "keep"}
+        assert chart == plain
 
 
 @pytest.mark.parametrize(("kind", "schema"), list(_schemas()))
