@@ -29,6 +29,9 @@ CRDS = REPO_ROOT / "crds"
 RELEASE = "modelops"
 SYSTEM_NAMESPACE = "modelops-system"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+# `helm template` checks Chart.yaml's kubeVersion against a version it makes up unless told
+# (v1.20 for a helm built without its release ldflags): render for the oldest supported one.
+HELM_KUBE_VERSION = "1.30.0"
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -41,8 +44,9 @@ def free_port() -> int:
 
 def helm_template(helm: Path, namespace: str, *extra: str) -> list[dict[str, Any]]:
     """The chart's manifests as dicts (no cluster needed)."""
+    command = [str(helm), "template", RELEASE, str(CHART), "--namespace", namespace]
     out = subprocess.run(
-        [str(helm), "template", RELEASE, str(CHART), "--namespace", namespace, *extra],
+        [*command, "--kube-version", HELM_KUBE_VERSION, *extra],
         check=True,
         capture_output=True,
         text=True,

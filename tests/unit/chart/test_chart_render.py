@@ -1,0 +1,235 @@
+"""The Helm chart rendered with `helm template` (no cluster): defaults, schema, leader
+election, monitors, CRDs, least-privilege RBAC. Skipped where no helm binary is installed
+(`make cluster-build` builds one); the server-side dry runs are in tests/e2e/test_chart.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelops_devcluster.cluster import cache_root
+from modelops_operator.api import crdgen
+from modelops_operator.testing import CHART, HELM_KUBE_VERSION, helm_template
+
+
+def _find_helm() -> Path | None:
+    built = cache_root() / "bin" / "helm"
+    if built.is_file():
+        return built
+    found = shutil.which("helm")
+    return Path(found) if found else None
+
+
+HELM = _find_helm()
+pytestmark = pytest.mark.skipif(HELM is None, reason="no helm binary (make cluster-build)")
+NAMESPACE = "modelops-system"
+
+
+def render(*values: str) -> list[dict[str, Any]]:
+    assert HELM is not None
+    return helm_template(HELM, NAMESPACE, *(arg for v in values for arg in ("--set", v)))
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = by_kind(docs, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_helm_lint_strict_passes() -> None:
+    result = subprocess.run(
+        [str(HELM), "lint", "--strict", "--kube-version", HELM_KUBE_VERSION, str(CHART)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def test_defaults_render_the_operator_with_its_crds_and_metrics_service() -> None:
+    kinds = sorted(d["kind"] for d in render())
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
+
+
+def test_operator_is_one_recreated_locked_down_standalone_replica() -> None:
+    docs = render()
+    (deployment,) = by_kind(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    container = operator_container(docs)
+    assert container["image"] == "modelops/modelops-operator:0.1.0"
+    assert container["imagePullPolicy"] == "IfNotPresent"  # images loaded into containerd
+    assert "--standalone" in container["args"] and "modelops_operator.main" in container["args"]
+    assert not any(a.startswith("--peering") for a in container["args"])
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    assert security["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_probes_use_kopfs_health_endpoint() -> None:
+    container = operator_container(render())
+    liveness = next(a for a in container["args"] if a.startswith("--liveness="))
+    assert liveness == "--liveness=http://0.0.0.0:8080/healthz"
+    health = next(p for p in container["ports"] if p["name"] == "health")
+    assert health["containerPort"] == 8080
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
+
+
+def test_metrics_service_reaches_the_port_the_operator_serves() -> None:
+    docs = render()
+    container = operator_container(docs)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    port = next(p for p in container["ports"] if p["name"] == "metrics")
+    assert env["MODELOPS_METRICS_PORT"] == str(port["containerPort"]) == "9090"
+    (service,) = by_kind(docs, "Service")
+    assert service["metadata"]["name"] == "modelops-metrics"
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    (deployment,) = by_kind(docs, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    docs = render("metrics.enabled=false")
+    assert by_kind(docs, "Service") == []
+    assert "MODELOPS_METRICS_PORT" not in str(operator_container(docs)["env"])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "bogus=1",  # unknown at the top
+        "metrics.bogus=1",  # unknown one level down
+        "replicas=2",  # a plausible typo of replicaCount
+        "replicaCount=0",
+        "image.pullPolicy=Sometimes",
+        "podMonitor.interval=often",
+    ],
+)
+def test_schema_refuses_unknown_and_mistyped_values(value: str) -> None:
+    assert HELM is not None
+    result = subprocess.run(
+        [str(HELM), "template", "modelops", str(CHART), "--kube-version", HELM_KUBE_VERSION,
+         "--set", value],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+
+
+def test_two_replicas_elect_a_leader_with_a_disruption_budget() -> None:
+    docs = render("replicaCount=2")
+    (deployment,) = by_kind(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    container = operator_container(docs)
+    assert "--peering=modelops" in container["args"] and "--standalone" not in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MODELOPS_PEERING_LIFETIME_SECONDS"]["value"] == "60"
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    (pdb,) = by_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    crds = {d["metadata"]["name"] for d in by_kind(docs, "CustomResourceDefinition")}
+    assert "clusterkopfpeerings.kopf.dev" in crds
+    (role,) = by_kind(docs, "ClusterRole")
+    peering = [r for r in role["rules"] if r["apiGroups"] == ["kopf.dev"]]
+    assert {v for r in peering for v in r["verbs"]} == {"list", "watch", "create", "get", "patch"}
+    for rule in peering:
+        if {"get", "patch"} & set(rule["verbs"]):
+            assert rule["resourceNames"] == ["modelops"]  # only the release's peering object
+
+
+def test_one_replica_without_peering_has_no_peering_rights_nor_pdb() -> None:
+    docs = render()
+    (role,) = by_kind(docs, "ClusterRole")
+    assert not [r for r in role["rules"] if "kopf.dev" in r["apiGroups"]]
+    assert by_kind(docs, "PodDisruptionBudget") == []
+    # Peering with one replica: rolling upgrades, still no budget that would block drains.
+    docs = render("leaderElection.enabled=true")
+    assert "--peering=modelops" in operator_container(docs)["args"]
+    assert by_kind(docs, "PodDisruptionBudget") == []
+
+
+def test_monitors_are_off_by_default() -> None:
+    kinds = {d["kind"] for d in render()}
+    assert not {"ServiceMonitor", "PodMonitor"} & kinds
+
+
+def test_pod_monitor_scrapes_every_model_pods_metrics_port() -> None:
+    docs = render("podMonitor.enabled=true", "podMonitor.additionalLabels.release=kps")
+    (monitor,) = by_kind(docs, "PodMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    assert monitor["spec"]["selector"] == {
+        "matchLabels": {"app.kubernetes.io/managed-by": "modelops"}
+    }
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/metrics")
+    assert endpoint["honorLabels"] is False
+    targets = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
+    assert targets == {
+        "namespace": ["__meta_kubernetes_namespace"],
+        "pod": ["__meta_kubernetes_pod_name"],
+    }
+
+
+def test_service_monitor_selects_the_metrics_service() -> None:
+    docs = render("serviceMonitor.enabled=true")
+    (monitor,) = by_kind(docs, "ServiceMonitor")
+    (service,) = by_kind(docs, "Service")
+    selected = monitor["spec"]["selector"]["matchLabels"]
+    assert selected.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    with pytest.raises(subprocess.CalledProcessError):
+        render("serviceMonitor.enabled=true", "metrics.enabled=false")
+
+
+def test_crds_are_templates_kept_on_uninstall() -> None:
+    crds = {d["metadata"]["name"]: d for d in by_kind(render(), "CustomResourceDefinition")}
+    assert set(crds) == {"modeldeployments.modelops.io", "championchallengers.modelops.io"}
+    for name, text in crdgen.render().items():
+        plain = yaml.safe_load(text)
+        rendered = crds[plain["metadata"]["name"]]
+        assert rendered["metadata"].pop("annotations") == {"helm.sh/resource-policy": "keep"}
+        assert rendered == plain, name  # verbatim: the gates' placeholders are not templated
+    assert by_kind(render("crds.install=false"), "CustomResourceDefinition") == []
+    assert by_kind(render("crds.install=false", "replicaCount=2"), "CustomResourceDefinition") == []
+
+
+def test_rbac_has_no_wildcards_and_never_lists_secrets() -> None:
+    for docs in (render(), render("replicaCount=2")):
+        (role,) = by_kind(docs, "ClusterRole")
+        for rule in role["rules"]:
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[key], rule
+            assert "deletecollection" not in rule["verbs"]
+            # Deleting is for one thing only: a challenger Deployment once traffic has left it.
+            if "delete" in rule["verbs"]:
+                assert rule["resources"] == ["deployments"], rule
+            if "secrets" in rule["resources"]:
+                assert rule["verbs"] == ["get"]
