@@ -5,6 +5,7 @@ election, monitors, CRDs, least-privilege RBAC. Skipped where no helm binary is 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,13 +14,16 @@ from typing import Any
 import pytest
 import yaml
 
-from modelops_devcluster.cluster import cache_root
 from modelops_operator.api import crdgen
 from modelops_operator.testing import CHART, HELM_KUBE_VERSION, helm_template
 
 
 def _find_helm() -> Path | None:
-    built = cache_root() / "bin" / "helm"
+    """The helm `make cluster-build` builds (the Makefile's MODELOPS_CACHE), else one on PATH."""
+    cache = os.environ.get("MODELOPS_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelops/devcluster"
+    )
+    built = Path(cache) / "bin" / "helm"
     if built.is_file():
         return built
     found = shutil.which("helm")
