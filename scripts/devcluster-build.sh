@@ -66,12 +66,20 @@ else
   step "kwok built ($(elapsed))"
 fi
 
-if [ -x "$out/helm" ] && "$out/helm" version --short 2>/dev/null | grep -q "${HELM_VERSION}"; then
+# Without the Kubernetes version in its ldflags, offline `helm template` and `helm lint` check a
+# chart's kubeVersion against 1.20; the stamp marks a helm built with it.
+helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  helm_ldflags="$helm_ldflags -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=${minor}"
+done
+if [ -x "$out/helm" ] && [ -f "$out/.helm-k8s-1.${minor}" ] \
+   && "$out/helm" version --short 2>/dev/null | grep -q "${HELM_VERSION}"; then
   step "helm cached"
 else
   step "building helm ${HELM_VERSION} (~5 min cold)"
-  (cd "$here/tools/helm" && go build -trimpath -o "$out/helm" \
-      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" helm.sh/helm/v3/cmd/helm)
+  (cd "$here/tools/helm" && go build -trimpath -o "$out/helm" -ldflags "$helm_ldflags" \
+      helm.sh/helm/v3/cmd/helm)
+  touch "$out/.helm-k8s-1.${minor}"
   step "helm built ($(elapsed))"
 fi
 
