@@ -19,12 +19,15 @@ pytestmark = pytest.mark.timeout(30)
 
 @dataclass
 class FakeModelServer:
-    """A V2 endpoint that answers with the request id; ``fail_infer`` / ``fail_feedback``
-    decide, per call number, whether to answer 500 / 404 instead."""
+    """A V2 endpoint that answers with the request id; ``fail_infer`` / ``unmatch_feedback`` /
+    ``fail_feedback`` decide, per call number, whether to answer 500 / 404 "unmatched" (the
+    router's and sidecar's answer for a request id they have no record of) / 502 instead."""
 
     version: str = "1.0.0"
     fail_infer: Callable[[int], bool] = lambda n: False
+    unmatch_feedback: Callable[[int], bool] = lambda n: False
     fail_feedback: Callable[[int], bool] = lambda n: False
+    not_found_feedback: Callable[[int], bool] = lambda n: False  # a 404 of another kind
     infer_calls: int = 0
     feedback_calls: int = 0
     answered_ids: list[str] = field(default_factory=list)
@@ -49,8 +52,14 @@ class FakeModelServer:
     async def take_feedback(self, request: web.Request) -> web.Response:
         self.feedback_calls += 1
         body = await request.json()
+        if self.unmatch_feedback(self.feedback_calls):
+            return web.json_response({"id": body["id"], "outcome": "unmatched",
+                                      "error": "no record"}, status=404)
         if self.fail_feedback(self.feedback_calls):
-            return web.json_response({"id": body["id"], "outcome": "unmatched"}, status=404)
+            return web.json_response({"error": "the champion did not take the feedback"},
+                                     status=502)
+        if self.not_found_feedback(self.feedback_calls):
+            return web.json_response({"error": "no such route"}, status=404)
         self.feedback.append(body)
         correct = int(body["truth"] == 1)
         return web.json_response({"id": body["id"], "correct": correct,
@@ -99,6 +108,7 @@ async def test_counts_answers_and_sends_every_label_with_the_answered_id(servers
     assert snap["requests"]["ok"] == 60 and snap["requests"]["failed"] == 0
     assert snap["requests"]["byVersion"] == {"1.0.0": 60}
     assert snap["feedback"]["sent"] == 60 and snap["feedback"]["failed"] == 0
+    assert snap["feedback"]["unmatched"] == 0 and snap["recentUnmatched"] == []
     assert snap["feedback"]["pending"] == 0 and snap["feedback"]["dropped"] == 0
     assert len(set(model.answered_ids)) == 60  # every request id is unique
     assert sorted(f["id"] for f in model.feedback) == sorted(model.answered_ids)
@@ -110,20 +120,35 @@ async def test_counts_answers_and_sends_every_label_with_the_answered_id(servers
     assert snap["latencyMs"]["p50"] is not None and snap["latencyMs"]["p50"] > 0
 
 
-async def test_failed_requests_and_failed_labels_are_counted_not_hidden(servers):
+async def test_failed_requests_and_failed_or_unmatched_labels_are_counted_not_hidden(servers):
     model = await servers(FakeModelServer(fail_infer=lambda n: n % 4 == 0,
-                                          fail_feedback=lambda n: n % 5 == 0))
+                                          unmatch_feedback=lambda n: n % 5 == 0,
+                                          fail_feedback=lambda n: n % 10 == 1))
     load = generator(model.url, 40)
     await asyncio.wait_for(load.run(asyncio.Event()), 20)
     snap = load.snapshot()
     assert model.infer_calls == 40  # no retries
     assert snap["requests"]["ok"] == 30 and snap["requests"]["failed"] == 10
     assert snap["requests"]["byStatus"] == {"200": 30, "500": 10}
-    # Only answered requests get a label; every fifth label is refused.
+    # Only answered requests get a label; every fifth one reaches a pod without its record
+    # (unmatched), calls 1, 11 and 21 are refused outright (failed); none is retried.
     assert model.feedback_calls == 30
-    assert snap["feedback"]["sent"] == 24 and snap["feedback"]["failed"] == 6
-    assert snap["feedback"]["byStatus"] == {"200": 24, "404": 6}
+    feedback = snap["feedback"]
+    assert (feedback["sent"], feedback["unmatched"], feedback["failed"]) == (21, 6, 3)
+    assert feedback["byStatus"] == {"200": 21, "404": 6, "502": 3}
     assert any("HTTP 500" in e for e in snap["recentErrors"])
+    assert sum("HTTP 502" in e for e in snap["recentErrors"]) == 3
+    # Unmatched labels are shown apart, so they never push request errors out of view.
+    assert not any("unmatched" in e for e in snap["recentErrors"])
+    assert snap["recentUnmatched"] and all("unmatched" in e for e in snap["recentUnmatched"])
+
+
+async def test_a_404_that_is_not_unmatched_is_a_failed_label(servers):
+    model = await servers(FakeModelServer(not_found_feedback=lambda n: True))
+    load = generator(model.url, 5)
+    await asyncio.wait_for(load.run(asyncio.Event()), 20)
+    feedback = load.snapshot()["feedback"]
+    assert (feedback["sent"], feedback["unmatched"], feedback["failed"]) == (0, 0, 5)
 
 
 def free_port() -> int:
@@ -163,7 +188,8 @@ async def test_retarget_moves_new_requests_and_labels_to_the_new_address(servers
     assert second.feedback and snap["target"] == second.url
     # Stopping ends the run promptly; no label is lost silently.
     feedback = snap["feedback"]
-    assert feedback["sent"] + feedback["failed"] + feedback["dropped"] == snap["requests"]["ok"]
+    assert (feedback["sent"] + feedback["failed"] + feedback["unmatched"] + feedback["dropped"]
+            == snap["requests"]["ok"])
 
 
 async def test_paced_rate(servers):

@@ -7,7 +7,10 @@ client requests during the swap", and a retry would hide exactly the failure it 
 
 Feedback follows each answered request after a random delay, like labels that arrive later
 in production, and goes to ``/v2/feedback`` with the request id the response carried; the
-router sends it to the arm that answered.
+router sends it to the arm that answered. A label is ``sent`` when a model scored it,
+``unmatched`` when the endpoint answered 404 with outcome "unmatched" (the pod it reached has
+no record of the prediction: a label that can never count), ``failed`` for any other refusal
+or transport error, and ``dropped`` when the run ended before it was due.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import httpx
 
 RECENT_WINDOW_SECONDS = 5.0
 MAX_RECENT_ERRORS = 20
+MAX_RECENT_UNMATCHED = 5
 MAX_LATENCY_SAMPLES = 2_000
 # Labels waiting for their delay; beyond this they are dropped (and counted), so memory stays
 # flat when the feedback endpoint is slower than the request rate.
@@ -50,6 +54,7 @@ class _Counters:
     by_version: Counter[str] = field(default_factory=Counter)
     feedback_sent: int = 0
     feedback_failed: int = 0
+    feedback_unmatched: int = 0
     feedback_dropped: int = 0
     feedback_by_status: Counter[str] = field(default_factory=Counter)
     correct_by_version: Counter[str] = field(default_factory=Counter)
@@ -104,6 +109,8 @@ class LoadGenerator:
         self._latencies: deque[float] = deque(maxlen=MAX_LATENCY_SAMPLES)
         self._latency_sum = 0.0
         self._recent_errors: deque[str] = deque(maxlen=MAX_RECENT_ERRORS)
+        # Kept apart: a stream of unmatched labels must not push request errors out of view.
+        self._recent_unmatched: deque[str] = deque(maxlen=MAX_RECENT_UNMATCHED)
         self._started_at: float | None = None
         self._stop_event: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -291,6 +298,10 @@ class LoadGenerator:
             self._feedback_in_flight -= 1
             slots.release()
         counters.feedback_by_status[str(response.status_code)] += 1
+        if _unmatched(response):
+            counters.feedback_unmatched += 1
+            self._recent_unmatched.append(f"{url}: HTTP 404: {response.text[:200]}")
+            return
         if not response.is_success:
             counters.feedback_failed += 1
             self._recent_errors.append(
@@ -342,6 +353,7 @@ class LoadGenerator:
             "feedback": {
                 "sent": counters.feedback_sent,
                 "failed": counters.feedback_failed,
+                "unmatched": counters.feedback_unmatched,
                 "dropped": counters.feedback_dropped,
                 "pending": len(self._pending),
                 "byStatus": dict(counters.feedback_by_status),
@@ -349,6 +361,7 @@ class LoadGenerator:
                 "labelledByVersion": dict(counters.labelled_by_version),
             },
             "recentErrors": list(self._recent_errors),
+            "recentUnmatched": list(self._recent_unmatched),
         }
 
 
@@ -364,6 +377,17 @@ def _response_identity(response: httpx.Response, sent_id: str) -> tuple[str, str
     version = body.get("model_version")
     return (answered_id if isinstance(answered_id, str) and answered_id else sent_id,
             version if isinstance(version, str) and version else "unknown")
+
+
+def _unmatched(response: httpx.Response) -> bool:
+    """The router's or sidecar's "no record of this request id": 404, outcome "unmatched"."""
+    if response.status_code != 404:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("outcome") == "unmatched"
 
 
 def _feedback_verdict(response: httpx.Response) -> int | None:
