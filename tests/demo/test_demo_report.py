@@ -55,7 +55,8 @@ def challenge(timeline: Timeline, name: str, start: float, promote: bool) -> flo
             "t": t, "challenge": name, "phase": phase, "step": min(step // 4, 2),
             "trafficPercent": traffic, "decision": "Continue", "message": "",
             "gates": gates, "requests": {"ok": ok, "failed": 0},
-            "feedback": {"sent": ok - 40, "failed": 0}})
+            "feedback": {"sent": ok - 40, "failed": 0,
+                         "unmatched": 0 if promote else 2 * step}})
     reason = "GatesPassed" if promote else "GatesFailed"
     timeline.add_event({"t": start + 23.5, "type": "Normal" if promote else "Warning",
                         "reason": reason, "message": "gates decided"})
@@ -96,6 +97,8 @@ def test_summary_names_outcomes_and_times(timeline: Timeline):
     assert better.decided_after == pytest.approx(24.0)
     assert worse.gates_decided_after == pytest.approx(23.5)
     assert better.requests_ok == 15 * 60 and better.requests_failed == 0
+    assert (better.feedback_failed, better.feedback_unmatched) == (0, 0)
+    assert worse.feedback_unmatched == 30
     assert [g["verdict"] for g in worse.final_gates] == ["Fail", "Pending", "NoData"]
 
 
@@ -110,6 +113,17 @@ def test_report_is_self_contained_with_plots_and_summary(timeline: Timeline, tmp
     assert 'id="summary"' in page and "Promoted (as expected)" in page
     assert "RolledBack (as expected)" in page and "24 s" in page
     assert "<script" not in page  # nothing to fetch or run
+    assert "<th>labels failed</th><th>labels unmatched</th>" in page
+    # The worse challenge's 30 unmatched labels are marked, in its row and for the whole demo.
+    assert page.count("<td class='bad'>30</td>") == 2
+
+
+def test_report_shows_how_long_the_setup_took(timeline: Timeline, tmp_path: Path):
+    timeline.metadata["setup"] = [["control plane and real node", 95.4],
+                                  ["operator installed by Helm", 41.0]]
+    page = write_report(timeline, tmp_path).read_text()
+    assert "<td>control plane and real node</td><td>95 s</td>" in page
+    assert "<td>operator installed by Helm</td><td>41 s</td>" in page
 
 
 def test_report_of_an_undecided_challenge_without_data(tmp_path: Path):
@@ -126,12 +140,13 @@ def test_progress_line_formats_missing_values():
                           "gates": [gate("accuracy", "accuracy", "Pending", None, None, None, 0),
                                     gate("errors", "errorRate", "Pass", 0.9, 0.5, 1.1, 40)],
                           "requests": {"ok": 1234, "failed": 2},
-                          "feedback": {"sent": 1000, "failed": 0}})
+                          "feedback": {"sent": 1000, "failed": 0, "unmatched": 7}})
     assert "\n" not in line
     assert "Progressing" in line and "step 1" in line and " 25%" in line
     assert "accuracy Pending - [-, -]" in line
     assert "errors Pass 0.9 [0.5, 1.1] n=120/40" in line
-    assert "requests 1234 ok 2 failed" in line and "labels 1000 sent 0 failed" in line
+    assert "requests 1234 ok 2 failed" in line
+    assert "labels 1000 ok 0 failed 7 unmatched" in line
     assert "traffic   -%" in progress_line({"challenge": "x"})
     assert "+0.120 [+0.050, +0.200]" in progress_line(
         {"t": 1, "gates": [gate("accuracy", "accuracy", "Pending", 0.12, 0.05, 0.2, 9)]})

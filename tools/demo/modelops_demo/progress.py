@@ -62,5 +62,6 @@ def progress_line(sample: Mapping[str, Any]) -> str:
     parts.append(f"requests {requests.get('ok', 0)} ok {requests.get('failed', 0)} failed")
     feedback = sample.get("feedback")
     if feedback:
-        parts.append(f"labels {feedback.get('sent', 0)} sent {feedback.get('failed', 0)} failed")
+        parts.append(f"labels {feedback.get('sent', 0)} ok {feedback.get('failed', 0)} failed "
+                     f"{feedback.get('unmatched', 0)} unmatched")
     return " | ".join(parts)

@@ -39,8 +39,9 @@ class ChallengeSummary:
     decided_after: float | None  # seconds from start to Promoted / RolledBack
     requests_ok: int
     requests_failed: int
-    feedback_sent: int
+    feedback_sent: int  # scored by a model
     feedback_failed: int
+    feedback_unmatched: int  # reached a pod without a record of the prediction
     final_gates: list[dict[str, Any]]
 
 
@@ -84,6 +85,8 @@ def summarize(timeline: Timeline, challenge: str) -> ChallengeSummary:
         requests_failed=_count(last, "requests", "failed") - _count(first, "requests", "failed"),
         feedback_sent=_count(last, "feedback", "sent") - _count(first, "feedback", "sent"),
         feedback_failed=_count(last, "feedback", "failed") - _count(first, "feedback", "failed"),
+        feedback_unmatched=(_count(last, "feedback", "unmatched")
+                            - _count(first, "feedback", "unmatched")),
         final_gates=_final_gates(samples),
     )
 
@@ -151,26 +154,31 @@ def _plot_gate(axes: Any, name: str, points: list[tuple[float, dict]], start: fl
     axes.legend(fontsize=7, loc="upper left")
 
 
+def _rate(before: dict[str, Any], after: dict[str, Any], group: str, key: str) -> float:
+    return (_count(after, group, key) - _count(before, group, key)) / (after["t"] - before["t"])
+
+
 def _plot_requests(axes: Any, samples: list[dict[str, Any]], start: float) -> None:
-    times, ok_rate, failed_rate = [], [], []
-    for before, after in itertools.pairwise(samples):
-        seconds = after["t"] - before["t"]
-        if seconds <= 0:
-            continue
-        times.append(after["t"] - start)
-        ok_rate.append((_count(after, "requests", "ok") - _count(before, "requests", "ok"))
-                       / seconds)
-        failed_rate.append((_count(after, "requests", "failed")
-                            - _count(before, "requests", "failed")) / seconds)
-    failed_total = _count(samples[-1], "requests", "failed") - _count(samples[0], "requests",
-                                                                      "failed")
-    axes.set_title(f"client requests: {failed_total} failed", fontsize=9, loc="left")
+    pairs = [(b, a) for b, a in itertools.pairwise(samples) if a["t"] > b["t"]]
+    times = [after["t"] - start for _, after in pairs]
+
+    def total(group: str, key: str) -> int:
+        return _count(samples[-1], group, key) - _count(samples[0], group, key)
+
+    axes.set_title(f"client requests: {total('requests', 'failed')} failed; labels: "
+                   f"{total('feedback', 'failed')} failed, {total('feedback', 'unmatched')} "
+                   "unmatched", fontsize=9, loc="left")
     if not times:
         axes.text(0.5, 0.5, "not enough samples", transform=axes.transAxes, ha="center")
         return
-    axes.step(times, ok_rate, where="pre", color="tab:green", label="ok / s")
-    axes.step(times, failed_rate, where="pre", color="tab:red", label="failed / s")
-    axes.set_ylabel("requests/s")
+    for group, key, colour, label in (("requests", "ok", "tab:green", "requests ok / s"),
+                                      ("requests", "failed", "tab:red", "requests failed / s"),
+                                      ("feedback", "failed", "tab:brown", "labels failed / s"),
+                                      ("feedback", "unmatched", "tab:orange",
+                                       "labels unmatched / s")):
+        axes.step(times, [_rate(b, a, group, key) for b, a in pairs], where="pre",
+                  color=colour, label=label)
+    axes.set_ylabel("per second")
     axes.set_ylim(bottom=0)
     axes.legend(fontsize=7, loc="upper left")
 
@@ -248,8 +256,25 @@ def _summary_rows(summaries: list[ChallengeSummary]) -> str:
             f"<td>{_seconds(s.gates_decided_after)}</td><td>{_seconds(s.decided_after)}</td>"
             f"<td>{s.requests_ok + s.requests_failed}</td>"
             f"<td class='{'bad' if s.requests_failed else 'good'}'>{s.requests_failed}</td>"
-            f"<td>{s.feedback_sent} / {s.feedback_failed}</td><td>{gates}</td></tr>")
+            f"{_label_cells(s.feedback_sent, s.feedback_failed, s.feedback_unmatched)}"
+            f"<td>{gates}</td></tr>")
     return "\n".join(rows)
+
+
+def _label_cells(ok: int, failed: int, unmatched: int) -> str:
+    """Labels ok, failed and unmatched: three cells, any failed or unmatched one marked."""
+    return (f"<td>{ok}</td><td class='{'bad' if failed else 'good'}'>{failed}</td>"
+            f"<td class='{'bad' if unmatched else 'good'}'>{unmatched}</td>")
+
+
+def _setup_table(metadata: dict[str, Any]) -> str:
+    """How long each part of the setup took (``metadata["setup"]``: [[what, seconds], ...])."""
+    steps = metadata.get("setup") or []
+    if not steps:
+        return ""
+    rows = "".join(f"<tr><td>{html.escape(str(what))}</td><td>{_number(seconds):.0f} s</td></tr>"
+                   for what, seconds in steps)
+    return f"<h2>Setup</h2><table><tr><th>step</th><th>took</th></tr>{rows}</table>"
 
 
 def _models_table(metadata: dict[str, Any]) -> str:
@@ -309,15 +334,17 @@ def write_report(timeline: Timeline, directory: Path) -> Path:
 <style>{STYLE}</style></head><body>
 <h1>modelops demo: model changes go live only through evidence</h1>
 <table id="summary"><tr><th>challenge</th><th>outcome</th><th>gates decided after</th>
-<th>outcome after</th><th>requests</th><th>failed requests</th><th>labels sent / failed</th>
-<th>final gates (estimate [lower, upper])</th></tr>
+<th>outcome after</th><th>requests</th><th>failed requests</th><th>labels ok</th>
+<th>labels failed</th><th>labels unmatched</th><th>final gates (estimate [lower, upper])</th></tr>
 {_summary_rows(summaries)}
 <tr><td>whole demo</td><td></td><td></td><td></td>
 <td>{_count(last, "requests", "ok") + total_failed}</td>
 <td class='{'bad' if total_failed else 'good'}'>{total_failed}</td>
-<td>{_count(last, "feedback", "sent")} / {_count(last, "feedback", "failed")}</td><td></td></tr>
+{_label_cells(_count(last, "feedback", "sent"), _count(last, "feedback", "failed"),
+              _count(last, "feedback", "unmatched"))}<td></td></tr>
 </table>
 {_models_table(timeline.metadata)}
+{_setup_table(timeline.metadata)}
 {"".join(sections)}
 </body></html>
 """
