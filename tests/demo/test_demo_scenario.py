@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from modelops_demo import scenario as sc
 from modelops_demo.models import DemoModel
@@ -11,19 +14,48 @@ from modelops_demo.timeline import Timeline
 from modelops_operator.api.championchallenger import ChampionChallengerSpec
 from modelops_operator.api.modeldeployment import ModelDeploymentSpec
 
-MODEL = DemoModel("better", "1.1.0", Path("/models/better/model.skops"), "sha256:" + "a" * 64,
-                  0.93)
+MODEL = DemoModel("better", "1.1.0", Path("/work/models/better/model.skops"),
+                  "sha256:" + "a" * 64, 0.93)
+BASE = "http://10.245.0.2:40123"  # the host's model files as the node sees them
+CHART = Path(__file__).resolve().parents[2] / "charts" / "modelops"
 
 
-def test_manifests_are_valid_specs() -> None:
-    md = sc.modeldeployment_manifest(MODEL)
+def test_manifests_are_valid_specs_with_two_replicas_and_models_over_http() -> None:
+    md = sc.modeldeployment_manifest(MODEL, BASE + "/")
     spec = ModelDeploymentSpec.model_validate(md["spec"])
-    assert spec.model.uri == "file:///models/better/model.skops"
+    assert spec.model.uri == "http://10.245.0.2:40123/better/model.skops"
+    assert spec.model.digest == MODEL.digest
+    assert spec.runtime.replicas == 2
     assert spec.monitoring.feedback.enabled
     policy = ChampionChallengerSpec.model_validate(sc.championchallenger_manifest()["spec"])
     assert policy.target_ref.name == md["metadata"]["name"]
     assert policy.strategy.steps == [10, 50]
-    assert sc.model_patch(MODEL)["spec"]["model"] == md["spec"]["model"]
+    assert sc.model_patch(MODEL, BASE)["spec"]["model"] == md["spec"]["model"]
+
+
+def test_helm_installs_the_chart_with_defaults_but_values_the_chart_declares() -> None:
+    args = sc.helm_install_args(CHART)
+    assert args[:3] == ["install", "modelops", str(CHART)]
+    assert args[3:5] == ["-n", "modelops-system"] and "--create-namespace" in args
+    assert args[args.index("--timeout") + 1] == "4m" and "--wait" in args
+    sets = [args[i + 1] for i, arg in enumerate(args) if arg == "--set"]
+    assert sets == ["feedbackGraceSeconds=10"]
+    # The chart refuses unknown values (additionalProperties: false); these exist and type.
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    for assignment in sets:
+        key, value = assignment.split("=", 1)
+        declared = schema["properties"][key]
+        assert declared["type"] in ("integer", "number") and float(value) >= 0
+
+
+def test_the_load_goes_to_the_services_http_port() -> None:
+    service = {"spec": {"clusterIP": "10.0.0.42", "ports": [
+        {"name": "metrics", "port": 9090}, {"name": "http", "port": 80}]}}
+    assert sc.service_address(service) == ("10.0.0.42", 80)
+    service["spec"]["ports"] = [{"port": 8000}]
+    assert sc.service_address(service) == ("10.0.0.42", 8000)
+    with pytest.raises(ValueError):
+        sc.service_address({"spec": {"ports": [{"port": 80}]}})
 
 
 def test_sample_carries_status_margins_and_counts() -> None:
@@ -33,12 +65,14 @@ def test_sample_carries_status_margins_and_counts() -> None:
                          "estimate": 0.1, "lower": 0.02, "upper": 0.2,
                          "samples": {"champion": 300, "challenger": 200}}]}
     load = {"target": "http://x", "requests": {"sent": 10, "ok": 9, "failed": 1},
-            "feedback": {"sent": 5, "failed": 0}}
+            "feedback": {"sent": 5, "failed": 0, "unmatched": 3}}
     margins = sc.gate_margins(sc.championchallenger_manifest())
     sample = sc.build_sample(12.345, "better", status, margins, load)
     Timeline().add_sample(sample)
     assert sample["gates"][0]["margin"] == 0.02
     assert sample["requests"]["failed"] == 1 and sample["step"] == 1
+    assert sample["feedback"] == {"sent": 5, "failed": 0, "unmatched": 3, "dropped": 0}
+    assert "labels 5 ok 0 failed 3 unmatched" in progress_line(sample)
     assert "accuracy Pending +0.100" in progress_line(sample)
     assert sc.build_sample(0, "better", {}, {}, {})["phase"] == "Idle"
 
@@ -72,16 +106,23 @@ def test_only_a_new_history_entry_of_this_version_ends_a_challenge() -> None:
 
 def test_problems_name_every_shortfall() -> None:
     good = {"better": "Promoted", "worse": "RolledBack"}
-    assert sc.problems(good, sc.EXPECTED, 0, "1.1.0", "1.1.0") == []
-    found = sc.problems({"better": "Promoted"}, sc.EXPECTED, 3, "1.0.0", "1.1.0")
+    clean = {"requests": {"ok": 900, "failed": 0},
+             "feedback": {"sent": 880, "failed": 0, "unmatched": 0, "dropped": 20}}
+    assert sc.problems(good, sc.EXPECTED, clean, "1.1.0", "1.1.0") == []
+    found = sc.problems({"better": "Promoted"}, sc.EXPECTED,
+                        {"requests": {"ok": 900, "failed": 3}}, "1.0.0", "1.1.0")
     assert len(found) == 3
     assert any("worse" in p and "not run" in p for p in found)
 
 
-def test_pids_with_env_matches_the_exact_variable(tmp_path: Path) -> None:
-    for pid, environ in ((11, b"A=1\0KUBECONFIG=/w/op.kubeconfig\0"),
-                         (12, b"KUBECONFIG=/w/op.kubeconfig.old\0"), (13, b"")):
-        (tmp_path / str(pid)).mkdir()
-        (tmp_path / str(pid) / "environ").write_bytes(environ)
-    (tmp_path / "self").mkdir()
-    assert sc.pids_with_env("KUBECONFIG", "/w/op.kubeconfig", tmp_path) == [11]
+def test_a_failed_or_unmatched_label_fails_the_demo_and_so_does_no_traffic() -> None:
+    good = {"better": "Promoted", "worse": "RolledBack"}
+    unmatched = {"requests": {"ok": 900, "failed": 0},
+                 "feedback": {"sent": 450, "failed": 0, "unmatched": 430}}
+    (problem,) = sc.problems(good, sc.EXPECTED, unmatched, "1.1.0", "1.1.0")
+    assert problem.startswith("430 labels unmatched")
+    failed = {"requests": {"ok": 900}, "feedback": {"sent": 880, "failed": 2}}
+    assert sc.problems(good, sc.EXPECTED, failed, "1.1.0", "1.1.0") == [
+        "2 labels failed (expected none)"]
+    assert sc.problems(good, sc.EXPECTED, {}, "1.1.0", "1.1.0") == [
+        "no client request was answered"]

@@ -24,30 +24,47 @@ CHALLENGES: tuple[tuple[str, str, str], ...] = (
     ("worse", "worse", "RolledBack"),
 )
 EXPECTED = {name: outcome for name, _, outcome in CHALLENGES}
+REPLICAS = 2  # of the champion and of each challenger
+# The operator, installed by Helm with the chart's defaults except these values.
+RELEASE = "modelops"
+RELEASE_NAMESPACE = "modelops-system"
+OPERATOR_DEPLOYMENT = "modelops"  # the chart's fullname for release "modelops"
+HELM_TIMEOUT = "4m"
+# Labels arrive 1-3 s after the answer: 10 s of grace keeps every one of them for a retired
+# challenger, and the demo need not wait the default 30 s.
+HELM_VALUES = {"feedbackGraceSeconds": "10"}
 TERMINAL_PHASES = ("Promoted", "RolledBack")
 # Event timestamps have whole seconds: an event a moment after a challenge began can carry a
 # time up to a second before it.
 EVENT_SLACK_SECONDS = 1.5
 
 
-def model_source(model: DemoModel) -> dict[str, Any]:
-    """spec.model for one demo model: the local file itself, which the local kubelet's pods
-    read directly (the server verifies one file against the digest, never a directory)."""
-    return {"name": TARGET, "version": model.version, "uri": model.path.as_uri(),
+def model_uri(model: DemoModel, base_url: str) -> str:
+    """Where pods fetch ``model``: the demo serves each model's directory from the host, at
+    ``base_url`` as the node sees it (a model registry outside the cluster)."""
+    return f"{base_url.rstrip('/')}/{model.path.parent.name}/{model.path.name}"
+
+
+def model_source(model: DemoModel, base_url: str) -> dict[str, Any]:
+    """spec.model for one demo model: one file over HTTP (the server verifies one file
+    against the digest, never a directory)."""
+    return {"name": TARGET, "version": model.version, "uri": model_uri(model, base_url),
             "format": "sklearn", "digest": model.digest}
 
 
-def modeldeployment_manifest(champion: DemoModel) -> dict[str, Any]:
+def modeldeployment_manifest(champion: DemoModel, base_url: str) -> dict[str, Any]:
     return {
         "apiVersion": "modelops.io/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": TARGET, "namespace": NAMESPACE},
         "spec": {
-            "model": model_source(champion),
+            "model": model_source(champion, base_url),
             "runtime": {
-                "replicas": 1,
-                # Small: champion, challenger and router share a 2-core laptop with the
-                # control plane.
+                # Two of each, as in production: the Service spreads requests over both, so
+                # every label must still reach the replica that answered.
+                "replicas": REPLICAS,
+                # Small: two champions, two challengers and the router share a 2-core machine
+                # with the control plane, the node, Prometheus and the operator.
                 "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
                               "limits": {"memory": "512Mi"}},
             },
@@ -80,9 +97,28 @@ def championchallenger_manifest() -> dict[str, Any]:
     }
 
 
-def model_patch(model: DemoModel) -> dict[str, Any]:
+def model_patch(model: DemoModel, base_url: str) -> dict[str, Any]:
     """The merge patch a GitOps commit would make: a new version, URI and digest."""
-    return {"spec": {"model": model_source(model)}}
+    return {"spec": {"model": model_source(model, base_url)}}
+
+
+def helm_install_args(chart: Path) -> list[str]:
+    """``helm`` arguments installing the operator: the chart's defaults but for HELM_VALUES."""
+    args = ["install", RELEASE, str(chart), "-n", RELEASE_NAMESPACE, "--create-namespace",
+            "--wait", "--timeout", HELM_TIMEOUT]
+    for key, value in HELM_VALUES.items():
+        args += ["--set", f"{key}={value}"]
+    return args
+
+
+def service_address(service: Mapping[str, Any]) -> tuple[str, int]:
+    """(ClusterIP, port) of a Service's ``http`` port (else its first port)."""
+    spec = service.get("spec") or {}
+    ports = spec.get("ports") or []
+    if not spec.get("clusterIP") or not ports:
+        raise ValueError(f"Service without a ClusterIP or ports: {dict(spec)}")
+    port = next((p for p in ports if p.get("name") == "http"), ports[0])
+    return str(spec["clusterIP"]), int(port["port"])
 
 
 def gate_margins(policy: Mapping[str, Any]) -> dict[str, float]:
@@ -117,7 +153,8 @@ def build_sample(t: float, challenge: str, status: Mapping[str, Any],
         "gates": gates,
         "requests": {key: requests.get(key, 0) for key in ("sent", "ok", "failed")}
         | {"byVersion": dict(requests.get("byVersion") or {})},
-        "feedback": {key: feedback.get(key, 0) for key in ("sent", "failed", "dropped")},
+        "feedback": {key: feedback.get(key, 0)
+                     for key in ("sent", "failed", "unmatched", "dropped")},
         "target": load.get("target"),
     }
 
@@ -164,13 +201,6 @@ def condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     return {}
 
 
-def operator_lines(log: str, count: int) -> str:
-    """The last ``count`` lines of the operator's own log: its HTTP client logs every
-    Prometheus query, which would push out the lines that say what it did."""
-    own = [line for line in log.splitlines() if "] httpx " not in line]
-    return "\n".join(own[-count:])
-
-
 def last_history(status: Mapping[str, Any]) -> Any:
     history = status.get("history") or []
     return history[-1] if history else None
@@ -193,33 +223,30 @@ def concluded(status: Mapping[str, Any], version: str, before: Any) -> str | Non
     return str(entry.get("action") or phase)
 
 
-def problems(outcomes: Mapping[str, str], expected: Mapping[str, str], failed_requests: int,
-             champion_version: str | None, expected_champion: str) -> list[str]:
-    """Why the demo did not show what it promises; empty when it did."""
+def problems(outcomes: Mapping[str, str], expected: Mapping[str, str],
+             load: Mapping[str, Any], champion_version: str | None,
+             expected_champion: str) -> list[str]:
+    """Why the demo did not show what it promises; empty when it did.
+
+    ``load`` is the load generator's snapshot: no client request may fail, and every label
+    must reach a model that scores it (none failed, none unmatched)."""
     found = []
     for name, want in expected.items():
         got = outcomes.get(name, "not run")
         if got != want:
             found.append(f"challenge '{name}' ended {got}, expected {want}")
-    if failed_requests:
-        found.append(f"{failed_requests} client requests failed (expected none)")
+    requests = load.get("requests") or {}
+    feedback = load.get("feedback") or {}
+    if not requests.get("ok"):
+        found.append("no client request was answered")
+    if requests.get("failed"):
+        found.append(f"{requests['failed']} client requests failed (expected none)")
+    if feedback.get("failed"):
+        found.append(f"{feedback['failed']} labels failed (expected none)")
+    if feedback.get("unmatched"):
+        found.append(f"{feedback['unmatched']} labels unmatched: the pod they reached had no "
+                     "record of the prediction (expected none)")
     if champion_version is not None and champion_version != expected_champion:
         found.append(f"the ModelDeployment's champion is {champion_version}, "
                      f"expected {expected_champion}")
-    return found
-
-
-def pids_with_env(name: str, value: str, proc: Path = Path("/proc")) -> list[int]:
-    """Processes whose environment sets ``name=value`` exactly (Linux /proc)."""
-    wanted = f"{name}={value}".encode()
-    found = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-        if wanted in environ.split(b"\0"):
-            found.append(int(entry.name))
     return found
