@@ -8,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +21,9 @@ HOST = "127.0.0.1"
 N_FEATURES = 4
 
 
-def free_port() -> int:
+def free_port(host: str = HOST) -> int:
     with socket.socket() as sock:
-        sock.bind((HOST, 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -84,14 +86,15 @@ class Program:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    host: str = HOST  # the address it listens on (all of 127.0.0.0/8 is loopback on Linux)
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{HOST}:{self.metrics_port}/metrics"
+        return f"http://{self.host}:{self.metrics_port}/metrics"
 
     def start(self, log_dir: Path) -> Program:
         self.log_path = log_dir / f"{self.name}-{self.port}.log"
@@ -140,12 +143,14 @@ def model_server(name: str, uri: Path | str, fmt: str, version: str, *extra: str
                                      "--port", str(port), "--termination-log", "", *extra], port)
 
 
-def sidecar(upstream: Program, model: str, version: str, role: str, *extra: str) -> Program:
-    port, metrics_port = free_port(), free_port()
+def sidecar(upstream: Program, model: str, version: str, role: str, *extra: str,
+            host: str = HOST) -> Program:
+    port, metrics_port = free_port(host), free_port(host)
     return Program(f"sidecar-{role}", [
-        "modelops_serving.sidecar", "--upstream", upstream.url, "--host", HOST,
+        "modelops_serving.sidecar", "--upstream", upstream.url, "--host", host,
         "--port", str(port), "--metrics-port", str(metrics_port), "--deployment", "fraud",
-        "--model", model, "--version", version, "--role", role, *extra], port, metrics_port)
+        "--model", model, "--version", version, "--role", role, *extra], port, metrics_port,
+        host=host)
 
 
 def router(config_path: Path, *extra: str) -> Program:
@@ -194,3 +199,66 @@ def metric_value(text: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
             total += float(value)
     return total
+
+
+# Given the connection's request count (1, 2, ...), the bytes to answer or None to close.
+Script = Callable[[int], bytes | None]
+
+
+def plain_answer(body: bytes = b'{"id":"from-body","outputs":[]}', *headers: bytes) -> bytes:
+    head = b"\r\n".join([b"HTTP/1.1 200 OK", b"Content-Type: application/json", *headers,
+                         b"Content-Length: %d" % len(body)])
+    return head + b"\r\n\r\n" + body
+
+
+class ScriptedUpstream:
+    """A raw socket server in the test process: reads Content-Length framed requests and
+    answers each as the script says."""
+
+    def __init__(self, script: Script):
+        self.script = script
+        self.listener = socket.create_server((HOST, 0))
+        self.port = self.listener.getsockname()[1]
+        self.answered = 0
+        self.closed_unanswered = 0
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def _accept(self) -> None:
+        while not self.stopping:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer, count = b"", 0
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                buffer = buffer[length:]
+                count += 1
+                answer = self.script(count)
+                if answer is None:
+                    self.closed_unanswered += 1
+                    return
+                conn.sendall(answer)
+                self.answered += 1
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.listener.close()

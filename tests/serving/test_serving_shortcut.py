@@ -8,80 +8,26 @@ connection-level responses, its own X-Request-Id. The sidecar is the real progra
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from serving_helpers import HOST, Program, metric_value, sidecar
+from serving_helpers import (
+    HOST,
+    Program,
+    Script,
+    ScriptedUpstream,
+    metric_value,
+    plain_answer,
+    sidecar,
+)
 
 pytestmark = pytest.mark.slow
 INFER = "/v2/models/m/infer"
 PLAIN_REQUEST = (b"POST " + INFER.encode() + b" HTTP/1.1\r\nHost: x\r\n"
                  b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
-
-# Given the connection's request count (1, 2, ...), the bytes to answer or None to close.
-Script = Callable[[int], bytes | None]
-
-
-def plain_answer(body: bytes = b'{"id":"from-body","outputs":[]}', *headers: bytes) -> bytes:
-    head = b"\r\n".join([b"HTTP/1.1 200 OK", b"Content-Type: application/json", *headers,
-                         b"Content-Length: %d" % len(body)])
-    return head + b"\r\n\r\n" + body
-
-
-class ScriptedUpstream:
-    """Reads Content-Length framed requests; answers each as the script says."""
-
-    def __init__(self, script: Script):
-        self.script = script
-        self.listener = socket.create_server((HOST, 0))
-        self.port = self.listener.getsockname()[1]
-        self.answered = 0
-        self.closed_unanswered = 0
-        self.stopping = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def _accept(self) -> None:
-        while not self.stopping:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buffer, count = b"", 0
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                while len(buffer) < length:
-                    buffer += conn.recv(65536)
-                buffer = buffer[length:]
-                count += 1
-                answer = self.script(count)
-                if answer is None:
-                    self.closed_unanswered += 1
-                    return
-                conn.sendall(answer)
-                self.answered += 1
-
-    def stop(self) -> None:
-        self.stopping = True
-        self.listener.close()
 
 
 @pytest.fixture
