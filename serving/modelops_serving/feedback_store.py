@@ -59,6 +59,15 @@ class BoundedTTLMap(Generic[K, V]):
         found = self._entries.get(key)
         return None if found is None else found[1]
 
+    def replace(self, key: K, value: V) -> bool:
+        """A new value for a live entry, which keeps its place and expiry; False if gone."""
+        self._purge_expired(self._clock())
+        found = self._entries.get(key)
+        if found is None:
+            return False
+        self._entries[key] = (found[0], value)
+        return True
+
     def take(self, key: K) -> V | None:
         self._purge_expired(self._clock())
         found = self._entries.pop(key, None)

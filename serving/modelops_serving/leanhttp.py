@@ -26,6 +26,7 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from .httpkit import dumps
+from .servedby import served_by_line
 
 log = logging.getLogger("modelops_serving.leanhttp")
 
@@ -54,6 +55,8 @@ class Request:
     body: bytes
     keep_alive: bool
     http_10: bool
+    # The connection's X-Modelops-Served-By line (see ``LeanServer``), or b"".
+    served_by: bytes = b""
 
     @property
     def path(self) -> bytes:
@@ -125,6 +128,7 @@ class _Connection(asyncio.Protocol):
         self.in_message = False
         self.rejected = False  # answered 400/413 or saw an upgrade: no further requests
         self.shortcut_busy = False  # a request taken by the shortcut is being answered
+        self.served_by = b""  # see LeanServer's announce_served_by
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -139,6 +143,8 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.last_active = self.server.loop.time()
         self.server.connections.add(self)
+        if self.server.announce_served_by:
+            self.served_by = served_by_line(transport.get_extra_info("sockname"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -213,7 +219,8 @@ class _Connection(asyncio.Protocol):
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self._enqueue(Request(
             self.parser.get_method(), self.url, self.headers, body,
-            self.parser.should_keep_alive(), self.parser.get_http_version() == "1.0"))
+            self.parser.should_keep_alive(), self.parser.get_http_version() == "1.0",
+            self.served_by))
 
     # -- answering ---------------------------------------------------------------------------
 
@@ -320,12 +327,19 @@ class _Connection(asyncio.Protocol):
 
 
 class LeanServer:
-    """Serve ``handler`` on ``host:port`` until ``shutdown``."""
+    """Serve ``handler`` on ``host:port`` until ``shutdown``.
+
+    With ``announce_served_by``, each connection works out once the X-Modelops-Served-By line
+    naming the address it was accepted on (``servedby.py``), for the handler (``Request``) and
+    the shortcut (``_Connection.served_by``) to add to the answers that need it.
+    """
 
     def __init__(self, handler: Handler, max_body_bytes: int = 64 * 1024**2,
-                 idle_timeout: float = 75.0, shortcut: Shortcut | None = None):
+                 idle_timeout: float = 75.0, shortcut: Shortcut | None = None,
+                 announce_served_by: bool = False):
         self.handler = handler
         self.shortcut = shortcut
+        self.announce_served_by = announce_served_by
         self.max_body_bytes = max_body_bytes
         self.idle_timeout = idle_timeout
         self.connections: set[_Connection] = set()

@@ -7,10 +7,13 @@ import uuid
 from typing import Any
 
 from .httpkit import JSONDecodeError, loads
+from .servedby import without_served_by
 
 UNPARSED: Any = object()  # a response body not read yet (see ``Sidecar.account``)
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
-_REQUEST_ID_LINE = re.compile(rb"\r\nx-request-id[ \t]*:[^\r\n]*", re.IGNORECASE)
+# The lines the sidecar writes itself (an upstream's own are dropped).
+_OUR_LINES = re.compile(rb"\r\n(?:x-request-id|x-modelops-served-by)[ \t]*:[^\r\n]*",
+                        re.IGNORECASE)
 
 
 def parse_response(body: bytes) -> Any:
@@ -34,15 +37,18 @@ def header_value(request_id: str) -> bytes:
     return _CONTROL.sub(b" ", request_id.encode("utf-8", "surrogateescape"))
 
 
-def with_request_id(lines: list[bytes], request_id: str) -> list[bytes]:
-    """Response header lines with ours as the only X-Request-Id."""
-    kept = [line for line in lines if line[:13].lower() != b"x-request-id:"]
+def with_request_id(lines: list[bytes], request_id: str, served_by: bytes = b"") -> list[bytes]:
+    """Response header lines with ours as the only X-Request-Id and X-Modelops-Served-By
+    (``served_by``: the connection's ``"\r\nX-Modelops-Served-By: …"`` line, or b"")."""
+    kept = [line for line in without_served_by(lines) if line[:13].lower() != b"x-request-id:"]
     kept.append(b"X-Request-Id: " + header_value(request_id))
+    if served_by:
+        kept.append(served_by[2:])
     return kept
 
 
-def replace_request_id(head: bytes, request_id: str) -> bytes:
+def replace_request_id(head: bytes, request_id: str, served_by: bytes = b"") -> bytes:
     """A response head (status line and headers, no final blank line) with ours as the
-    only X-Request-Id."""
-    return b"%s\r\nX-Request-Id: %s" % (_REQUEST_ID_LINE.sub(b"", head),
-                                        header_value(request_id))
+    only X-Request-Id and X-Modelops-Served-By (``served_by`` as for ``with_request_id``)."""
+    return b"%s\r\nX-Request-Id: %s%s" % (_OUR_LINES.sub(b"", head), header_value(request_id),
+                                          served_by)

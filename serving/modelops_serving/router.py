@@ -21,7 +21,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,8 @@ from .router_config import ConfigError, ConfigWatcher, RouterConfig
 from .router_metrics import RouterMetrics
 from .router_shortcut import RouterShortcut
 from .routing import CHAMPION, agreement, choose_arm, first_output, should_mirror
-from .upstream import Answer, UpstreamPool
+from .servedby import ReplicaPools, replica_address, take_served_by_line
+from .upstream import Answer, UpstreamPool, UpstreamUnreachable, failure_name
 
 log = logging.getLogger("modelops_serving.router")
 UPSTREAM_TIMEOUT = 120.0
@@ -61,11 +62,14 @@ UPSTREAM_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class Answered:
-    """Where one request went, so its feedback can follow it."""
+    """Where one request went, so its feedback can follow it: the arm's URL, and the address
+    (``ip:port``) of the replica behind it that answered when it said so (``servedby.py``)."""
 
     arm: str
     url: str
     shadow_url: str | None
+    replica: str | None = None
+    shadow_replica: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class MirrorJob:
     headers: Any
     primary_status: int
     primary_payload: bytes
+    request_id: str | None
 
 
 class Router:
@@ -94,6 +99,7 @@ class Router:
         self.mirror_timeout = mirror_timeout
         self.session: aiohttp.ClientSession | None = None  # for https:// backends only
         self.pools: dict[str, UpstreamPool] = {}
+        self.replicas = ReplicaPools()  # feedback to the replica that answered
         # The hot path's bookkeeping (``record``), done in batches after the answers.
         self.after_answers = AfterWork(self.record)
         metrics.show_config(config)
@@ -178,11 +184,12 @@ class Router:
         except TimeoutError:
             return self.failed(arm, started, 504, "timed out", is_inference)
         except (OSError, aiohttp.ClientError) as exc:
-            return self.failed(arm, started, 502, f"is unavailable ({type(exc).__name__})",
+            return self.failed(arm, started, 502, f"is unavailable ({failure_name(exc)})",
                                is_inference)
         if is_inference:
+            lines, served_by = take_served_by_line(lines)
             self.record(config, arm, backend.url, time.perf_counter() - started, status, payload,
-                        header_value(lines) or _text(request.header(b"x-request-id")),
+                        header_value(lines) or _text(request.header(b"x-request-id")), served_by,
                         lambda: (request.target, request.body, request.headers))
         return Reply(status, header_block(lines), payload, length)
 
@@ -194,11 +201,12 @@ class Router:
         return json_reply({"error": f"the {arm} {what}"}, status)
 
     def record(self, config: RouterConfig, arm: str, url: str, elapsed: float, status: int,
-               payload: bytes, request_id: str | None,
+               payload: bytes, request_id: str | None, served_by: bytes | None,
                original: Callable[[], RequestParts]) -> None:
-        """After an inference answer: where it went (for feedback), its metrics, and in shadow
-        mode the copy for the challenger (``original`` gives the request's target, body and
-        raw headers, only then). The hot path calls it in batches (``after_answers``)."""
+        """After an inference answer: where it went (for feedback: the arm's URL and the
+        replica named by ``served_by``), its metrics, and in shadow mode the copy for the
+        challenger (``original`` gives the request's target, body and raw headers, only then).
+        The hot path calls it in batches (``after_answers``)."""
         shadow_url = None
         if config.mode == "shadow" and config.challenger and should_mirror(config.mirrorPercent):
             shadow_url = config.challenger.url
@@ -206,7 +214,8 @@ class Router:
             self._enqueue_mirror(shadow_url, target.decode("latin-1"), body,
                                  header_dict(raw_headers), request_id, status, payload)
         if request_id:
-            self.answered.put(request_id, Answered(arm, url, shadow_url))
+            self.answered.put(request_id, Answered(arm, url, shadow_url,
+                                                   _replica(url, served_by)))
         self.metrics.count_request(arm, status)
         self.metrics.duration[arm].observe(elapsed)
 
@@ -222,7 +231,7 @@ class Router:
             return
         try:
             self.queue.put_nowait(MirrorJob(base_url, path_qs, body, mirror_headers, status,
-                                            payload))
+                                            payload, request_id))
         except asyncio.QueueFull:
             self.metrics.mirror["dropped"].inc()
             return
@@ -234,15 +243,40 @@ class Router:
             self.queued_bytes -= len(job.body) + len(job.primary_payload)
             self.metrics.queue_depth.set(self.queue.qsize())
             try:
-                status, _, payload = await self._forward(
+                status, headers, payload = await self._forward(
                     "POST", job.base_url, job.path_qs, job.body, job.headers, self.mirror_timeout)
                 self.metrics.mirror["sent"].inc()
             except (OSError, aiohttp.ClientError):  # TimeoutError is an OSError
                 self.metrics.mirror["failed"].inc()
                 self.metrics.agreement["error"].inc()
                 continue
+            self._note_shadow_replica(job, headers.getall("X-Modelops-Served-By", []))
             self.metrics.agreement[agreement(_outputs(job.primary_status, job.primary_payload),
                                              _outputs(status, payload))].inc()
+
+    def _note_shadow_replica(self, job: MirrorJob, served_by: list[str]) -> None:
+        """The challenger's replica that answered the copy, for the copy's feedback (unless
+        that feedback came already, or the id was used again for another request)."""
+        if not job.request_id or len(served_by) != 1:
+            return
+        replica = _replica(job.base_url, served_by[0].encode("latin-1"))
+        answered = self.answered.get(job.request_id)
+        if replica and answered is not None and answered.shadow_url == job.base_url:
+            self.answered.replace(job.request_id, replace(answered, shadow_replica=replica))
+
+    async def _send_feedback(self, replica: str | None, url: str, body: bytes,
+                             headers: Any) -> tuple[int, Any, bytes]:
+        """To the replica that answered, the one that remembers the prediction; through the
+        arm's URL (to any replica, which finds nothing to score) when it is gone."""
+        if replica is not None:
+            try:
+                return await self.replicas.pool(replica).request(
+                    "POST", "/v2/feedback", headers, body, UPSTREAM_TIMEOUT)
+            except UpstreamUnreachable as exc:  # never sent: safe to send elsewhere
+                self.metrics.feedback_fallbacks.inc()
+                log.debug("replica %s did not take feedback (%s); sending it to %s",
+                         replica, exc.reason, url)
+        return await self._forward("POST", url, "/v2/feedback", body, headers)
 
     async def feedback(self, request: Request) -> Reply:
         self.after_answers.settle()  # where the request went may still wait there
@@ -264,9 +298,11 @@ class Router:
                                "error": "this router has no record of the request id"}, 404)
         headers = header_dict(request.headers)
         headers["X-Request-Id"] = request_id
-        urls = [answered.url] + ([answered.shadow_url] if answered.shadow_url else [])
+        arms = [(answered.replica, answered.url)]
+        if answered.shadow_url:
+            arms.append((answered.shadow_replica, answered.shadow_url))
         results = await asyncio.gather(
-            *(self._forward("POST", url, "/v2/feedback", body, headers) for url in urls),
+            *(self._send_feedback(replica, url, body, headers) for replica, url in arms),
             return_exceptions=True)
         primary = results[0]
         if isinstance(primary, BaseException):
@@ -320,6 +356,12 @@ def header_dict(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
                        if name.lower() not in HOP_BY_HOP_BYTES)
 
 
+def _replica(arm_url: str, served_by: bytes | None) -> str | None:
+    """The replica's address from a valid X-Modelops-Served-By value, for ``http://`` arms
+    (feedback to an ``https://`` arm is not sent in the clear to an address behind it)."""
+    return replica_address(served_by) if arm_url.startswith("http://") else None
+
+
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8", "surrogateescape") or None
 
@@ -338,6 +380,7 @@ def build_metrics_app(router: Router, reload_interval: float) -> web.Application
         yield
         for pool in router.pools.values():
             pool.close()
+        router.replicas.close()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -47,6 +47,10 @@ class RouterMetrics:
         self.feedback = Counter(
             "modelops_router_feedback", "Feedback requests by outcome.",
             ["deployment", "outcome"], registry=reg)
+        self.feedback_fallbacks = Counter(
+            "modelops_router_feedback_fallbacks",
+            "Feedback sent to an arm's URL because the replica that answered was gone.",
+            ["deployment"], registry=reg).labels(dep)
         self.reloads = Counter(
             "modelops_router_config_reloads", "Configuration reloads by result.",
             ["deployment", "result"], registry=reg)

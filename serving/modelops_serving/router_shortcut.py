@@ -6,7 +6,8 @@ Content-Length body arriving whole in one read; everything else, and arms behind
 path prefix, takes the router's general path. The arm is chosen exactly as there (weight, or the
 sticky header's hash); in shadow mode the champion answers and the copy for the challenger is
 queued after the answer is written, with the rest of the bookkeeping, in batches
-(``afterwork.py``).
+(``afterwork.py``). The answer goes back as it came but for the sidecar's X-Modelops-Served-By,
+which is kept for the feedback (``servedby.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING
 
 from .leanhttp import Reply, RequestParts, header_block, header_value
 from .routing import CHAMPION, choose_arm
+from .servedby import take_served_by, take_served_by_line
 from .shortcut import REQUEST_ID_FIELD, PlainRequest, PlainRequestReader, field_pattern
-from .upstream import PlainAnswer
+from .upstream import PlainAnswer, failure_name
 
 if TYPE_CHECKING:
     from .leanhttp import _Connection
@@ -74,24 +76,27 @@ class RouterShortcut:
         router = self.router
         if isinstance(outcome, BaseException):
             what = ("timed out" if isinstance(outcome, TimeoutError)
-                    else f"is unavailable ({type(outcome).__name__})")
+                    else f"is unavailable ({failure_name(outcome)})")
             connection.finish_shortcut(
                 router.failed(arm, started, 504 if isinstance(outcome, TimeoutError) else 502,
                               what))
             return
+        # The replica's address is for feedback, not for the client: taken out of the answer.
         if isinstance(outcome, PlainAnswer):
             status, payload = outcome.status, outcome.body
-            connection.finish_shortcut(b"%s\r\n\r\n%s" % (outcome.head, payload))
-            answered_id = REQUEST_ID_FIELD.findall(outcome.head)
+            head, served_by = take_served_by(outcome.head)
+            connection.finish_shortcut(b"%s\r\n\r\n%s" % (head, payload))
+            answered_id = REQUEST_ID_FIELD.findall(head)
             request_id = (answered_id[0].strip().decode("utf-8", "surrogateescape")
                           if answered_id else None)
         else:
             status, lines, payload, length = outcome
+            lines, served_by = take_served_by_line(lines)
             connection.finish_shortcut(Reply(status, header_block(lines), payload, length))
             request_id = header_value(lines)
         router.after_answers.add(config, arm, url, time.perf_counter() - started, status,
                                  payload, request_id or request.last_value(REQUEST_ID_FIELD),
-                                 lambda: _original(request))
+                                 served_by, lambda: _original(request))
 
 
 def _original(request: PlainRequest) -> RequestParts:

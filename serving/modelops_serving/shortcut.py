@@ -31,7 +31,7 @@ from .requestids import (
     response_key,
     with_request_id,
 )
-from .upstream import PlainAnswer
+from .upstream import PlainAnswer, failure_name
 
 if TYPE_CHECKING:
     from .leanhttp import _Connection
@@ -190,10 +190,10 @@ class InferenceShortcut:
         elapsed = time.perf_counter() - started
         if isinstance(outcome, PlainAnswer):
             connection.finish_shortcut(b"%s\r\n\r\n%s" % (
-                replace_request_id(outcome.head, key), body))
+                replace_request_id(outcome.head, key, connection.served_by), body))
         else:
-            connection.finish_shortcut(
-                Reply(status, header_block(with_request_id(lines, key)), body))
+            connection.finish_shortcut(Reply(
+                status, header_block(with_request_id(lines, key, connection.served_by)), body))
         self.sidecar.after_answers.add(key, status, body, response, elapsed)
 
     def _failed(self, connection: _Connection, started: float, error: BaseException) -> None:
@@ -201,5 +201,5 @@ class InferenceShortcut:
             reply = self.sidecar.failed(True, started, 504, "the model server timed out")
         else:
             reply = self.sidecar.failed(
-                True, started, 502, f"the model server is unavailable: {type(error).__name__}")
+                True, started, 502, f"the model server is unavailable: {failure_name(error)}")
         connection.finish_shortcut(reply)

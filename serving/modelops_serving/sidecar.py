@@ -3,6 +3,8 @@
 Everything is forwarded unchanged to ``--upstream`` (ours, MLServer, Triton). Inference calls
 (``POST .../infer``) are counted and timed, their predicted values go into a histogram and are
 remembered by request id, so that ``POST /v2/feedback`` with the true value can score them.
+Their answers carry ``X-Modelops-Served-By`` (this replica's address, ``servedby.py``), so that
+a router in front of several replicas sends the feedback back to this one.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .metrics import (
 )
 from .requestids import UNPARSED, parse_response, response_key, with_request_id
 from .shortcut import InferenceShortcut
-from .upstream import UpstreamPool
+from .upstream import UpstreamPool, failure_name
 
 log = logging.getLogger("modelops_serving.sidecar")
 TASKS = ("auto", "classification", "regression")
@@ -124,13 +126,13 @@ class Sidecar:
             return self.failed(is_inference, started, 504, "the model server timed out")
         except OSError as exc:  # refused, reset, or not HTTP (UpstreamError)
             return self.failed(is_inference, started, 502,
-                                f"the model server is unavailable: {type(exc).__name__}")
+                                f"the model server is unavailable: {failure_name(exc)}")
         if is_inference:
             response = parse_response(payload) if status == 200 else None
             request_id = response_key(
                 None if client_id is None else client_id.decode("utf-8", "surrogateescape"),
                 response)
-            lines = with_request_id(lines, request_id)
+            lines = with_request_id(lines, request_id, request.served_by)
             self.account(request_id, status, payload, response, time.perf_counter() - started)
         return Reply(status, header_block(lines), payload, length)
 
@@ -208,9 +210,10 @@ def build_metrics_app(sidecar: Sidecar) -> web.Application:
 
 
 def build_server(sidecar: Sidecar, max_body_bytes: int = 64 * 1024**2) -> LeanServer:
-    # Bodies are held in memory while forwarded; larger ones get a 413 here.
+    # Bodies are held in memory while forwarded; larger ones get a 413 here. Inference answers
+    # name the address that answered, so that a router sends their feedback here (servedby.py).
     return LeanServer(sidecar.handle, max_body_bytes,
-                      shortcut=InferenceShortcut(sidecar, max_body_bytes))
+                      shortcut=InferenceShortcut(sidecar, max_body_bytes), announce_served_by=True)
 
 
 async def serve(sidecar: Sidecar, host: str, port: int, metrics_port: int,

@@ -67,6 +67,21 @@ class UpstreamError(ConnectionError):
     """The upstream closed, refused or sent something that is not HTTP/1.1."""
 
 
+class UpstreamUnreachable(UpstreamError):
+    """No connection could be made (refused, no route, or the pool's connect timeout), so the
+    request was never sent. ``reason`` names the cause (``ConnectionRefusedError``)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def failure_name(error: BaseException) -> str:
+    """What failed, for an error message: the exception's class, or the cause of a failed
+    connect."""
+    return error.reason if isinstance(error, UpstreamUnreachable) else type(error).__name__
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -216,7 +231,8 @@ def _dechunk(buffer: bytearray, position: int) -> bytes | None:
 class UpstreamPool:
     """Keep-alive connections to one ``http://host:port`` origin."""
 
-    def __init__(self, base_url: str, max_idle: int = 256):
+    def __init__(self, base_url: str, max_idle: int = 256,
+                 connect_timeout: float | None = None):
         parts = urlsplit(base_url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"--upstream: must be an http:// URL, got '{base_url}'")
@@ -229,6 +245,7 @@ class UpstreamPool:
         self.host_line = b"\r\nHost: " + self.host_header_bytes  # to splice after a request line
         self.idle: deque[_Connection] = deque()
         self.max_idle = max_idle
+        self.connect_timeout = connect_timeout  # None: as long as the kernel tries
         self._tasks: set[asyncio.Task[None]] = set()  # tasks of dispatch()
         # dispatch(): connections with a request in flight, checked against their deadlines by
         # one timer, rather than a timer armed and cancelled per request.
@@ -238,7 +255,13 @@ class UpstreamPool:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_connection(_Connection, self.host, self.port)
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(_Connection, self.host, self.port), self.connect_timeout)
+        except TimeoutError as exc:
+            raise UpstreamUnreachable("connect timeout", f"{self.host}:{self.port}") from exc
+        except OSError as exc:
+            raise UpstreamUnreachable(type(exc).__name__, f"{self.host}:{self.port}") from exc
         return protocol
 
     async def request(self, method: str, path_qs: str, headers: Mapping[str, str],
