@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and benchmarks start as real servers, if missing.
+# Installs the Debian packages the tests and benchmarks start as real servers, and those the
+# dev cluster's real node runs (runc, CNI plugins, iptables for kube-proxy), if missing.
 set -euo pipefail
-declare -A wanted=([nginx]=nginx [prometheus]=prometheus [promtool]=prometheus [wrk]=wrk [openssl]=openssl)
+declare -A wanted=([nginx]=nginx [prometheus]=prometheus [promtool]=prometheus [wrk]=wrk [openssl]=openssl
+                  [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins [iptables]=iptables
+                  [conntrack]=conntrack [nsenter]=util-linux [ip]=iproute2)
 missing=()
 for cmd in "${!wanted[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${wanted[$cmd]}")
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -x "$cmd" ] \
+    || missing+=("${wanted[$cmd]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')

@@ -1,8 +1,9 @@
-"""ChampionChallenger end to end: real serving pods, real Prometheus, the operator as a process.
+"""ChampionChallenger end to end: pods on the real node, Prometheus in the cluster, the operator
+as a process of the host (so a test can kill it), with the chart's ServiceAccount.
 
-A load generator sends requests through the ModelDeployment's Service (the router) with
-delayed ground-truth feedback and counts every failed request; the operator reads the
-sidecars' counters from Prometheus and promotes or rolls back.
+A load generator on the host sends requests through the ModelDeployment's Service (the router)
+with delayed ground-truth feedback and counts every failed request; the operator reads the
+sidecars' counters from the in-cluster Prometheus and promotes or rolls back.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 
 from modelops_demo.loadgen import LoadGenerator
 from modelops_demo.models import DemoStream, build_demo_models
+from modelops_devcluster.nodeconfig import NODE_IP
 from modelops_operator.testing import OperatorProcess
 
 from ..operator_fixtures import crds, get_json, kubectl_modelops, operator_identity, wait_until  # noqa: F401 - fixtures
@@ -35,14 +37,16 @@ TARGET = "fraud"
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The demo's three models, served over HTTP on 127.0.0.1 like a model registry would."""
+def models(
+    real_cluster: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """The demo's three models, served over HTTP from the host like a model registry would."""
     directory = tmp_path_factory.mktemp("models")
     built = build_demo_models(directory)
     handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    base = f"http://{NODE_IP}:{real_cluster.node.expose(int(server.server_address[1]))}"
     try:
         yield {
             name: ServedModel(m.version, f"{base}/{m.path.relative_to(directory)}", m.digest)
@@ -67,7 +71,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def challenge_operator(
-    local_cluster: Any, operator_identity: tuple[Path, str], tmp_path_factory: Any  # noqa: F811
+    real_cluster: Any, operator_identity: tuple[Path, str], tmp_path_factory: Any  # noqa: F811
 ) -> Iterator[OperatorProcess]:
     kubeconfig, _ = operator_identity
     log_path = tmp_path_factory.mktemp("challenge-operator") / "operator.log"
@@ -75,7 +79,7 @@ def challenge_operator(
         kubeconfig,
         log_path,
         extra_env={
-            "MODELOPS_PROMETHEUS_URL": local_cluster.prometheus.url,
+            "MODELOPS_PROMETHEUS_URL": real_cluster.prometheus.url,
             # Labels come 0.5-2 s after the answer; a retired challenger stays long enough.
             "MODELOPS_FEEDBACK_GRACE_SECONDS": "5",
         },
@@ -208,37 +212,31 @@ def mdep_history_ends_with(cluster: Any, namespace: str, action: str) -> dict[st
     return wait_until(status, timeout=30, what=f"mdep history to end with {action}")
 
 
-def start_load(local_cluster: Any, namespace: str) -> BackgroundLoad:
+def start_load(real_cluster: Any, namespace: str) -> BackgroundLoad:
+    """Load from outside the cluster, through the Service's address (kube-proxy picks the pod)."""
+    cluster = real_cluster.cluster
     # Clients call the Service; once the router is ready the Service selects it.
     wait_until(
-        lambda: get_json(local_cluster.cluster, "-n", namespace, f"service/{TARGET}")["spec"][
+        lambda: get_json(cluster, "-n", namespace, f"service/{TARGET}")["spec"][
             "selector"
         ].get("modelops.io/role")
         == "router",
         timeout=60,
         what="the Service to select the router",
     )
-    url = wait_until(
-        lambda: _try(lambda: local_cluster.kubelet.service_url(namespace, TARGET)),
-        timeout=60,
-        what="an endpoint of the Service",
-    )
-    return BackgroundLoad(url, "fraud")
-
-
-def _try(probe: Any) -> Any:
-    try:
-        return probe()
-    except Exception:
-        return None
+    cluster.kubectl("rollout", "status", "-n", namespace, f"deployment/{TARGET}-router",
+                    "--timeout=90s", timeout=100)
+    service = get_json(cluster, "-n", namespace, f"service/{TARGET}")["spec"]
+    port = real_cluster.node.forward(service["clusterIP"], service["ports"][0]["port"])
+    return BackgroundLoad(f"http://127.0.0.1:{port}", "fraud")
 
 
 def test_better_challenger_is_promoted_worse_rolled_back_with_no_failed_request(
-    local_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
+    real_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
 ) -> None:
-    cluster = local_cluster.cluster
+    cluster = real_cluster.cluster
     deploy(cluster, namespace, models["champion"])
-    load = start_load(local_cluster, namespace)
+    load = start_load(real_cluster, namespace)
     try:
         challenge(cluster, namespace, models["better"])
         promoted = wait_phase(cluster, namespace, "Promoted")
@@ -302,11 +300,11 @@ def sample(exposition: str, metric: str, **labels: str) -> float | None:
 
 
 def test_operator_killed_mid_challenge_resumes_in_the_same_phase_and_step(
-    local_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
+    real_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
 ) -> None:
-    cluster = local_cluster.cluster
+    cluster = real_cluster.cluster
     deploy(cluster, namespace, models["champion"], approval={"required": True})
-    load = start_load(local_cluster, namespace)
+    load = start_load(real_cluster, namespace)
     try:
         challenge(cluster, namespace, models["better"])
         waiting = wait_phase(cluster, namespace, "AwaitingApproval")
@@ -332,12 +330,11 @@ def test_operator_killed_mid_challenge_resumes_in_the_same_phase_and_step(
 
 
 def test_no_decision_while_prometheus_is_down(
-    local_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
+    real_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
 ) -> None:
-    cluster = local_cluster.cluster
+    cluster = real_cluster.cluster
     deploy(cluster, namespace, models["champion"])
-    load = start_load(local_cluster, namespace)
-    prometheus = local_cluster.prometheus
+    load = start_load(real_cluster, namespace)
     try:
         challenge(cluster, namespace, models["worse"])
         wait_until(
@@ -345,8 +342,11 @@ def test_no_decision_while_prometheus_is_down(
             timeout=120,
             what="the challenger to take traffic",
         )
-        port, workdir = prometheus.port, prometheus.workdir
-        prometheus.stop()
+        # Prometheus unreachable (its Service selects nothing), its data kept: a partition.
+        unreachable = {"spec": {"selector": {"app.kubernetes.io/name": "nowhere"}}}
+        reachable = {"spec": {"selector": {"app.kubernetes.io/name": "prometheus"}}}
+        cluster.kubectl("patch", "-n", "monitoring", "service/prometheus-operated",
+                        "--type=merge", "-p", json.dumps(unreachable))
         try:
             condition = wait_until(
                 lambda: next(
@@ -364,10 +364,8 @@ def test_no_decision_while_prometheus_is_down(
             time.sleep(15)  # three intervals without metrics
             assert cc_status(cluster, namespace)["phase"] == "Progressing"
         finally:
-            local_cluster.prometheus = type(prometheus).start(
-                workdir, [], scrape_interval="1s", port=port,
-                file_sd_files=[local_cluster.kubelet.targets_file],
-            )  # fmt: skip
+            cluster.kubectl("patch", "-n", "monitoring", "service/prometheus-operated",
+                            "--type=merge", "-p", json.dumps(reachable))
         wait_phase(cluster, namespace, "RolledBack")
     finally:
         final = load.stop()
@@ -375,9 +373,9 @@ def test_no_decision_while_prometheus_is_down(
 
 
 def test_shadow_challenger_is_judged_on_mirrored_traffic_clients_never_see_it(
-    local_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
+    real_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
 ) -> None:
-    cluster = local_cluster.cluster
+    cluster = real_cluster.cluster
     deploy(
         cluster,
         namespace,
@@ -385,14 +383,14 @@ def test_shadow_challenger_is_judged_on_mirrored_traffic_clients_never_see_it(
         strategy={"type": "shadow"},
         approval={"required": True},
     )
-    load = start_load(local_cluster, namespace)
+    load = start_load(real_cluster, namespace)
     try:
         challenge(cluster, namespace, models["better"])
         waiting = wait_phase(cluster, namespace, "AwaitingApproval")
         assert waiting["trafficPercent"] == 100  # mirrored, not answered
         seen = load.snapshot()["requests"]["byVersion"]
         assert set(seen) == {models["champion"].version}, seen
-        agreement = local_cluster.query(
+        agreement = real_cluster.query(
             f'sum(modelops_shadow_agreement_total{{namespace="{namespace}"}})'
         )
         assert agreement and float(agreement[0]["value"][1]) > 0

@@ -14,14 +14,19 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import yaml
 
+from .nodeconfig import NodePaths
 from .pki import SERVICE_CLUSTER_IP_RANGE, create_pki
+
+if TYPE_CHECKING:
+    from .realnode import RealNode
 from .processes import process_alive, process_runs_binary_from, stop_process_group
 
 FAKE_NODE_NAME = "kwok-node-0"
@@ -156,12 +161,14 @@ class DevCluster:
         kubeconfig: Path | None = None,
         gateway_api: bool = True,
         fake_node: bool = True,
+        real_node_images: Sequence[Path] | None = None,
         progress: Progress = print,
     ) -> DevCluster:
         """Start every component, wait until the fake node is Ready, return the cluster.
 
-        With `fake_node=False` no kwok node is made (kwok still runs, idle): pods then wait for
-        a real node, such as the one of a `LocalKubelet`.
+        With `fake_node=False` no kwok node is made (kwok still runs, idle). With
+        `real_node_images` (archives from `make images`), a real node (realnode.py) joins the
+        cluster with those images imported, and pods really run.
 
         On any failure the components already started are stopped before the error is raised.
         """
@@ -189,7 +196,12 @@ class DevCluster:
         started = time.monotonic()
         pki = create_pki(workdir / "pki")
         kubeconfig = kubeconfig or workdir / "kubeconfig"
-        launcher = ComponentLauncher(workdir, bin_dir, data_dir, pki, progress)
+        egress = None
+        if real_node_images is not None:
+            from .realnode import run_dir_for
+
+            egress = NodePaths(workdir / "node", run_dir_for(workdir)).egress_socket
+        launcher = ComponentLauncher(workdir, bin_dir, data_dir, pki, progress, egress)
         state = ClusterState(
             workdir=str(workdir),
             bin_dir=str(bin_dir),
@@ -210,6 +222,10 @@ class DevCluster:
             cluster._save(state)
             if fake_node:
                 cluster._create_fake_node_and_wait(progress)
+            if real_node_images is not None:
+                from .realnode import RealNode
+
+                RealNode.start(cluster, real_node_images, progress)
             if gateway_api:
                 cluster._install_gateway_api_crds(data_dir, progress)
             cluster._wait_for_default_service_account(progress)
@@ -226,8 +242,19 @@ class DevCluster:
             if process_alive(pid) and process_runs_binary_from(pid, self.bin_dir)
         ]
 
+    @property
+    def node(self) -> RealNode | None:
+        """The real node, when this cluster has one."""
+        from .realnode import RealNode
+
+        return RealNode.load(self.workdir)
+
     def stop(self, *, progress: Progress = print) -> None:
         """Stop every component (SIGTERM, then SIGKILL after 10 s), in reverse start order."""
+        node = self.node
+        if node is not None:
+            node.stop()
+            progress(f"stopped node {node.name}")
         for name in STOP_ORDER:
             pid = self.state.pids.get(name)
             if pid is None:

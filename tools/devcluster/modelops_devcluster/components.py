@@ -13,7 +13,7 @@ import httpx
 import yaml
 
 from .cluster import ClusterState, DevClusterError, Progress, _kubeconfig_document, free_port
-from .pki import POD_CIDR, SERVICE_CLUSTER_IP_RANGE, Pki
+from .pki import NODE_API_ADDRESS, POD_CIDR, SERVICE_CLUSTER_IP_RANGE, Pki
 from .processes import process_alive
 
 # Components whose port we picked can lose a race for it; a start is retried this often.
@@ -38,9 +38,12 @@ def _http_ok(url: str, verify: bool | ssl.SSLContext = False) -> bool:
 
 class ComponentLauncher:
     def __init__(
-        self, workdir: Path, bin_dir: Path, data_dir: Path, pki: Pki, progress: Progress
+        self, workdir: Path, bin_dir: Path, data_dir: Path, pki: Pki, progress: Progress,
+        node_egress_socket: Path | None = None,
     ) -> None:
         self.workdir = workdir
+        # With a real node, the API server reaches kubelets and pods through this CONNECT proxy.
+        self.node_egress_socket = node_egress_socket
         self.bin_dir = bin_dir
         self.data_dir = data_dir
         self.pki = pki
@@ -156,6 +159,7 @@ class ComponentLauncher:
                 "--endpoint-reconciler-type=none",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
+                *self._real_node_apiserver_args(),
             ],
             ready=lambda: (
                 _http_ok(ready_url, verify=ssl.create_default_context(cafile=pki.ca_cert))
@@ -163,6 +167,32 @@ class ComponentLauncher:
             ),
             timeout=90,
         )
+
+    def _real_node_apiserver_args(self) -> list[str]:
+        if self.node_egress_socket is None:
+            return []
+        egress = self.workdir / "egress-selector.yaml"
+        egress.write_text(yaml.safe_dump({
+            "apiVersion": "apiserver.k8s.io/v1beta1",
+            "kind": "EgressSelectorConfiguration",
+            "egressSelections": [{
+                "name": "cluster",
+                "connection": {
+                    "proxyProtocol": "HTTPConnect",
+                    "transport": {"uds": {"udsName": str(self.node_egress_socket)}},
+                },
+            }],
+        }))
+        # Later flags win: the node's address (relayed to 127.0.0.1) is what Services and pods
+        # see as the `kubernetes` endpoint, kept current by the lease reconciler.
+        return [
+            f"--advertise-address={NODE_API_ADDRESS}",
+            "--endpoint-reconciler-type=lease",
+            f"--egress-selector-config-file={egress}",
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={self.pki.kubelet_client_cert}",
+            f"--kubelet-client-key={self.pki.kubelet_client_key}",
+        ]
 
     def _write_component_kubeconfig(self, state: ClusterState) -> bool:
         self.component_kubeconfig.write_text(

@@ -24,6 +24,9 @@ SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 KUBERNETES_SERVICE_IP = "10.0.0.1"
 ADMIN_USER = "admin"
+# A real node reaches the API server at its own address (nodeconfig.NODE_IP), through a relay.
+NODE_API_ADDRESS = "10.247.0.2"
+NODE_NAME = "modelops-node"
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class Pki:
     service_account_pub: Path
     tokens_csv: Path
     admin_token: str
+    node_token: str  # the kubelet: user system:node:<NODE_NAME>, group system:nodes
+    proxy_token: str  # kube-proxy: user system:kube-proxy (bound to system:node-proxier)
+    kubelet_client_cert: Path  # the API server's client certificate for kubelets
+    kubelet_client_key: Path
 
 
 def _new_key() -> rsa.RSAPrivateKey:
@@ -94,6 +101,7 @@ def create_pki(directory: Path) -> Pki:
     alt_names: list[x509.GeneralName] = [
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address(KUBERNETES_SERVICE_IP)),
+        x509.IPAddress(ipaddress.ip_address(NODE_API_ADDRESS)),
         *(
             x509.DNSName(n)
             for n in (
@@ -118,6 +126,22 @@ def create_pki(directory: Path) -> Pki:
         .sign(ca_key, hashes.SHA256())
     )
 
+    client_key = _new_key()
+    client_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([
+            x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+        ]))
+        .issuer_name(ca_cert.subject)
+        .public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(valid_until)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
     sa_key = _new_key()
     token = secrets.token_hex(16)
 
@@ -130,6 +154,10 @@ def create_pki(directory: Path) -> Pki:
         service_account_pub=directory / "sa.pub",
         tokens_csv=directory / "tokens.csv",
         admin_token=token,
+        node_token=secrets.token_hex(16),
+        proxy_token=secrets.token_hex(16),
+        kubelet_client_cert=directory / "kubelet-client.crt",
+        kubelet_client_key=directory / "kubelet-client.key",
     )
     pki.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     _write_key(pki.ca_key, ca_key)
@@ -141,6 +169,12 @@ def create_pki(directory: Path) -> Pki:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    pki.tokens_csv.write_text(f'{token},{ADMIN_USER},admin-uid,"system:masters"\n')
+    pki.kubelet_client_cert.write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(pki.kubelet_client_key, client_key)
+    pki.tokens_csv.write_text(
+        f'{token},{ADMIN_USER},admin-uid,"system:masters"\n'
+        f'{pki.node_token},system:node:{NODE_NAME},node-uid,"system:nodes"\n'
+        f"{pki.proxy_token},system:kube-proxy,kube-proxy-uid\n"
+    )
     pki.tokens_csv.chmod(0o600)
     return pki
