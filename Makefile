@@ -10,13 +10,14 @@ export MODELOPS_CACHE
 export PATH := $(abspath $(VENV)/bin):$(MODELOPS_CACHE)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: demo help install system-deps cluster-build cluster-up cluster-down cluster-status \
+.PHONY: demo help install system-deps cluster-build images cluster-up cluster-down cluster-status \
         test unit e2e lint typecheck bench clean run install-crds crds
 
 help:
 	@echo "make demo          the main job: a better model promoted, a worse one rolled back (<10 min)"
 	@echo "make test          install everything needed, then lint, unit and end-to-end tests"
-	@echo "make cluster-up    start a local Kubernetes control plane (etcd, apiserver, kwok...)"
+	@echo "make images        build the OCI images into dist/images/ (no Docker daemon, no registry)"
+	@echo "make cluster-up    start a local Kubernetes cluster: control plane and a real node"
 	@echo "make cluster-down  stop it, leaving no process behind"
 	@echo "make bench         run the benchmarks under benchmarks/"
 	@echo "make run           run the operator locally against the current KUBECONFIG (all namespaces)"
@@ -38,7 +39,12 @@ system-deps:
 cluster-build:
 	@bash scripts/devcluster-build.sh
 
-cluster-up: install cluster-build
+# The project's images (and the dev cluster's: pause, CoreDNS, Prometheus, built from the
+# binaries cluster-build makes), reproducibly, as docker-archive tars.
+images: system-deps cluster-build
+	@bash images/build.sh
+
+cluster-up: install system-deps cluster-build images
 	$(VENV)/bin/modelops-devcluster up
 
 cluster-down: install
@@ -56,16 +62,17 @@ typecheck: install
 unit: install system-deps
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
 
-e2e: install system-deps cluster-build
+e2e: install system-deps cluster-build images
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 # One pytest run, so its closing line counts every test; exit code 5 (no tests) fails it.
-test: install system-deps cluster-build lint typecheck
+test: install system-deps cluster-build images lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# A dev cluster with a local kubelet running real serving processes, Prometheus, the operator
-# and a load generator; writes demo-report/index.html and stops everything it started.
-demo: install system-deps cluster-build
+# A dev cluster with a real node running the project's images, Prometheus in the cluster, the
+# operator installed by Helm and a load generator; writes demo-report/index.html and stops
+# everything it started.
+demo: install system-deps cluster-build images
 	$(PY) -m modelops_demo --report-dir demo-report
 
 bench: install system-deps cluster-build

@@ -12,7 +12,7 @@ source "$here/scripts/devcluster-versions.sh"
 
 cache_root=${MODELOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelops/devcluster}
 key="k8s-${K8S_VERSION}-kwok-${KWOK_VERSION}-helm-${HELM_VERSION}-gwapi-${GATEWAY_API_VERSION}"
-key="$key-containerd-${CONTAINERD_VERSION}-coredns-${COREDNS_VERSION}"
+key="$key-containerd-${CONTAINERD_VERSION}-coredns-${COREDNS_VERSION}-prometheus-${PROMETHEUS_VERSION}"
 out="$cache_root/$key/bin"
 data="$cache_root/$key/data"
 mkdir -p "$out" "$data"
@@ -96,12 +96,28 @@ else
   step "containerd built ($(elapsed))"
 fi
 
-if [ -x "$out/coredns" ] && "$out/coredns" -version 2>/dev/null | grep -q "${COREDNS_VERSION#v}"; then
+# (Here-strings, not pipes: with pipefail, grep -q closing early fails the version command.)
+if [ -x "$out/coredns" ] && grep -q "${COREDNS_VERSION#v}" <<<"$("$out/coredns" -version 2>/dev/null)"; then
   step "coredns cached"
 else
   step "building CoreDNS ${COREDNS_VERSION} (~3 min cold)"
   (cd "$here/tools/coredns" && go build -trimpath -ldflags "-s -w" -o "$out/coredns" github.com/coredns/coredns)
   step "coredns built ($(elapsed))"
+fi
+
+# Prometheus for the cluster: Debian's package leaves out Kubernetes service discovery, which
+# the in-cluster Prometheus needs; the build keeps only that discovery plugin. Module v0.3XX.Y
+# is Prometheus 3.XX.Y.
+prom_version=$(echo "${PROMETHEUS_VERSION#v0.}" | awk -F. '{printf "3.%d.%s", substr($1, 2), $2}')
+if [ -x "$out/prometheus" ] && grep -q "$prom_version" <<<"$("$out/prometheus" --version 2>&1)"; then
+  step "prometheus cached"
+else
+  step "building Prometheus $prom_version with Kubernetes discovery only (~4 min cold)"
+  prom_ldflags="-s -w -X github.com/prometheus/common/version.Version=$prom_version"
+  prom_ldflags="$prom_ldflags -X github.com/prometheus/common/version.Branch=release"
+  (cd "$here/tools/prometheus" && go build -trimpath -tags "remove_all_sd,enable_kubernetes_sd" \
+      -ldflags "$prom_ldflags" -o "$out/prometheus" github.com/prometheus/prometheus/cmd/prometheus)
+  step "prometheus built ($(elapsed))"
 fi
 
 # The sandbox ("pause") program, from the same Kubernetes module: static, so its image needs
