@@ -1,9 +1,9 @@
-"""A real Prometheus (Debian's package) on loopback, scraping the targets it is given.
+"""A real Prometheus (Debian's package) on loopback, scraping the static targets it is given.
 
-Used by the end-to-end tests and the demo: the serving processes run on 127.0.0.1 in place of
-kwok's paper pods, so Prometheus scrapes them through static targets that carry the labels
-Kubernetes service discovery would have added (`namespace`, `pod`). Pods of a local kubelet
-(localkubelet.py) are found through its file_sd targets file instead (`file_sd_files`).
+Used by the tests of the operator's Prometheus client (tests/promsource): exporters on
+127.0.0.1 stand for pods, and their static targets carry the labels Kubernetes service
+discovery adds (`namespace`, `pod`). Clusters with a real node run Prometheus inside the
+cluster instead (clusterprometheus.py).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ class ScrapeTarget:
 def prometheus_config(
     targets: Sequence[ScrapeTarget],
     scrape_interval: str,
-    file_sd_files: Sequence[Path] = (),
 ) -> dict[str, object]:
     scrape_configs: list[dict[str, object]] = [
         {
@@ -41,16 +40,6 @@ def prometheus_config(
             ],
         }
     ]
-    if file_sd_files:
-        # A local kubelet's targets.json: pods come and go, Prometheus follows the file.
-        scrape_configs.append(
-            {
-                "job_name": "modelops-pods",
-                "file_sd_configs": [
-                    {"files": [str(f) for f in file_sd_files], "refresh_interval": "1s"}
-                ],
-            }
-        )
     return {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": scrape_configs,
@@ -73,7 +62,6 @@ class PrometheusProcess:
         targets: Sequence[ScrapeTarget],
         *,
         scrape_interval: str = "1s",
-        file_sd_files: Sequence[Path] = (),
         port: int | None = None,
         timeout: float = 60,
     ) -> PrometheusProcess:
@@ -82,9 +70,7 @@ class PrometheusProcess:
             raise DevClusterError("prometheus not found; `make system-deps` installs it")
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "prometheus.yml"
-        config.write_text(
-            yaml.safe_dump(prometheus_config(targets, scrape_interval, file_sd_files))
-        )
+        config.write_text(yaml.safe_dump(prometheus_config(targets, scrape_interval)))
         port = port or free_port()
         log = (workdir / "prometheus.log").open("ab")
         process = subprocess.Popen(

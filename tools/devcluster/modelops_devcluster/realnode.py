@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -67,15 +68,22 @@ def image_archives(directory: Path | None = None) -> list[Path]:
     return archives
 
 
+def archive_references(archive: Path) -> list[str]:
+    """The references a docker-archive names (its manifest.json's RepoTags)."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("manifest.json")
+        manifest = json.load(member) if member else []
+    return [tag for image in manifest for tag in image.get("RepoTags") or []]
+
+
 def image_reference(repository: str, directory: Path | None = None) -> str:
-    """The full reference (with its tag) of an image `make images` built, from images.txt."""
-    listing = (directory or images_dir()) / "images.txt"
-    if listing.exists():
-        for line in listing.read_text().splitlines():
-            fields = line.split()
-            if len(fields) > 1 and fields[1].rsplit(":", 1)[0] == repository:
-                return fields[1]
-    raise RealNodeError(f"no image {repository} listed in {listing}; run `make images`")
+    """The full reference (with its tag) of an image `make images` built into the directory."""
+    directory = directory or images_dir()
+    for archive in sorted(directory.glob("*.tar")):
+        for reference in archive_references(archive):
+            if reference.rsplit(":", 1)[0] == repository:
+                return reference
+    raise RealNodeError(f"no image {repository} in {directory}; run `make images`")
 
 
 def run_dir_for(workdir: Path) -> Path:
