@@ -1,0 +1,120 @@
+"""The image recipe's inputs agree with each other: lock files, pyproject.toml, Containerfiles,
+images/build.sh and the names the operator uses (no image is built here; see docs/images.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from modelops_operator.constants import DEFAULT_SERVING_IMAGE
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = ROOT / "images"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PIN = re.compile(r"^([a-z0-9-]+)==(\S+) \\\n    --hash=sha256:[0-9a-f]{64}$", re.MULTILINE)
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"images_{name}", IMAGES / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+lock, wrappers = load("lock"), load("wrappers")
+
+
+def pins(image: str) -> dict[str, Version]:
+    text = (IMAGES / "requirements" / f"{image}.txt").read_text()
+    entries = [e for e in re.split(r"\n(?=[^ ])", text) if e and not e.startswith("#")]
+    found = {m[0]: Version(m[1]) for m in PIN.findall(text)}
+    assert len(found) == len(entries), "every entry is name==version with exactly one sha256"
+    return found
+
+
+@pytest.mark.parametrize("image", ["operator", "serving"])
+def test_the_lock_pins_a_version_pyproject_allows_for_every_requirement(image: str) -> None:
+    locked = pins(image)
+    for line in lock.image_requirements(PYPROJECT, image):
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        assert name in locked, f"{name} is not locked: run python3 images/lock.py"
+        assert requirement.specifier.contains(locked[name], prereleases=True), (
+            f"{name}=={locked[name]} no longer satisfies {line}: run python3 images/lock.py"
+        )
+
+
+def test_the_serving_lock_adds_the_model_formats_and_the_http_stack_to_the_operators() -> None:
+    operator, serving = pins("operator"), pins("serving")
+    assert set(operator) <= set(serving)
+    assert {"scikit-learn", "skops", "onnxruntime", "aiohttp", "uvloop"} <= set(serving)
+    assert "onnxruntime" not in operator
+
+
+def containerfile(image: str) -> str:
+    return (IMAGES / f"{image}.Containerfile").read_text()
+
+
+def build_command(image: str) -> list[str]:
+    """The command images/build.sh gives a product image (after its quoted description)."""
+    script = (IMAGES / "build.sh").read_text()
+    call = re.search(rf"^ +{image}\) python_image {image} \S+ (.*?) ;;$", script, re.S | re.M)
+    assert call, f"no python_image call for {image} in images/build.sh"
+    return re.sub(r'^\\?\s*"[^"]*"', "", call[1].strip()).replace("\\\n", " ").split()
+
+
+@pytest.mark.parametrize("image", ["operator", "serving"])
+def test_a_containerfile_builds_what_build_sh_builds(image: str) -> None:
+    text = containerfile(image)
+    cmd = re.search(r"^CMD (\[.*\])$", text, re.M)
+    assert cmd and json.loads(cmd[1]) == build_command(image)
+    assert f"images/requirements/{image}.txt" in text and "--require-hashes" in text
+    assert f"COPY {image}/modelops_{image} /opt/modelops/app/modelops_{image}" in text
+    assert "tools/" not in text, "the dev cluster and the demo are not shipped"
+    assert "USER 65532:65532" in text
+    assert "PYTHONPATH=/opt/modelops/app:/opt/modelops/lib" in text
+    assert f'image.version="{PYPROJECT["project"]["version"]}"' in text
+
+
+def test_the_operators_default_serving_image_is_the_one_make_images_builds() -> None:
+    built = f"modelops/modelops-serving:{PYPROJECT['project']['version']}"
+    assert built == DEFAULT_SERVING_IMAGE
+    script = (IMAGES / "build.sh").read_text()
+    assert 'export_image "modelops-$image" "modelops/modelops-$image:$version"' in script
+    assert build_command("operator")[-2:] == ["-m", "modelops_operator.main"]
+
+
+def test_the_serving_image_has_a_wrapper_for_every_command_the_operator_runs() -> None:
+    scripts = wrappers.project_scripts("modelops_serving")
+    assert {"modelops-serve", "modelops-sidecar", "modelops-router", "modelops-fetch"} <= set(
+        scripts
+    )
+    assert not any(target.startswith("modelops_operator") for target in scripts.values())
+
+
+def test_wrappers_use_the_images_python_and_run_their_entry_point(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "tool-1.0.dist-info").mkdir(parents=True)
+    (site / "tool-1.0.dist-info" / "entry_points.txt").write_text(
+        "[console_scripts]\nTool-Run = json.tool:main\n\n[other]\nx = y:z\n"
+    )
+    wrappers.write_wrappers(tmp_path / "bin", wrappers.site_scripts(site))
+    wrapper = tmp_path / "bin" / "Tool-Run"
+    assert wrapper.read_text().startswith("#!/usr/bin/python3\n")
+    assert wrapper.stat().st_mode & 0o777 == 0o755
+    done = subprocess.run(
+        [sys.executable, str(wrapper)], input='{"b": 1}', capture_output=True, text=True
+    )
+    assert done.returncode == 0 and json.loads(done.stdout) == {"b": 1}
