@@ -140,6 +140,9 @@ app_layer() {
   done
   python3 images/wrappers.py "$stage/usr/local/bin" --package "$package" >/dev/null
   compile "$base" "$stage" /opt/modelops/app
+  if [ "$image" = serving ]; then  # the examples' models, for file:// URIs (docs/quickstart.md)
+    install -D -m 0644 -t "$stage/usr/share/modelops/models" examples/models/*
+  fi
   keyed_tar "$stage" "app-$image"
 }
 
