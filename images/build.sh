@@ -176,7 +176,6 @@ export_image() {  # $1 file name, $2 reference
     echo "$final_tag $2 $(stat -c %s "$out/$1.tar")" >"$stamp"
     step "$2 written"
   fi
-  built+=("$1|$2|$final_tag")
 }
 
 labels() {  # title, description, version, source, licenses, created epoch[, revision]
@@ -258,7 +257,7 @@ ensure_tools
 mkdir -p "$cache"
 exec 9>"$cache/.lock" && flock 9  # one build at a time per cache
 [ -f "$layout/index.json" ] || umoci init --layout "$layout"
-started=$(date +%s) built=() skipped=() used_tags=(empty)
+started=$(date +%s) skipped=() used_tags=(empty)
 source scripts/devcluster-versions.sh || true  # a tools module that is not there yet is skipped
 for image in "${wanted[@]}"; do
   case $image in
@@ -283,6 +282,10 @@ done
 for t in "${stale[@]}"; do umoci rm --image "$layout:$t"; done
 [ ${#stale[@]} -eq 0 ] || umoci gc --layout "$layout"
 
-step "done in $(( $(date +%s) - started )) s; images in ${out#"$here"/}:"
-printf '%s\n' "${built[@]}" | python3 images/summary.py "$layout" "$out" | tee "$out/images.txt"
+step "done in $(( $(date +%s) - started )) s; the images in ${out#"$here"/}:"
+# Every archive in the output directory that this cache wrote (and nobody changed since).
+for stamp in "$cache"/stamps/*; do
+  read -r tag ref size <"$stamp"
+  [ "$(stat -c %s "$out/${stamp##*/}.tar" 2>/dev/null)" != "$size" ] || echo "${stamp##*/}|$ref|$tag"
+done | python3 images/summary.py "$layout" "$out" | tee "$out/images.txt"
 if [ ${#skipped[@]} -gt 0 ]; then step "not built: ${skipped[*]}"; fi

@@ -1,4 +1,4 @@
-"""One line per image built: archive, reference, image ID (config digest), manifest digest, sizes.
+"""One line per image archive: file, reference, image ID (config digest), manifest digest, sizes.
 
 Reads "file|reference|tag" lines on stdin (from images/build.sh); LAYOUT is the OCI layout the
 tags live in, OUT the directory of the archives. The manifest digest is the OCI manifest's (the
@@ -30,6 +30,9 @@ def main() -> None:
     manifests = {m["annotations"][REF_NAME]: m["digest"] for m in index["manifests"]}
     for line in sys.stdin.read().split():
         name, reference, tag = line.split("|")
+        if tag not in manifests:  # another build with this cache has moved on since
+            print(f"{name}.tar  {reference}  (not in {layout} any more)")
+            continue
         manifest = blob(layout, manifests[tag])
         compressed = sum(layer["size"] for layer in manifest["layers"])
         archive = (out / f"{name}.tar").stat().st_size
