@@ -258,6 +258,7 @@ mkdir -p "$cache"
 exec 9>"$cache/.lock" && flock 9  # one build at a time per cache
 [ -f "$layout/index.json" ] || umoci init --layout "$layout"
 started=$(date +%s) skipped=() used_tags=(empty)
+# shellcheck source=scripts/devcluster-versions.sh
 source scripts/devcluster-versions.sh || true  # a tools module that is not there yet is skipped
 for image in "${wanted[@]}"; do
   case $image in

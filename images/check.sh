@@ -43,6 +43,7 @@ for command in "${commands[@]}"; do
   # shellcheck disable=SC2206  # images without a shell (scratch) run the words themselves
   if [ -x "$rootfs/bin/sh" ]; then argv=(/bin/sh -ec "$command"); else argv=($command); fi
   echo ">> [$(basename "$archive") as $user, read-only root] $command"
+  # shellcheck disable=SC2016  # the inner shell expands them
   if ! output=$(unshare -m ${rootless:+-r} --propagation private sh -ec '
     r=$1; shift
     mount --bind "$r" "$r"; mount -o remount,bind,ro "$r"
