@@ -118,6 +118,23 @@ def test_report_is_self_contained_with_plots_and_summary(timeline: Timeline, tmp
     assert page.count("<td class='bad'>30</td>") == 2
 
 
+def test_the_previous_endings_status_is_not_this_challenges_evidence(timeline: Timeline):
+    """Right after the patch the status still shows the last challenge's ending."""
+    stale = dict(timeline.samples_for("better")[-1])
+    ended = stale["t"]
+    stale.update({"t": ended + 1.0, "challenge": "next", "decision": "Promote"})
+    assert (stale["phase"], stale["gates"][0]["verdict"]) == ("Promoted", "Pass")
+    timeline.add_sample(stale)
+    timeline.add_event({"t": ended + 1.5, "reason": "ChallengeStarted", "message": "",
+                        "challenge": "next"})
+    for step in range(3):
+        timeline.add_sample({**stale, "t": ended + 2.0 + step, "phase": "Progressing",
+                             "decision": "Continue", "gates": []})
+    summary = summarize(timeline, "next")
+    assert summary.gates_decided_after is None and summary.decided_after is None
+    assert summary.outcome == "Progressing" and summary.final_gates == []
+
+
 def test_report_shows_how_long_the_setup_took(timeline: Timeline, tmp_path: Path):
     timeline.metadata["setup"] = [["control plane and real node", 95.4],
                                   ["operator installed by Helm", 41.0]]

@@ -59,8 +59,15 @@ def _count(sample: dict[str, Any] | None, group: str, key: str) -> int:
     return int(value) if isinstance(value, int | float) else 0
 
 
+def live_samples(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The samples from the challenge's own status on: right after the patch the status still
+    shows the previous challenge's ending (its phase, decision and gates) for a moment."""
+    return list(itertools.dropwhile(lambda s: s.get("phase") in TERMINAL_PHASES, samples))
+
+
 def summarize(timeline: Timeline, challenge: str) -> ChallengeSummary:
     samples = timeline.samples_for(challenge)
+    live = live_samples(samples)
     events = timeline.events_for(challenge)
     started = [e["t"] for e in events if e["reason"] == "ChallengeStarted"]
     times = [s["t"] for s in samples] + [e["t"] for e in events]
@@ -69,11 +76,11 @@ def summarize(timeline: Timeline, challenge: str) -> ChallengeSummary:
     if terminal:
         outcome, decided_at = terminal[0]["reason"], terminal[0]["t"]
     else:
-        reached = [s for s in samples if s.get("phase") in TERMINAL_PHASES]
+        reached = [s for s in live if s.get("phase") in TERMINAL_PHASES]
         decided_at = reached[0]["t"] if reached else None
-        outcome = (reached[0] if reached else samples[-1] if samples else {}).get("phase") or "-"
+        outcome = (reached[0] if reached else live[-1] if live else {}).get("phase") or "-"
     gate_events = [e["t"] for e in events if e["reason"] in GATE_DECIDED_REASONS]
-    gate_decisions = [s["t"] for s in samples if s.get("decision") in ("Promote", "RollBack")]
+    gate_decisions = [s["t"] for s in live if s.get("decision") in ("Promote", "RollBack")]
     gates_decided = min(gate_events + gate_decisions, default=None)
     first, last = (samples[0], samples[-1]) if samples else (None, None)
     expected = (timeline.metadata.get("expected") or {}).get(challenge)
@@ -87,7 +94,7 @@ def summarize(timeline: Timeline, challenge: str) -> ChallengeSummary:
         feedback_failed=_count(last, "feedback", "failed") - _count(first, "feedback", "failed"),
         feedback_unmatched=(_count(last, "feedback", "unmatched")
                             - _count(first, "feedback", "unmatched")),
-        final_gates=_final_gates(samples),
+        final_gates=_final_gates(live),
     )
 
 
@@ -180,7 +187,8 @@ def _plot_requests(axes: Any, samples: list[dict[str, Any]], start: float) -> No
                   color=colour, label=label)
     axes.set_ylabel("per second")
     axes.set_ylim(bottom=0)
-    axes.legend(fontsize=7, loc="upper left")
+    # Between the request rate on top and the failure lines at zero.
+    axes.legend(fontsize=7, loc="center left", ncols=2)
 
 
 def _mark_changes(all_axes: list[Any], samples: list[dict[str, Any]],
@@ -212,7 +220,7 @@ def plot_challenge(timeline: Timeline, challenge: str) -> bytes:
     samples = timeline.samples_for(challenge)
     events = timeline.events_for(challenge)
     start = summarize(timeline, challenge).started_at
-    gates = _gate_series(samples)
+    gates = _gate_series(live_samples(samples))
     rows = 2 + len(gates)
     figure = Figure(figsize=(10, 1.2 + 2.0 * rows), layout="constrained")
     all_axes = list(figure.subplots(rows, 1, sharex=True, squeeze=False)[:, 0])
