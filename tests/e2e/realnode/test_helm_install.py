@@ -21,6 +21,7 @@ import yaml
 
 from modelops_devcluster.cluster import DevCluster, wait_for_service_account
 
+from ..operator_fixtures import wait_until
 from .conftest import RealCluster
 from .test_realnode import CLIENT_SCRIPT, client_pod
 
@@ -120,3 +121,36 @@ def test_helm_upgrade_to_a_changed_crd_updates_the_schema(
     crd = json.loads(installed.kubectl("get", "crd", MDEP_CRD, "-o", "json").stdout)
     served = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert probe not in served["properties"]
+
+
+def test_two_replicas_elect_one_worker_behind_a_disruption_budget(installed: DevCluster) -> None:
+    cluster = installed
+    helm(cluster, "upgrade", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE, "--wait",
+         "--set", "replicaCount=2")
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    try:
+        ready = [p for p in operator_pods(cluster)
+                 if not p["metadata"].get("deletionTimestamp")
+                 and all(s["ready"] for s in p["status"].get("containerStatuses") or [])]
+        assert len(ready) == 2, [p["metadata"]["name"] for p in ready]
+        pdb = json.loads(cluster.kubectl("get", "pdb", "-n", RELEASE_NAMESPACE, "-o",
+                                         "json").stdout)["items"]
+        assert [b["spec"].get("minAvailable") for b in pdb] == [1]
+
+        def peers() -> dict[str, Any]:
+            found = cluster.kubectl("get", "clusterkopfpeering", RELEASE, "-o", "json",
+                                    check=False)
+            return json.loads(found.stdout).get("status") or {} if found.returncode == 0 else {}
+
+        wait_until(lambda: len(peers()) == 2, timeout=60, what="both replicas in the peering")
+        priorities = {peer["priority"] for peer in peers().values()}
+        assert len(priorities) == 2  # distinct: exactly one works, the other stands by
+        # The elected replica reconciles as one did.
+        cluster.kubectl("create", "namespace", namespace)
+        wait_for_service_account(cluster, namespace)
+        cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+        cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "mdep/iris",
+                        "--timeout=240s", timeout=250)
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        helm(cluster, "upgrade", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE, "--wait")
