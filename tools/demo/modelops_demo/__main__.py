@@ -149,6 +149,8 @@ async def run_challenges(lab: Lab, models: dict[str, DemoModel], timeline: Timel
             outcomes[name] = await run_challenge(recorder, name, models[model_key], deadline)
     finally:
         await load.stop()
+    # The last answers and labels, so the report counts what the summary counts.
+    await recorder.sample(sc.CHALLENGES[-1][0])
     return outcomes, load.snapshot()
 
 
