@@ -139,7 +139,8 @@ def apply(cluster: Any, namespace: str, manifest: dict[str, Any]) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
 
 
-def deploy(cluster: Any, namespace: str, champion: ServedModel, **cc_spec: Any) -> None:
+def deploy(cluster: Any, namespace: str, champion: ServedModel, replicas: int = 1,
+           **cc_spec: Any) -> None:
     apply(
         cluster,
         namespace,
@@ -149,7 +150,7 @@ def deploy(cluster: Any, namespace: str, champion: ServedModel, **cc_spec: Any) 
             "metadata": {"name": TARGET},
             "spec": {
                 "model": model_spec(champion),
-                "runtime": {"replicas": 1},
+                "runtime": {"replicas": replicas},
                 "monitoring": {"predictionBuckets": [0.5], "feedback": {"enabled": True}},
             },
         },
@@ -235,7 +236,7 @@ def test_better_challenger_is_promoted_worse_rolled_back_with_no_failed_request(
     real_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
 ) -> None:
     cluster = real_cluster.cluster
-    deploy(cluster, namespace, models["champion"])
+    deploy(cluster, namespace, models["champion"], replicas=2)
     load = start_load(real_cluster, namespace)
     try:
         challenge(cluster, namespace, models["better"])
@@ -267,6 +268,8 @@ def test_better_challenger_is_promoted_worse_rolled_back_with_no_failed_request(
     assert requests["failed"] == 0, final["recentErrors"]
     # Labels of requests the challengers answered still reached them through both swaps.
     assert final["feedback"]["failed"] == 0, final["recentErrors"]
+    # Two replicas per arm: each label reaches the replica that answered its request.
+    assert final["feedback"]["unmatched"] == 0, final.get("recentUnmatched")
     reasons = {
         e["reason"]
         for e in get_json(cluster, "-n", namespace, "events")["items"]
