@@ -13,6 +13,7 @@ import pytest
 
 from modelops_devcluster.cluster import DevCluster, cache_root, leftover_processes
 from modelops_devcluster.processes import process_alive
+from modelops_devcluster.realnode import image_archives
 
 pytestmark = pytest.mark.e2e
 
@@ -110,12 +111,18 @@ def test_cluster_up_and_down_commands_leave_no_process(
     devcluster: DevCluster, tmp_path: Path
 ) -> None:
     # A second cluster, driven through the same console script `make cluster-up/down` use, with
-    # its own cache directory whose binaries are the real ones.
+    # its own cache directory whose binaries are the real ones, and a real node running only
+    # its own images (pause, CoreDNS) to stay quick.
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "bin").symlink_to(cache_root() / "bin")
     (cache / "data").symlink_to(cache_root() / "data")
-    env = dict(os.environ, MODELOPS_CACHE=str(cache))
+    images = tmp_path / "images"
+    images.mkdir()
+    for archive in image_archives():
+        if archive.name in ("pause.tar", "coredns.tar"):
+            (images / archive.name).symlink_to(archive)
+    env = dict(os.environ, MODELOPS_CACHE=str(cache), MODELOPS_IMAGES_DIR=str(images))
     command = [sys.executable, "-m", "modelops_devcluster"]
     up = subprocess.run([*command, "up"], env=env, text=True, capture_output=True, timeout=300)
     assert up.returncode == 0, up.stdout + up.stderr
@@ -130,10 +137,16 @@ def test_cluster_up_and_down_commands_leave_no_process(
         "kwok",
     }
     assert all(process_alive(pid) for pid in pids.values())
+    node = second.node
+    assert node is not None and node.leftovers(), "the real node should be running"
+    nodes = json.loads(second.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert [n["metadata"]["name"] for n in nodes] == [node.name]
 
     down = subprocess.run([*command, "down"], env=env, text=True, capture_output=True, timeout=120)
+    # `down` exits non-zero and names whatever it finds left (processes, cgroups, namespaces).
     assert down.returncode == 0, down.stdout + down.stderr
     assert not [name for name, pid in pids.items() if process_alive(pid)]
     # No process of any control-plane binary is left that this cluster started (other clusters,
     # such as the session's own, may run on the machine at the same time).
     assert leftover_processes(cache_root() / "bin", workdir=cache / "cluster") == []
+    assert node.leftovers() == []

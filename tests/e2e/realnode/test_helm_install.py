@@ -50,8 +50,11 @@ def operator_pods(cluster: DevCluster) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def installed(real_cluster: RealCluster) -> Iterator[DevCluster]:
     cluster = real_cluster.cluster
+    # Default values. --take-ownership: earlier tests of the session applied the CRDs with
+    # kubectl, as a user moving to the chart would have (docs/quickstart.md, Upgrading); the
+    # chart adopts them instead of refusing to install. The demo installs on a fresh cluster.
     helm(cluster, "install", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE, "--create-namespace",
-         "--wait", "--timeout=4m")
+         "--wait", "--timeout=4m", "--take-ownership")
     try:
         yield cluster
     finally:
