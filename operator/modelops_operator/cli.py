@@ -269,11 +269,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from .api.championchallenger import GATE_DEFAULTS
     from .gating import GateConfig, Traffic, plan_gate
-    from .gating.config import DEFAULT_ABSOLUTE_MARGINS, DEFAULT_MARGINS
 
-    margin = DEFAULT_MARGINS[args.gate] if args.margin is None else args.margin
-    absolute = (DEFAULT_ABSOLUTE_MARGINS.get(args.gate) if args.absolute_margin is None
+    defaults = GATE_DEFAULTS[args.gate]
+    margin = defaults.margin if args.margin is None else args.margin
+    absolute = (defaults.absolute_margin if args.absolute_margin is None
                 else args.absolute_margin)
     try:
         gate = GateConfig(

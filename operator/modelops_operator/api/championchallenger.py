@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
 
@@ -25,6 +26,53 @@ Phase = Literal[
 STRATEGIES: tuple[str, ...] = get_args(StrategyType)
 GATE_TYPES: tuple[str, ...] = get_args(GateType)
 PHASES: tuple[str, ...] = get_args(Phase)
+
+
+@dataclass(frozen=True)
+class GateTypeDefaults:
+    """What a gate of one type means when it leaves `margin` or `absoluteMargin` out."""
+
+    margin: float
+    reads: str  # how the margin reads for this type (for the field's description)
+    absolute_margin: float | None = None
+
+
+# The one place the per-type defaults live: the runtime (Gate.margin_in_force) and the CRD's
+# descriptions (`kubectl explain cc.spec.gates.margin`) both read this table.
+GATE_DEFAULTS: dict[str, GateTypeDefaults] = {
+    "errorRate": GateTypeDefaults(
+        0.2, "a relative increase of the error rate: 0.2 = 20% more", absolute_margin=0.001
+    ),
+    "latency": GateTypeDefaults(
+        0.2,
+        "a relative increase of the share of requests slower than latencyThreshold",
+        absolute_margin=0.001,
+    ),
+    "accuracy": GateTypeDefaults(
+        0.01,
+        "an absolute drop: 0.01 = one point of accuracy; with regression feedback, an increase "
+        "of the mean loss in its units",
+    ),
+    "predictionDrift": GateTypeDefaults(
+        0.1, "the largest acceptable CDF distance between the prediction distributions, 0..1"
+    ),
+    "prometheus": GateTypeDefaults(
+        0.2, "a relative increase, for queries giving each model's rate; unused by thresholdRange"
+    ),
+}
+assert set(GATE_DEFAULTS) == set(GATE_TYPES)
+# shadow: the share of requests mirrored to the challenger when mirrorPercent is unset.
+DEFAULT_MIRROR_PERCENT = 100
+
+
+def _margin_defaults() -> str:
+    return "; ".join(f"{t} {d.margin:g} ({d.reads})" for t, d in GATE_DEFAULTS.items())
+
+
+def _absolute_margin_defaults() -> str:
+    return ", ".join(
+        f"{t} {d.absolute_margin:g}" for t, d in GATE_DEFAULTS.items() if d.absolute_margin
+    )
 
 
 def _duration_at_least(minimum: str, field: str) -> dict[str, str]:
@@ -63,7 +111,8 @@ class Strategy(KubeModel):
         None,
         ge=1,
         le=100,
-        description="shadow only: percentage of requests mirrored to the challenger (default 100).",
+        description="shadow only: percentage of requests mirrored to the challenger (default "
+        f"{DEFAULT_MIRROR_PERCENT}).",
     )
     steps: list[int] | None = Field(
         None,
@@ -127,6 +176,11 @@ class Strategy(KubeModel):
         )
     )
 
+    @property
+    def mirror_percent_in_force(self) -> int:
+        """shadow: the share of requests mirrored, mirrorPercent or its default."""
+        return DEFAULT_MIRROR_PERCENT if self.mirror_percent is None else self.mirror_percent
+
 
 class ThresholdRange(KubeModel):
     """Bounds a Prometheus query result must stay within (Flagger's thresholdRange)."""
@@ -168,13 +222,20 @@ class Gate(KubeModel):
         description="nonInferiority: the challenger is not worse than the champion by more "
         "than margin. superiority: the challenger is better.",
     )
-    margin: float = Field(
-        0.2,
+    margin: float | None = Field(
+        None,
         ge=0,
         le=10,
-        description="How much worse the challenger may be and still pass nonInferiority. For "
-        "errorRate and latency a relative increase (0.2 = 20% more); for accuracy an absolute "
-        "drop (0.01 = one point); for predictionDrift the largest acceptable distance.",
+        description="How much worse the challenger may be and still pass nonInferiority, in "
+        "the units of the gate's type. Unset, the type's default: " + _margin_defaults() + ".",
+    )
+    harm_margin: float | None = Field(
+        None,
+        ge=0,
+        le=10,
+        description="How much worse the challenger must be shown to be before it is rolled "
+        "back, in margin's units (default: margin). A larger harmMargin leaves a zone where a "
+        "challenger neither passes nor fails (maxDuration then decides).",
     )
     absolute_margin: float | None = Field(
         None,
@@ -185,8 +246,16 @@ class Gate(KubeModel):
         "points). nonInferiority passes when the challenger's rate is shown to be at most the "
         "larger of (1 + margin) times the champion's and the champion's plus absoluteMargin, "
         "so a gate can pass while neither model has errors; rollback needs the challenger "
-        "shown worse than both. Unset: 0.001 for errorRate and latency, 0 for prometheus; 0 "
-        "turns it off (ratio only).",
+        "shown worse than both. Unset: " + _absolute_margin_defaults() + ", none for "
+        "prometheus (its scale is unknown); 0 turns it off (ratio only).",
+    )
+    tau: float | None = Field(
+        None,
+        gt=0,
+        le=10,
+        description="accuracy only: scale of the normal-mixture prior of the sequential test, "
+        "in margin's units (default: the margin). It changes how fast a decision comes, "
+        "never the error rate.",
     )
     latency_threshold: str | None = Field(
         None,
@@ -229,8 +298,25 @@ class Gate(KubeModel):
                 "spec.gates[].query and thresholdRange are only allowed for a prometheus gate",
                 field_path=".query",
             ),
+            cel(
+                "!has(self.tau) || self.type == 'accuracy'",
+                "spec.gates[].tau is only allowed for an accuracy gate",
+                field_path=".tau",
+            ),
         )
     )
+
+    @property
+    def margin_in_force(self) -> float:
+        """margin, or the default of the gate's type (GATE_DEFAULTS)."""
+        return GATE_DEFAULTS[self.type].margin if self.margin is None else self.margin
+
+    @property
+    def absolute_margin_in_force(self) -> float | None:
+        """absoluteMargin, or the default of the gate's type (None: the ratio test alone)."""
+        if self.absolute_margin is not None:
+            return self.absolute_margin
+        return GATE_DEFAULTS[self.type].absolute_margin
 
 
 class Decision(KubeModel):
@@ -250,11 +336,26 @@ class Decision(KubeModel):
         description="How often the gates are evaluated, at least 5s.",
         json_schema_extra=validations(_duration_at_least("5s", "spec.decision.interval")),
     )
+    rollback_alpha: float | None = Field(
+        None,
+        gt=0,
+        lt=0.5,
+        description="Largest probability of rolling back a challenger that is in truth within "
+        "the margins, in (0, 0.5), split over the gates that can roll back (default: alpha).",
+    )
     min_samples: int = Field(
         200,
         ge=1,
         le=100_000_000,
         description="Requests each model must have answered before a promotion is possible.",
+    )
+    min_duration: str | None = Field(
+        None,
+        max_length=32,
+        pattern=DURATION,
+        description="Shortest time a challenge runs before a promotion is possible, like 1h "
+        "(default: none). When traffic varies over the day, a full day keeps a promotion from "
+        "resting on a few quiet hours. A rollback is never delayed.",
     )
     max_duration: str = Field(
         "24h",
@@ -277,7 +378,13 @@ class Decision(KubeModel):
                 "|| duration(self.maxDuration) > duration(self.interval)",
                 "spec.decision.maxDuration must be longer than spec.decision.interval",
                 field_path=".maxDuration",
-            )
+            ),
+            cel(
+                "!has(self.minDuration) || !has(self.maxDuration) "
+                "|| duration(self.minDuration) < duration(self.maxDuration)",
+                "spec.decision.minDuration must be shorter than spec.decision.maxDuration",
+                field_path=".minDuration",
+            ),
         )
     )
 

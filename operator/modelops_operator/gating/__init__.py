@@ -13,22 +13,24 @@ The interface the controller calls
 
     from modelops_operator.gating import GatingConfig, evaluate
 
-    cfg = GatingConfig.from_spec(cc["spec"])            # spec.gates + spec.decision, plain dicts
-    decision = evaluate(cfg.gates, counts, elapsed, state=status.get("gatingState"),
-                        policy=cfg.policy)
-    patch["status"].update(decision.to_status())        # decision, message, gates[]
-    patch["status"]["gatingState"] = decision.state.to_dict()   # persist (see below)
+    cfg = GatingConfig.from_spec(spec)    # the validated ChampionChallengerSpec: gates + decision
+    decision = evaluate(cfg.gates, counts, elapsed, state=previous_state, policy=cfg.policy)
+    decision.to_status()                  # decision, message, gates[] for the CRD status
+    decision.state.to_dict()              # persist, pass back next time (see below)
     if decision.action is Action.PROMOTE: ...            # or ROLLBACK / WAIT
 
 Inputs
 ------
 ``gates``
-    ``spec.gates`` entries as dicts (camelCase or snake_case) or :class:`GateConfig`: ``name``,
-    ``type`` (``errorRate`` | ``latency`` | ``accuracy`` | ``predictionDrift`` | ``prometheus``),
-    ``test`` (or ``mode``: ``nonInferiority`` | ``superiority``), ``margin`` (relative increase
-    for errorRate/latency — 0.2 means the challenger may have up to 1.2× the champion's rate;
-    absolute drop for accuracy — 0.01 is one point; largest edge-KS distance for drift),
-    ``latencyThreshold`` ("250ms"), ``thresholdRange`` (prometheus), optional ``harmMargin``.
+    :class:`GateConfig` (``GatingConfig.from_spec``), or ``spec.gates`` entries as dicts
+    (camelCase or snake_case, validated by the API's ``Gate`` model): ``name``, ``type``
+    (``errorRate`` | ``latency`` | ``accuracy`` | ``predictionDrift`` | ``prometheus``),
+    ``test`` (``nonInferiority`` | ``superiority``), ``margin`` (relative increase for
+    errorRate/latency — 0.2 means the challenger may have up to 1.2× the champion's rate;
+    absolute drop for accuracy — 0.01 is one point; largest edge-KS distance for drift; unset:
+    the type's default, ``api.championchallenger.GATE_DEFAULTS``), ``latencyThreshold``
+    ("250ms"), ``thresholdRange`` (prometheus), optional ``harmMargin``, ``absoluteMargin``,
+    ``tau``.
 ``counts``
     :class:`Counts` or its dict: **cumulative** counts per arm since the challenge began (raw
     counter differences, not ``increase()``): requests, errors, latency histogram buckets (or
@@ -92,12 +94,11 @@ Methods (details and citations in the module docstrings)
 
 from .config import DecisionPolicy, GateConfig, GatingConfig, parse_duration
 from .counts import ArmCounts, Counts, PairedCounts
-from .engine import DEFAULT_GATES, Action, Decision, GatingState, evaluate
+from .engine import Action, Decision, GatingState, evaluate
 from .gates import FAIL, NODATA, PASS, PENDING, GateReport, GateState
 from .planning import Plan, Traffic, plan_gate, traffic_from_counts
 
 __all__ = [
-    "DEFAULT_GATES",
     "FAIL",
     "NODATA",
     "PASS",

@@ -1,8 +1,10 @@
 # ruff: noqa: RUF002, RUF003  (mathematical notation: α, θ, τ, Δ, ×, − are intended)
-"""Gate and decision configuration, from plain dicts (the ChampionChallenger spec's camelCase).
+"""Gate and decision configuration, built from the ChampionChallenger's typed spec.
 
-Nothing here depends on the CRD's pydantic models: ``GateConfig.from_dict(gate.model_dump(
-by_alias=True))`` or the raw ``spec["gates"][i]`` dict both work.
+The operator validates the spec once into the API models and calls :meth:`GatingConfig.from_spec`;
+defaults come from those models only (per gate type: ``api.championchallenger.GATE_DEFAULTS``;
+``spec.decision``: the ``Decision`` model). ``from_dict`` serves Python callers (tests,
+simulations) and reads a gate through the same model, so it gets the same defaults.
 """
 
 from __future__ import annotations
@@ -12,28 +14,16 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-GATE_TYPES = ("errorRate", "latency", "accuracy", "predictionDrift", "prometheus")
+from ..api.championchallenger import GATE_TYPES, ChampionChallengerSpec, Decision, Gate
+
 TESTS = ("nonInferiority", "superiority")
-
-#: Margins used when a gate gives none (the CRD default is 0.2 for every type).
-DEFAULT_MARGINS = {
-    "errorRate": 0.2,  # challenger's error rate at most 1.2 × the champion's
-    "latency": 0.2,  # share of requests slower than the bound at most 1.2 ×
-    "accuracy": 0.01,  # at most one point less accurate
-    "predictionDrift": 0.1,  # edge-KS distance between prediction distributions at most 0.1
-    "prometheus": 0.2,
-}
-
-#: Absolute tolerances (rate differences) used when a spec's gate gives no ``absoluteMargin``.
-#: Without one, a rate gate can never pass while neither model has events (a ratio needs events);
-#: 0.001 (0.1 percentage points) is the methods note's example for errors. Not for prometheus
-#: gates: the scale of a custom rate is unknown. ``absoluteMargin: 0`` turns the route off.
-DEFAULT_ABSOLUTE_MARGINS = {"errorRate": 0.001, "latency": 0.001}
 RATE_GATE_TYPES = ("errorRate", "latency", "prometheus")
+# spec.decision's defaults, as the API model states them (the dataclass below copies none).
+_SPEC_DECISION = Decision.model_validate({})
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -86,8 +76,9 @@ class GateConfig:
     ``absolute_margin`` (rate gates): a tolerance on the rate *difference* (0.001 = 0.1 percentage
     points). Non-inferiority then passes when the challenger's rate is shown to be at most
     max((1 + margin) × champion's, champion's + absolute_margin); rollback needs it shown above
-    both its harm ratio and champion's + absolute_margin. None or 0: ratio only. A spec read with
-    :meth:`from_dict` gets :data:`DEFAULT_ABSOLUTE_MARGINS` when the key is absent.
+    both its harm ratio and champion's + absolute_margin. None or 0: ratio only. A gate built
+    from the spec gets its type's default (``GATE_DEFAULTS``) when the field is absent; without
+    one, a rate gate can never pass while neither model has events (a ratio needs events).
 
     ``test`` is ``nonInferiority`` (pass when the challenger is not worse than the margin) or
     ``superiority`` (pass when it is better than the champion). In both, the gate *fails*
@@ -133,39 +124,38 @@ class GateConfig:
         return self.margin if self.harm_margin is None else self.harm_margin
 
     @classmethod
+    def from_gate(cls, gate: Gate) -> GateConfig:
+        """From one validated ``spec.gates[]`` entry; unset margins take the type's defaults."""
+        limits = gate.threshold_range
+        return cls(
+            name=gate.name,
+            type=gate.type,
+            margin=gate.margin_in_force,
+            test=gate.test,
+            harm_margin=gate.harm_margin,
+            latency_threshold=parse_duration(gate.latency_threshold),
+            threshold_range=(limits.min, limits.max) if limits is not None else None,
+            tau=gate.tau,
+            absolute_margin=gate.absolute_margin_in_force,
+        )
+
+    @classmethod
     def from_dict(cls, d: Mapping[str, Any] | GateConfig) -> GateConfig:
-        """From a spec.gates[] entry (camelCase or snake_case keys)."""
+        """From a spec.gates[] entry as a dict (camelCase or snake_case keys), validated by the
+        API model. ``reference`` and ``burnIn`` exist only here (not in the CRD)."""
         if isinstance(d, GateConfig):
             return d
-        gtype = _get(d, "type")
-        name = _get(d, "name", default=gtype)
-        margin = _get(d, "margin", default=DEFAULT_MARGINS.get(gtype, 0.2))
-        tr = _get(d, "thresholdRange", "threshold_range")
-        if isinstance(tr, Mapping):
-            tr = (tr.get("min"), tr.get("max"))
-        ref = _get(d, "reference")
-        if isinstance(ref, Mapping):
-            ref = {float(k): float(v) for k, v in ref.items()}
-        return cls(
-            name=str(name),
-            type=str(gtype),
-            margin=float(margin),
-            test=str(_get(d, "test", "mode", default="nonInferiority")),
-            harm_margin=_opt_float(_get(d, "harmMargin", "harm_margin")),
-            latency_threshold=parse_duration(_get(d, "latencyThreshold", "latency_threshold")),
-            threshold_range=tuple(tr) if tr is not None else None,
-            reference=ref,
-            tau=_opt_float(_get(d, "tau")),
-            burn_in=_get(d, "burnIn", "burn_in"),
-            absolute_margin=_opt_float(
-                _get(
-                    d,
-                    "absoluteMargin",
-                    "absolute_margin",
-                    default=DEFAULT_ABSOLUTE_MARGINS.get(str(gtype)),
-                )
-            ),
-        )
+        fields = dict(d)
+        reference = fields.pop("reference", None)
+        burn_in = _get(fields, "burnIn", "burn_in")
+        fields.pop("burnIn", None)
+        fields.pop("burn_in", None)
+        gate = cls.from_gate(Gate.model_validate(fields))
+        if reference is None and burn_in is None:
+            return gate
+        if isinstance(reference, Mapping):
+            reference = {float(k): float(v) for k, v in reference.items()}
+        return replace(gate, reference=reference, burn_in=burn_in)
 
     def fingerprint(self) -> str:
         """Short hash of everything that defines the gate's nulls (state resets when it changes)."""
@@ -198,14 +188,14 @@ class DecisionPolicy:
       challenger weight is passed with the counts).
     """
 
-    alpha: float = 0.05
-    rollback_alpha: float | None = None
-    interval: float = 60.0
-    min_samples: int = 200
-    min_duration: float = 0.0
-    max_duration: float | None = 24 * 3600.0
-    on_timeout: str = "rollback"
-    srm_alpha: float = 0.001
+    alpha: float = _SPEC_DECISION.alpha
+    rollback_alpha: float | None = _SPEC_DECISION.rollback_alpha
+    interval: float = parse_duration(_SPEC_DECISION.interval) or 0.0
+    min_samples: int = _SPEC_DECISION.min_samples
+    min_duration: float = parse_duration(_SPEC_DECISION.min_duration) or 0.0
+    max_duration: float | None = parse_duration(_SPEC_DECISION.max_duration)
+    on_timeout: str = _SPEC_DECISION.on_timeout
+    srm_alpha: float = 0.001  # not in the CRD: the alarm only pauses, a person decides
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -220,7 +210,22 @@ class DecisionPolicy:
         return self.alpha if self.rollback_alpha is None else self.rollback_alpha
 
     @classmethod
+    def from_decision(cls, decision: Decision) -> DecisionPolicy:
+        """From the validated ``spec.decision`` (its defaults already applied)."""
+        return cls(
+            alpha=decision.alpha,
+            rollback_alpha=decision.rollback_alpha,
+            interval=parse_duration(decision.interval) or 0.0,
+            min_samples=decision.min_samples,
+            min_duration=parse_duration(decision.min_duration) or 0.0,
+            max_duration=parse_duration(decision.max_duration),
+            on_timeout=decision.on_timeout,
+        )
+
+    @classmethod
     def from_dict(cls, d: Mapping[str, Any] | DecisionPolicy | None) -> DecisionPolicy:
+        """For Python callers: a ``spec.decision``-like dict, read leniently (no CRD bounds),
+        absent keys taking the dataclass defaults (which are the API model's)."""
         if isinstance(d, DecisionPolicy):
             return d
         d = d or {}
@@ -229,28 +234,35 @@ class DecisionPolicy:
         return cls(
             alpha=float(_get(d, "alpha", default=default.alpha)),
             rollback_alpha=_opt_float(_get(d, "rollbackAlpha", "rollback_alpha")),
-            interval=parse_duration(_get(d, "interval", default=default.interval)) or 60.0,
+            interval=parse_duration(_get(d, "interval", default=default.interval)) or 0.0,
             min_samples=int(_get(d, "minSamples", "min_samples", default=default.min_samples)),
-            min_duration=parse_duration(_get(d, "minDuration", "min_duration", default=0)) or 0.0,
+            min_duration=parse_duration(
+                _get(d, "minDuration", "min_duration", default=default.min_duration)
+            )
+            or 0.0,
             max_duration=parse_duration(max_d) if max_d is not None else default.max_duration,
-            on_timeout=str(_get(d, "onTimeout", "on_timeout", default="rollback")),
+            on_timeout=str(_get(d, "onTimeout", "on_timeout", default=default.on_timeout)),
             srm_alpha=float(_get(d, "srmAlpha", "srm_alpha", default=default.srm_alpha)),
         )
 
 
 @dataclass(frozen=True)
 class GatingConfig:
-    """Gates plus policy, as read from a whole ChampionChallenger ``spec``."""
+    """Gates plus policy, built from a whole ChampionChallenger ``spec``."""
 
     gates: tuple[GateConfig, ...]
     policy: DecisionPolicy = field(default_factory=DecisionPolicy)
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> GatingConfig:
-        """From ``spec`` of a ChampionChallenger (uses ``spec.gates`` and ``spec.decision``)."""
+    def from_spec(cls, spec: ChampionChallengerSpec | Mapping[str, Any]) -> GatingConfig:
+        """From the typed spec (a camelCase dict is validated into it first). Raises
+        ``ValueError`` (pydantic's ``ValidationError`` is one) for a configuration the engine
+        cannot run."""
+        if not isinstance(spec, ChampionChallengerSpec):
+            spec = ChampionChallengerSpec.model_validate(spec)
         return cls(
-            gates=tuple(GateConfig.from_dict(g) for g in spec.get("gates") or ()),
-            policy=DecisionPolicy.from_dict(spec.get("decision")),
+            gates=gates_from([GateConfig.from_gate(g) for g in spec.gates]),
+            policy=DecisionPolicy.from_decision(spec.decision),
         )
 
 

@@ -44,12 +44,6 @@ from .planning import plan_gate, traffic_from_counts
 
 STATE_VERSION = 1
 
-#: Used when a spec lists no gates: the challenger's error rate at most 1.2 × the champion's, or
-#: at most 0.1 percentage points above it (so two error-free models can pass).
-DEFAULT_GATES = (
-    GateConfig(name="error-rate", type="errorRate", margin=0.2, absolute_margin=0.001),
-)
-
 
 class Action(StrEnum):
     PROMOTE = "PROMOTE"
@@ -227,7 +221,9 @@ def evaluate(
     raises on missing, partial, zero or stale counts: those give WAIT. Raises ``ValueError``
     only for an invalid configuration (unknown gate type, duplicate names, bad alpha...).
     """
-    cfgs = gates_from(gates) or DEFAULT_GATES
+    cfgs = gates_from(gates)
+    if not cfgs:
+        raise ValueError("no gates: a challenger needs at least one gate to be judged")
     pol = DecisionPolicy.from_dict(policy)
     cnt = Counts.from_dict(counts)
     secs = parse_duration(elapsed) or 0.0

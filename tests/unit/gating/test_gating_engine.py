@@ -236,6 +236,8 @@ def test_accuracy_burn_in_before_testing() -> None:
 def test_spec_parsing() -> None:
     cfg = GatingConfig.from_spec(
         {
+            "targetRef": {"name": "fraud"},
+            "strategy": {"type": "shadow"},
             "gates": [
                 {
                     "name": "lat",
