@@ -1,5 +1,7 @@
 """The pure half of the ChampionChallenger controller: what the daemon sees, in and out.
 
+- `parse_policy` validates the ChampionChallenger's spec once into the API model and builds the
+  gating configuration from it (or says which field is wrong);
 - `observe` turns the live objects (the ChampionChallenger, its target, the Deployments, the
   route's state, the gates' verdict) into the state machine's `Observation`;
 - `plan_objects` turns the machine's status into the objects that must exist (challenger
@@ -18,8 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from .. import conditions as cond
+from ..api.championchallenger import ChampionChallengerSpec, Strategy
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..builders.challenge import (
     build_arm_service,
@@ -39,7 +43,7 @@ from ..constants import (
     ROLE_CHALLENGER,
     ROLE_CHAMPION,
 )
-from ..gating.config import parse_duration
+from ..gating import GatingConfig
 from ..observe import DeploymentObservation
 from .machine import GATED_PHASES, desired_topology
 from .model import (
@@ -59,15 +63,46 @@ HISTORY_LIMIT = 20
 IN_FLIGHT = (Phase.PROGRESSING, Phase.AWAITING_APPROVAL, Phase.PROMOTING, Phase.ROLLING_BACK)
 
 
+# ----------------------------------------------------------------------------- the spec
+@dataclass(frozen=True)
+class ChallengePolicy:
+    """A ChampionChallenger's spec, validated once, and the gating configuration built from it."""
+
+    spec: ChampionChallengerSpec
+    gating: GatingConfig
+
+
+def _field_path(location: Sequence[int | str]) -> str:
+    path = "spec"
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def parse_policy(raw_spec: Mapping[str, Any] | None) -> ChallengePolicy | str:
+    """The policy, or a configuration error whose message starts with the field at fault."""
+    try:
+        spec = ChampionChallengerSpec.model_validate(dict(raw_spec or {}))
+    except ValidationError as error:
+        problems = [
+            f"{_field_path(e['loc'])}: {e['msg']}"
+            for e in error.errors(include_url=False, include_context=False)
+        ]
+        return "; ".join(problems)
+    try:
+        gating = GatingConfig.from_spec(spec)
+    except ValueError as error:
+        return f"spec.gates: {error}"
+    return ChallengePolicy(spec, gating)
+
+
 # ----------------------------------------------------------------------------- observing
-def strategy_view(spec: Mapping[str, Any]) -> StrategyView:
-    strategy = spec.get("strategy") or {}
-    kind = strategy.get("type", "canary")
+def strategy_view(strategy: Strategy) -> StrategyView:
     return StrategyView(
-        type=kind,
-        steps=tuple(strategy.get("steps") or ()),
-        weight=int(strategy.get("weight") or 0),
-        mirror_percent=int(strategy.get("mirrorPercent") or 100),
+        type=strategy.type,
+        steps=tuple(strategy.steps or ()),
+        weight=strategy.weight or 0,
+        mirror_percent=strategy.mirror_percent_in_force,
     )
 
 
@@ -109,7 +144,7 @@ class LiveState:
     """Everything the daemon gathered this tick."""
 
     now: float
-    spec: Mapping[str, Any]
+    policy: ChallengePolicy | None  # None: the spec is invalid (config_error says why)
     annotations: Mapping[str, str]
     md_spec: ModelDeploymentSpec | None
     md_status: Mapping[str, Any]
@@ -122,8 +157,12 @@ class LiveState:
 
 
 def observe(status: Status, live: LiveState) -> Observation:
-    spec = live.spec
-    decision = spec.get("decision") or {}
+    if live.policy is None:
+        # The machine fails the challenge on the error before it reads anything of the spec.
+        assert live.config_error, "an invalid spec is a configuration error"
+        return Observation(live.now, ModelRef(""), StrategyView("canary"),
+                           config_error=live.config_error)  # fmt: skip
+    spec = live.policy.spec
     desired = model_ref(live.md_spec) if live.md_spec is not None else ModelRef("")
     topology = desired_topology(status)
     challenger_version = status.challenger.version if status.challenger else None
@@ -131,16 +170,16 @@ def observe(status: Status, live: LiveState) -> Observation:
     return Observation(
         now=live.now,
         desired=desired,
-        strategy=strategy_view(spec),
+        strategy=strategy_view(spec.strategy),
         live_champion=live_champion_of(live.md_status, live.champion),
         challenger_ready=challenger_version is not None and ready_version == challenger_version,
         gates=live.gates,
-        step_interval_seconds=parse_duration(decision.get("interval", "1m")) or 60.0,
-        approval_required=bool((spec.get("approval") or {}).get("required")),
+        step_interval_seconds=live.policy.gating.policy.interval,
+        approval_required=spec.approval.required,
         approved_version=live.annotations.get(ANNOTATION_APPROVED_VERSION),
         approved_by=live.annotations.get(ANNOTATION_APPROVED_BY, ""),
         command=command_from(live.annotations, status.challenge_id),
-        paused=bool(spec.get("paused")),
+        paused=spec.paused,
         config_error=live.config_error,
         route_applied=live.route_applied,
         champion_ready_version=rollout_done(live.champion),
@@ -170,15 +209,13 @@ def plan_objects(
     cc_uid: str,
     namespace: str,
     target: str,
-    spec: Mapping[str, Any],
+    spec: ChampionChallengerSpec,
     md_spec: ModelDeploymentSpec,
     topology: Topology,
     serving_image: str,
 ) -> ObjectPlan:
     """What must exist beside the champion for this topology (owned by the ChampionChallenger,
     so deleting it cleans up)."""
-    traffic = spec.get("traffic") or {}
-    sticky = (spec.get("strategy") or {}).get("stickyHeader")
     objects = [
         build_arm_service(target, namespace, ROLE_CHAMPION),
         build_arm_service(target, namespace, ROLE_CHALLENGER),
@@ -193,10 +230,11 @@ def plan_objects(
         )
     else:
         delete.append(("Deployment", f"{target}-{ROLE_CHALLENGER}"))
-    if traffic.get("provider", "router") == "gatewayAPI":
-        parent_refs = list(traffic.get("parentRefs") or [])
+    if spec.traffic.provider == "gatewayAPI":
+        parent_refs = [ref.to_wire() for ref in spec.traffic.parent_refs or ()]
         objects.append(http_route(target, namespace, topology, parent_refs))
     else:
+        sticky = spec.strategy.sticky_header
         objects.append(router_configmap(target, namespace, topology, sticky))
         objects.append(build_router_deployment(target, namespace, serving_image))
     return ObjectPlan([_owned(o, cc_name, cc_uid) for o in objects], delete)

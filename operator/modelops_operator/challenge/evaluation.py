@@ -6,13 +6,13 @@ Missing metrics never promote: an unreachable Prometheus or an arm without serie
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
 
-from ..gating import GatingConfig, evaluate
+from ..api.championchallenger import Gate
+from ..gating import evaluate
 from ..gating.records import NODATA
 from ..promsource import ArmSelector, PrometheusSource, PrometheusUnavailable
-from .controller import Evaluation
+from .controller import ChallengePolicy, Evaluation
 from .model import GateSignal, Status
 
 ROUTER_CONFIG_INFO = "modelops_router_config_info"
@@ -26,7 +26,7 @@ def _substitute(query: str, values: Mapping[str, str]) -> str:
 
 async def _custom_values(
     source: PrometheusSource,
-    gates: list[Mapping[str, Any]],
+    gates: Sequence[Gate],
     namespace: str,
     deployment: str,
     arms: Mapping[str, ArmSelector],
@@ -35,11 +35,11 @@ async def _custom_values(
     """Flagger-style `prometheus` gates: each arm's value of the user's query."""
     values: dict[str, dict[str, dict[str, float]]] = {arm: {} for arm in arms}
     for gate in gates:
-        if gate.get("type") != "prometheus" or not gate.get("query"):
+        if gate.type != "prometheus" or not gate.query:
             continue
         for arm, selector in arms.items():
             query = _substitute(
-                gate["query"],
+                gate.query,
                 {
                     "namespace": namespace,
                     "deployment": deployment,
@@ -49,7 +49,7 @@ async def _custom_values(
             )
             samples = await source.instant(query, now)
             if samples:
-                values[arm][gate["name"]] = {"value": samples[0].value}
+                values[arm][gate.name] = {"value": samples[0].value}
     return values
 
 
@@ -58,7 +58,7 @@ async def evaluate_challenge(
     *,
     namespace: str,
     deployment: str,
-    spec: Mapping[str, Any],
+    policy: ChallengePolicy,
     status: Status,
     previous: Evaluation,
     now: float,
@@ -70,7 +70,7 @@ async def evaluate_challenge(
         "champion": ArmSelector("champion", status.champion.version),
         "challenger": ArmSelector("challenger", status.challenger.version),
     }
-    shadow = (spec.get("strategy") or {}).get("type") == "shadow"
+    shadow = policy.spec.strategy.type == "shadow"
     try:
         reading = await source.read_counts(
             namespace=namespace,
@@ -82,7 +82,7 @@ async def evaluate_challenge(
             paired=shadow,
         )
         custom = await _custom_values(
-            source, list(spec.get("gates") or ()), namespace, deployment, arms, now
+            source, policy.spec.gates, namespace, deployment, arms, now
         )
     except PrometheusUnavailable as error:
         problem = f"no decision while Prometheus cannot be read: {error}"
@@ -94,13 +94,12 @@ async def evaluate_challenge(
     for arm, values in custom.items():
         if values:
             counts[arm] = {**counts[arm], "custom": values}
-    config = GatingConfig.from_spec(spec)
     decision = evaluate(
-        config.gates,
+        policy.gating.gates,
         counts,
         elapsed=max(now - status.started_at, 0.0),
         state=previous.state,
-        policy=config.policy,
+        policy=policy.gating.policy,
     )
     fresh = any(g.verdict != NODATA for g in decision.gates)
     kept = Evaluation(

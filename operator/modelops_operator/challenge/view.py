@@ -11,6 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from ..api.championchallenger import ChampionChallengerSpec
 from .machine import desired_topology
 from .model import Phase, Status
 
@@ -46,13 +49,16 @@ def challenge_view(body: Mapping[str, Any]) -> ChallengeView:
     machine = Status.from_dict(status.get("machine"))
     topology = desired_topology(machine)
     running = machine.phase not in (Phase.IDLE, Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
-    provider = (spec.get("traffic") or {}).get("provider", "router")
+    try:
+        routed_by = ChampionChallengerSpec.model_validate(spec).traffic.provider
+    except ValidationError:
+        routed_by = None  # an invalid policy is Failed: its router never takes the Service
     return ChallengeView(
         name=str(body.get("metadata", {}).get("name", "")),
         champion=topology.champion,
         challenger=machine.challenger if running else None,
         # Only once the router is up: the Service must never point at pods that do not exist.
-        routed=provider == "router" and bool(status.get("routerReady")),
+        routed=routed_by == "router" and bool(status.get("routerReady")),
         history=tuple(status.get("history") or ()),
         promoting=_promotion_under_way(machine, status),
     )

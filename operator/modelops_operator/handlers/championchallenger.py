@@ -22,11 +22,13 @@ from pydantic import ValidationError
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..challenge import metrics
 from ..challenge.controller import (
+    ChallengePolicy,
     Evaluation,
     LiveState,
     challenge_conditions,
     history_entry,
     observe,
+    parse_policy,
     plan_objects,
     render_status,
     rollout_done,
@@ -48,7 +50,6 @@ from ..constants import (
     ROLE_ROUTER,
     VERSION,
 )
-from ..gating.config import parse_duration
 from ..kube import apply_manifest, delete_deployment, patch_challenge_status
 from ..promsource import PrometheusUnavailable
 from . import first_indexed
@@ -114,9 +115,11 @@ async def _route_live(memo: kopf.Memo, plan: Any, namespace: str, target: str, r
 
 
 def _config_error(
-    spec: Mapping[str, Any], namespace: str, name: str, md: Any, challenges: kopf.Index
+    policy: ChallengePolicy | str, namespace: str, name: str, md: Any, challenges: kopf.Index
 ) -> tuple[str | None, ModelDeploymentSpec | None]:
-    target = spec.get("targetRef", {}).get("name", "")
+    if isinstance(policy, str):
+        return policy, None  # the spec itself is invalid
+    target = policy.spec.target_ref.name
     if md is None:
         return (
             f"spec.targetRef.name: ModelDeployment '{target}' not found in namespace "
@@ -136,8 +139,11 @@ def _config_error(
         return f"the target's spec is invalid: {error.errors()[0]['msg']}", None
 
 
-def _due(evaluation: Evaluation, spec: Mapping[str, Any], now: float) -> bool:
-    interval = parse_duration((spec.get("decision") or {}).get("interval", "1m")) or 60.0
+def _due(evaluation: Evaluation, policy: ChallengePolicy, now: float) -> bool:
+    """An evaluation is due: not paused, and an interval has passed since the last one."""
+    if policy.spec.paused:
+        return False
+    interval = policy.gating.policy.interval
     return evaluation.at is None or now - evaluation.at >= interval
 
 
@@ -183,28 +189,30 @@ async def _tick(
     challenges: kopf.Index,
 ) -> float:
     now = time.time()
-    spec = dict(body.get("spec") or {})
+    # The spec is validated once per tick; everything below reads the typed policy.
+    parsed = parse_policy(body.get("spec"))
+    policy = parsed if isinstance(parsed, ChallengePolicy) else None
+    target = policy.spec.target_ref.name if policy is not None else ""
     annotations = dict(body.get("metadata", {}).get("annotations") or {})
     current = tick.last_written or dict(body.get("status") or {})
-    target = spec.get("targetRef", {}).get("name", "")
     md = first_indexed(modeldeployment_bodies, (namespace, target))
-    config_error, md_spec = _config_error(spec, namespace, name, md, challenges)
+    config_error, md_spec = _config_error(parsed, namespace, name, md, challenges)
     status = Status.from_dict(current.get("machine"))
     evaluation = Evaluation.from_status(current)
     champion = first_indexed(model_deployments, (namespace, target, ROLE_CHAMPION))
     challenger = first_indexed(model_deployments, (namespace, target, ROLE_CHALLENGER))
     router = first_indexed(model_deployments, (namespace, target, ROLE_ROUTER))
-    provider = (spec.get("traffic") or {}).get("provider", "router")
-    router_ready = provider != "router" or rollout_done(router) is not None
+    routerless = policy is not None and policy.spec.traffic.provider != "router"
+    router_ready = routerless or rollout_done(router) is not None
 
     def plan_for(machine: Status) -> Any:
-        assert md_spec is not None
+        assert policy is not None and md_spec is not None
         return plan_objects(
             cc_name=name,
             cc_uid=body["metadata"]["uid"],
             namespace=namespace,
             target=target,
-            spec=spec,
+            spec=policy.spec,
             md_spec=md_spec,
             topology=desired_topology(machine),
             serving_image=memo.serving_image,
@@ -220,12 +228,12 @@ async def _tick(
 
     signal = GateSignal(None, status.message or "gates not evaluated yet", False)
     gated = status.phase in GATED_PHASES and status.started_at is not None
-    if md_spec is not None and gated and not spec.get("paused") and _due(evaluation, spec, now):
+    if policy is not None and md_spec is not None and gated and _due(evaluation, policy, now):
         signal, evaluation, tick.metrics_problem = await evaluate_challenge(
             memo.prometheus,
             namespace=namespace,
             deployment=target,
-            spec=spec,
+            policy=policy,
             status=status,
             previous=evaluation,
             now=now,
@@ -241,7 +249,7 @@ async def _tick(
 
     live = LiveState(
         now=now,
-        spec=spec,
+        policy=policy,
         annotations=annotations,
         md_spec=md_spec,
         md_status=(md or {}).get("status") or {},

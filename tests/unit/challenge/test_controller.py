@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from modelops_operator.api.championchallenger import ChampionChallengerSpec
 from modelops_operator.api.modeldeployment import ModelDeploymentSpec
 from modelops_operator.challenge import ModelRef, Phase, Status, Topology, Transition
 from modelops_operator.challenge.controller import (
@@ -73,10 +74,22 @@ def test_the_live_champion_is_trusted_once_its_deployment_has_rolled_it_out() ->
     assert live_champion_of({}, deployment("1.0.0")) is None
 
 
+def cc_spec(**fields: object) -> ChampionChallengerSpec:
+    return ChampionChallengerSpec.model_validate(
+        {
+            "targetRef": {"name": "fraud"},
+            "strategy": {"type": "canary", "steps": [10]},
+            "gates": [{"name": "accuracy", "type": "accuracy"}],
+            **fields,
+        }
+    )
+
+
 def plan(topology: Topology, provider: str = "router") -> dict[tuple[str, str], dict]:
-    spec = {"strategy": {"type": "canary", "steps": [10]}, "traffic": {"provider": provider}}
+    traffic: dict[str, object] = {"provider": provider}
     if provider == "gatewayAPI":
-        spec["traffic"]["parentRefs"] = [{"name": "public"}]
+        traffic["parentRefs"] = [{"name": "public"}]
+    spec = cc_spec(traffic=traffic)
     made = plan_objects(cc_name="gate", cc_uid="uid-1", namespace="risk", target="fraud",
                         spec=spec, md_spec=MD_SPEC, topology=topology,
                         serving_image="img")  # fmt: skip
@@ -105,7 +118,7 @@ def test_a_challenge_adds_the_challenger_its_services_and_the_router_all_owned_b
 
 def test_without_a_challenger_it_is_deleted_and_gateway_api_gets_a_route_not_a_router() -> None:
     objects, delete = plan(Topology(V1, None, 0, 0), provider="gatewayAPI")
-    assert ("HTTPRoute", "fraud") in objects
+    assert objects[("HTTPRoute", "fraud")]["spec"]["parentRefs"] == [{"name": "public"}]
     assert ("Deployment", "fraud-router") not in objects
     assert delete == [("Deployment", "fraud-challenger")]
 
@@ -135,8 +148,11 @@ def test_status_shows_the_challenge_and_keeps_the_machine_state_to_resume() -> N
     assert Status.from_dict(status["machine"]) == machine
     assert Evaluation.from_status(status).state == {"x": 1}
     # The ModelDeployment controller reads the same status: champion stays v1, router in use.
-    view = challenge_view({"metadata": {"name": "gate"}, "spec": {}, "status": status})
+    body = {"metadata": {"name": "gate"}, "spec": cc_spec().to_wire(), "status": status}
+    view = challenge_view(body)
     assert (view.champion, view.challenger, view.routed) == (V1, V2, True)
+    # A policy whose spec does not validate never routes the Service through its router.
+    assert not challenge_view({**body, "spec": {"targetRef": {"name": "fraud"}}}).routed
 
 
 def test_ready_holds_while_a_challenge_waits_and_falls_only_on_configuration_errors() -> None:
