@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelops_demo.models import DemoStream, build_demo_models, file_digest
+from modelops_demo.models import (
+    DemoStream,
+    build_demo_models,
+    build_miscalibrated_model,
+    file_digest,
+)
 from modelops_serving.runtimes import SklearnRuntime
 from modelops_serving.v2protocol import encode_tensor
 
@@ -49,6 +54,23 @@ def test_served_predictions_are_integer_classes_ordered_on_the_stream(models):
         assert accuracy[name] == pytest.approx(model.accuracy, abs=0.03)
     assert accuracy["better"] - accuracy["champion"] > 0.1
     assert accuracy["champion"] - accuracy["worse"] > 0.1
+
+
+def test_a_miscalibrated_champion_is_five_points_worse_served_as_well(models, tmp_path: Path):
+    worse = build_miscalibrated_model(tmp_path, 0.05)
+    assert (worse.name, worse.version) == ("miscalibrated", "1.3.0")
+    assert worse.digest == file_digest(worse.path)
+    assert models["champion"].accuracy - worse.accuracy == pytest.approx(0.05, abs=0.001)
+    assert build_miscalibrated_model(tmp_path / "again", 0.05).digest == worse.digest
+    rows = DemoStream().take(5000)
+    features = np.array([row for row, _ in rows])
+    labels = np.array([label for _, label in rows])
+    served = {}
+    for model in (models["champion"], worse):
+        runtime = SklearnRuntime.load(model.path.parent, allow_unsafe_pickle=False, trusted=())
+        predicted = runtime.predict({"input-0": features}, ("input-0",), ())["predict"]
+        served[model.name] = float(np.mean(predicted == labels))
+    assert served["champion"] - served["miscalibrated"] == pytest.approx(0.05, abs=0.02)
 
 
 def test_stream_is_deterministic_and_endless():

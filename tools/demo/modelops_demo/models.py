@@ -10,6 +10,9 @@ exactly zero, so the model ignores that feature at serving time:
 * ``better`` uses every feature: ~93%.
 * ``worse`` sees only the weak features, as after a feature-pipeline bug: ~55%.
 
+``build_miscalibrated_model`` adds one on demand: the champion with its decision threshold moved
+until it is a given number of points less accurate (an e2e test needs one 5 points worse).
+
 Labels are ``int64``, so ``predict`` returns integers, the server encodes them as ``INT64`` and
 the sidecar (``--task auto``) scores feedback as classification: send the true label as a JSON
 integer (0 or 1).
@@ -24,6 +27,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,19 +117,55 @@ def build_demo_models(directory: Path) -> dict[str, DemoModel]:
     ``spec.model.uri`` at the file itself (``path.as_uri()``): with ``--digest`` the server
     verifies one file and refuses a directory.
     """
-    import skops.io as sio
-
     features, labels = draw_rows(TRAIN_ROWS, TRAIN_SEED)
-    holdout_features, holdout_labels = draw_rows(HOLDOUT_ROWS, HOLDOUT_SEED)
+    holdout = draw_rows(HOLDOUT_ROWS, HOLDOUT_SEED)
     models: dict[str, DemoModel] = {}
     for name, (version, columns) in MODEL_PLAN.items():
         estimator = _train(columns, features, labels)
-        accuracy = float(np.mean(estimator.predict(holdout_features) == holdout_labels))
-        path = Path(directory) / name / "model.skops"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(canonical_skops_bytes(sio.dumps(estimator)))
-        models[name] = DemoModel(name, version, path, file_digest(path), accuracy)
+        models[name] = _write(directory, name, version, estimator, _accuracy(estimator, holdout))
     return models
+
+
+def build_miscalibrated_model(
+    directory: Path, drop: float, *, base: str = "champion", version: str = "1.3.0"
+) -> DemoModel:
+    """``base`` with its decision threshold moved until it is ``drop`` less accurate on the
+    holdout set, as after a recalibration on a skewed sample (it answers 1 too often).
+
+    For a challenger a few points worse than the champion, which no subset of the features
+    gives: the champion's subsets step from ~74% to ~72% and then to ~58%. Written like the
+    others, to ``<directory>/miscalibrated/model.skops``.
+    """
+    features, labels = draw_rows(TRAIN_ROWS, TRAIN_SEED)
+    holdout = draw_rows(HOLDOUT_ROWS, HOLDOUT_SEED)
+    estimator = _train(MODEL_PLAN[base][1], features, labels)
+    wanted = _accuracy(estimator, holdout) - drop
+    intercept = estimator.intercept_.copy()
+    # Raising the intercept from the fitted one only loses accuracy: bisect for `wanted`.
+    low, high = 0.0, 10.0
+    for _ in range(40):
+        estimator.intercept_ = intercept + (low + high) / 2
+        if _accuracy(estimator, holdout) > wanted:
+            low = (low + high) / 2
+        else:
+            high = (low + high) / 2
+    estimator.intercept_ = intercept + high
+    accuracy = _accuracy(estimator, holdout)
+    return _write(directory, "miscalibrated", version, estimator, accuracy)
+
+
+def _accuracy(estimator: Any, holdout: tuple[np.ndarray, np.ndarray]) -> float:
+    features, labels = holdout
+    return float(np.mean(estimator.predict(features) == labels))
+
+
+def _write(directory: Path, name: str, version: str, estimator: Any, accuracy: float) -> DemoModel:
+    import skops.io as sio
+
+    path = Path(directory) / name / "model.skops"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(canonical_skops_bytes(sio.dumps(estimator)))
+    return DemoModel(name, version, path, file_digest(path), accuracy)
 
 
 class DemoStream:
