@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from modelops_demo.loadgen import LoadGenerator
-from modelops_demo.models import DemoStream, build_demo_models
+from modelops_demo.models import DemoStream, build_demo_models, build_miscalibrated_model
 from modelops_devcluster.nodeconfig import NODE_IP
 from modelops_operator.testing import OperatorProcess
 
@@ -40,9 +40,11 @@ TARGET = "fraud"
 def models(
     real_cluster: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
-    """The demo's three models, served over HTTP from the host like a model registry would."""
+    """The demo's three models, and the champion made 5 points less accurate ("miscalibrated"),
+    served over HTTP from the host like a model registry would."""
     directory = tmp_path_factory.mktemp("models")
     built = build_demo_models(directory)
+    built["miscalibrated"] = build_miscalibrated_model(directory, 0.05)
     handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -300,6 +302,53 @@ def sample(exposition: str, metric: str, **labels: str) -> float | None:
         if all(found.get(k) == v for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+@pytest.mark.timeout(1200)
+def test_an_accuracy_gate_without_margin_rolls_back_a_challenger_five_points_worse(
+    real_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
+) -> None:
+    """Without `margin` an accuracy gate tolerates its type's default, one point. The CRD once
+    stored the errorRate default (0.2, twenty points) in every gate: then this challenger
+    passed as "within twenty points" and, with onTimeout hold, was never rolled back."""
+    cluster = real_cluster.cluster
+    deploy(
+        cluster,
+        namespace,
+        models["champion"],
+        gates=[{"name": "accuracy", "type": "accuracy"}],
+        # A timeout must not pass for the gate's verdict: hold keeps both running instead.
+        decision={"alpha": 0.05, "interval": "5s", "minSamples": 150, "maxDuration": "30m",
+                  "onTimeout": "hold"},
+    )  # fmt: skip
+    stored = get_json(cluster, "-n", namespace, f"cc/{TARGET}-gate")["spec"]["gates"]
+    assert stored == [{"name": "accuracy", "type": "accuracy", "test": "nonInferiority"}]
+    load = start_load(real_cluster, namespace)
+    try:
+        challenge(cluster, namespace, models["miscalibrated"])
+        # ≈ 4,000 labels per arm at the 50% step (`modelops gating plan`: 80% likely in 3.5 min).
+        rolled_back = wait_phase(cluster, namespace, "RolledBack", timeout=600)
+    finally:
+        final = load.stop()
+    assert rolled_back["champion"]["version"] == models["champion"].version
+    entry = rolled_back["history"][-1]
+    assert (entry["action"], entry["version"]) == ("RolledBack", models["miscalibrated"].version)
+    (evidence,) = entry["evidence"]
+    # The gate failed on evidence against the one-point margin (not a timeout), and the
+    # challenger was not shown twenty points worse: the old default could not have failed it.
+    assert (evidence["name"], evidence["verdict"]) == ("accuracy", "Fail")
+    assert evidence["upper"] < -0.01 and evidence["lower"] > -0.2
+    gate = next(g for g in rolled_back["gates"] if g["name"] == "accuracy")
+    assert "roll back if upper < -0.01" in gate["message"], gate["message"]
+    mdep = mdep_history_ends_with(cluster, namespace, "RolledBack")
+    assert mdep["champion"]["version"] == models["champion"].version
+    reasons = {
+        e["reason"]
+        for e in get_json(cluster, "-n", namespace, "events")["items"]
+        if e["involvedObject"]["name"] == f"{TARGET}-gate"
+    }
+    assert {"GatesFailed", "RolledBack"} <= reasons
+    assert final["requests"]["failed"] == 0, final["recentErrors"]
 
 
 def test_operator_killed_mid_challenge_resumes_in_the_same_phase_and_step(
