@@ -7,8 +7,10 @@ apply fails with the field path and the rule's own words in the message.
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,6 +264,20 @@ CASES = [
         "required for a prometheus",
     ),
     (
+        "tau-only-for-accuracy",
+        VALID_CC,
+        _set("spec.gates.0.tau", 0.1),
+        "spec.gates[0].tau",
+        "only allowed for an accuracy gate",
+    ),
+    (
+        "min-duration-before-max-duration",
+        VALID_CC,
+        _set("spec.decision.minDuration", "3h"),
+        "spec.decision.minDuration",
+        "shorter than",
+    ),
+    (
         "gate-names-unique",
         VALID_CC,
         _set("spec.gates.1.name", "errors"),
@@ -343,3 +359,46 @@ def test_defaults_are_filled_by_the_api_server(devcluster: Any, crds: None, name
     assert spec["runtime"] == {"replicas": 1, "imagePullPolicy": "IfNotPresent"}
     assert spec["monitoring"]["sampleRate"] == 1.0
     assert spec["monitoring"]["feedback"] == {"enabled": False}
+
+
+def test_gate_margins_are_left_to_each_gate_type(
+    devcluster: Any, crds: None, namespace: str
+) -> None:
+    # The operator gives a gate without margin its type's default (an accuracy gate one point);
+    # a default stored by the API server would be the same number for every type.
+    out = devcluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-o", "yaml", "-f", "-",
+        input=yaml.safe_dump(VALID_CC),
+    ).stdout  # fmt: skip
+    gates = yaml.safe_load(out)["spec"]["gates"]
+    assert gates[1] == {"name": "slow", "type": "latency", "latencyThreshold": "250ms",
+                        "test": "nonInferiority"}  # fmt: skip
+
+
+def _contains(stored: Any, sent: Any) -> bool:
+    """Everything sent is stored as sent (the server may add defaults beside it)."""
+    if isinstance(sent, dict):
+        return isinstance(stored, dict) and all(
+            k in stored and _contains(stored[k], v) for k, v in sent.items()
+        )
+    if isinstance(sent, list):
+        return isinstance(stored, list) and len(stored) == len(sent) and all(
+            _contains(a, b) for a, b in zip(stored, sent, strict=True)
+        )
+    return bool(stored == sent)
+
+
+def test_the_documented_championchallenger_is_accepted_field_for_field(
+    devcluster: Any, crds: None, namespace: str
+) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    section = text.split("\n## ChampionChallenger\n", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    manifest = yaml.safe_load(block.group(1))
+    out = devcluster.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-o", "yaml",
+        "-f", "-", input=yaml.safe_dump(manifest),
+    ).stdout  # fmt: skip
+    stored = yaml.safe_load(out)["spec"]
+    assert _contains(stored, manifest["spec"]), (stored, manifest["spec"])
