@@ -7,6 +7,7 @@ once at start-up so the per-request cost is one dictionary lookup and an increme
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import prometheus_client
@@ -77,6 +78,12 @@ class SidecarMetrics:
             "modelops_feedback_store_evictions",
             "Predictions dropped from the full store before their feedback arrived.",
             names, registry=self.registry).labels(*ident)
+        # When these counters started from zero: the operator tells a restart (a reset) from
+        # a lagging Prometheus answer, and a new pod from one whose history was lost.
+        Gauge(
+            "modelops_process_start_time_seconds",
+            "When this process's counters started from zero (unix seconds).",
+            names, registry=self.registry).labels(*ident).set(time.time())
         self._request_children: dict[int, Any] = {}
         self._requests_family = self._requests
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import prometheus_client
@@ -69,6 +70,11 @@ class RouterMetrics:
             "modelops_router_config_info", "1 for the revision of the live configuration.",
             ["deployment", "revision"], registry=reg)
         self._revision: str | None = None
+        # The paired shadow counter's zero point, for the operator's reset and new-pod rules.
+        Gauge(
+            "modelops_process_start_time_seconds",
+            "When this process's counters started from zero (unix seconds).",
+            ["deployment"], registry=reg).labels(dep).set(time.time())
         self.queue_depth = Gauge(
             "modelops_router_mirror_queue_depth", "Shadow copies waiting to be sent.",
             ["deployment"], registry=reg).labels(dep)
