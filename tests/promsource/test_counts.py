@@ -1,4 +1,4 @@
-"""Per-series differencing: new series count from zero, resets count from the reset."""
+"""Summing per-series counts per arm, into the gating engine's shape (ledger.py makes them)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from modelops_operator.promsource.counts import (
     Sample,
     arm_counts,
     paired_counts,
-    series_increase,
+    tracked,
 )
 
 CHAMPION = ArmSelector(role="champion", version="v1")
@@ -18,18 +18,19 @@ def sample(value: float, **labels: str) -> Sample:
     return Sample(labels=labels, value=value, timestamp=0.0)
 
 
-def test_growth_since_start_per_series_with_new_series_and_resets() -> None:
-    start = [
-        sample(100, pod="a", role="champion", version="v1", code="200"),
-        sample(40, pod="b", role="champion", version="v1", code="200"),
-    ]
-    now = [
-        sample(130, pod="a", role="champion", version="v1", code="200"),  # grew by 30
-        sample(7, pod="b", role="champion", version="v1", code="200"),  # reset: 7 since then
-        sample(12, pod="c", role="champion", version="v1", code="500"),  # new pod
-        sample(9, pod="d", role="challenger", version="v2", code="200"),
-    ]
-    grown = series_increase(now, start)
+def per_series(samples: list[Sample]) -> dict[tuple[tuple[str, str], ...], float]:
+    return {s.key: s.value for s in samples}
+
+
+def test_series_are_summed_per_arm_and_server_errors_told_apart() -> None:
+    grown = per_series(
+        [
+            sample(30, pod="a", role="champion", version="v1", code="200"),
+            sample(7, pod="b", role="champion", version="v1", code="200"),
+            sample(12, pod="c", role="champion", version="v1", code="500"),
+            sample(9, pod="d", role="challenger", version="v2", code="200"),
+        ]
+    )
     counts = arm_counts({"requests": grown}, CHAMPION)
     assert counts["requests"] == 30 + 7 + 12
     assert counts["errors"] == 12
@@ -41,7 +42,8 @@ def test_an_older_challenger_version_is_never_mixed_in() -> None:
         sample(500, pod="x", role="challenger", version="v2", code="500"),
         sample(20, pod="y", role="challenger", version="v3", code="200"),
     ]
-    counts = arm_counts({"requests": series_increase(now, [])}, ArmSelector("challenger", "v3"))
+    counts = arm_counts({"requests": per_series(now)}, ArmSelector("challenger", "v3"))
+    assert [s.value for s in tracked("requests", now, [ArmSelector("challenger", "v3")])] == [20]
     assert counts == {
         "requests": 20,
         "errors": 0,
@@ -55,19 +57,16 @@ def test_an_older_challenger_version_is_never_mixed_in() -> None:
 def test_buckets_feedback_and_regression_sums_are_grouped() -> None:
     labels = {"role": "champion", "version": "v1"}
     metrics = {
-        "latency": series_increase(
-            [sample(8, le="0.1", **labels), sample(10, le="+Inf", **labels)], []
-        ),
-        "feedback": series_increase(
+        "latency": per_series([sample(8, le="0.1", **labels), sample(10, le="+Inf", **labels)]),
+        "feedback": per_series(
             [
                 sample(6, outcome="correct", **labels),
                 sample(2, outcome="incorrect", **labels),
                 sample(3, outcome="scored", **labels),
-            ],
-            [],
+            ]
         ),
-        "absoluteError": series_increase([sample(1.5, **labels)], []),
-        "squaredError": series_increase([sample(0.75, **labels)], []),
+        "absoluteError": per_series([sample(1.5, **labels)]),
+        "squaredError": per_series([sample(0.75, **labels)]),
     }
     counts = arm_counts(metrics, CHAMPION)
     assert counts["latencyBuckets"] == {"0.1": 8, "+Inf": 10}
@@ -76,14 +75,13 @@ def test_buckets_feedback_and_regression_sums_are_grouped() -> None:
 
 
 def test_paired_shadow_outcomes() -> None:
-    grown = series_increase(
+    grown = per_series(
         [
-            sample(50, champion="correct", challenger="correct"),
+            sample(40, champion="correct", challenger="correct"),
             sample(4, champion="correct", challenger="incorrect"),
             sample(9, champion="incorrect", challenger="correct"),
             sample(2, champion="incorrect", challenger="incorrect"),
-        ],
-        [sample(10, champion="correct", challenger="correct")],
+        ]
     )
     assert paired_counts(grown) == {
         "both": 40,

@@ -17,6 +17,8 @@ from modelops_devcluster.prometheus import PrometheusProcess, ScrapeTarget
 from modelops_operator.gating import Counts
 from modelops_operator.promsource import (
     ArmSelector,
+    CounterLedger,
+    CountsReading,
     PrometheusSettings,
     PrometheusSource,
     PrometheusUnavailable,
@@ -78,25 +80,35 @@ def pods() -> Iterator[dict[str, Exporter]]:
 
 @pytest.fixture
 def prometheus(tmp_path: Path, pods: dict[str, Exporter]) -> Iterator[PrometheusProcess]:
-    targets = [
-        ScrapeTarget(f"127.0.0.1:{e.port}", {"namespace": "shop", "pod": f"fraud-{role}-0"})
-        for role, e in pods.items()
-    ]
-    server = PrometheusProcess.start(tmp_path / "prometheus", targets, scrape_interval="1s")
+    server = PrometheusProcess.start(tmp_path / "prometheus", targets(pods), scrape_interval="1s")
     yield server
     server.stop()
 
 
-async def read(source: PrometheusSource, started_at: float) -> dict:
+async def look(
+    source: PrometheusSource, started_at: float, ledger: CounterLedger | None = None
+) -> CountsReading:
     reading = await source.read_counts(
         namespace="shop",
         deployment="fraud",
         champion=CHAMPION,
         challenger=CHALLENGER,
         started_at=started_at,
+        ledger=ledger,
     )
     assert reading.missing == []
-    return reading.counts
+    return reading
+
+
+async def read(source: PrometheusSource, started_at: float) -> dict:
+    return (await look(source, started_at)).counts
+
+
+def targets(pods: dict[str, Exporter]) -> list[ScrapeTarget]:
+    return [
+        ScrapeTarget(f"127.0.0.1:{e.port}", {"namespace": "shop", "pod": f"fraud-{role}-0"})
+        for role, e in pods.items()
+    ]
 
 
 async def test_counts_since_the_challenge_began(
@@ -132,24 +144,72 @@ async def test_counts_since_the_challenge_began(
     assert parsed.challenger.requests == 30
 
 
-async def test_a_restarted_pod_counts_from_its_restart(
+async def test_a_restarted_pod_counts_before_and_after_its_restart(
     prometheus: PrometheusProcess, pods: dict[str, Exporter]
 ) -> None:
+    prometheus.wait_for_scrapes()  # both pods were scraped before the challenge began
     started_at = time.time()
     pods["challenger"].serve(40, errors=2)
     pods["champion"].serve(10)
     prometheus.wait_for_scrapes()
-    pods["challenger"].restart()
-    pods["challenger"].serve(5, errors=1)
-    prometheus.wait_for_scrapes()
     source = PrometheusSource(PrometheusSettings(url=prometheus.url))
     try:
-        counts = await read(source, started_at)
+        first = await look(source, started_at)
+        pods["challenger"].restart()
+        pods["challenger"].serve(5, errors=1)
+        prometheus.wait_for_scrapes()
+        second = await look(source, started_at, first.ledger)
     finally:
         await source.aclose()
-    # What the old process counted after the last scrape before the restart is unknowable; what
-    # the new one counted is exact. Never more than really happened.
-    assert (counts["challenger"]["requests"], counts["challenger"]["errors"]) == (5, 1)
+    # What the old process counted before the restart was seen at the first look; what the new
+    # one counted since is exact. Never more than really happened.
+    counts = second.counts["challenger"]
+    assert (counts["requests"], counts["errors"]) == (45, 3)
+    assert (second.increments["challenger"]["requests"], second.counts["champion"]["requests"]) == (
+        5,
+        10,
+    )
+
+
+async def test_a_prometheus_without_the_history_never_makes_counts_jump(
+    tmp_path: Path, prometheus: PrometheusProcess, pods: dict[str, Exporter]
+) -> None:
+    """Another replica, or the same one restarted on an empty disk: it has only the latest
+    values, whole, and nothing at the challenge's start."""
+    pods["champion"].serve(1000)  # before the challenge: must never count
+    prometheus.wait_for_scrapes()
+    started_at = time.time()
+    prometheus.wait_for_scrapes()
+    pods["champion"].serve(60, errors=2)
+    pods["challenger"].serve(20)
+    prometheus.wait_for_scrapes()
+    replica = PrometheusProcess.start(tmp_path / "replica", targets(pods), scrape_interval="1s")
+    sources = [PrometheusSource(PrometheusSettings(url=p.url)) for p in (prometheus, replica)]
+    try:
+        replica.wait_for_scrapes()
+        # Its first look from the replica: nothing at the start, the pods started before.
+        fresh = await look(sources[1], started_at)
+        assert (fresh.counts["champion"]["requests"], fresh.counts["challenger"]["requests"]) == (
+            0,
+            0,
+        )
+        first = await look(sources[0], started_at)
+        assert first.counts["champion"]["requests"] == 60
+        pods["champion"].serve(40)
+        pods["challenger"].serve(10, errors=1)
+        replica.wait_for_scrapes()
+        second = await look(sources[1], started_at, first.ledger)  # the other replica answers
+        prometheus.wait_for_scrapes()
+        third = await look(sources[0], started_at, second.ledger)  # and back
+    finally:
+        for source in sources:
+            await source.aclose()
+        replica.stop()
+    for reading in (second, third):
+        champion, challenger = reading.counts["champion"], reading.counts["challenger"]
+        assert (champion["requests"], champion["errors"]) == (100, 2)
+        assert (challenger["requests"], challenger["errors"]) == (30, 1)
+    assert third.increments["champion"]["requests"] == 0
 
 
 async def test_missing_arm_and_unreachable_prometheus_are_explicit(

@@ -1,5 +1,7 @@
 """`PrometheusSource`: reads what both arms did since the challenge began, over the HTTP API.
 
+Each look reads the raw counters now and turns them into increments against the previous look
+(`ledger.py`); the first look of a challenge takes its baselines at the challenge's start.
 Failures are explicit: an unreachable or failing Prometheus raises `PrometheusUnavailable` (the
 controller then waits, with a condition that says why); no series for an arm is reported in
 `CountsReading.missing`. Neither can ever look like good news for the challenger.
@@ -19,26 +21,20 @@ from typing import Any
 import httpx
 
 from .counts import (
+    COUNTER_FAMILIES,
+    START_TIME_GAUGE,
     ArmSelector,
     Sample,
-    SeriesKey,
     arm_counts,
     newest_timestamp,
     paired_counts,
     parse_vector,
-    series_increase,
+    tracked,
+    tracked_starts,
 )
+from .ledger import CounterLedger, Snapshot, begin, take_look
 
-# Counter families the sidecars (per arm) and the router (paired shadow results) export.
-SIDECAR_COUNTERS = {
-    "requests": "modelops_requests_total",
-    "latency": "modelops_request_duration_seconds_bucket",
-    "prediction": "modelops_prediction_value_bucket",
-    "feedback": "modelops_feedback_total",
-    "absoluteError": "modelops_feedback_absolute_error_total",
-    "squaredError": "modelops_feedback_squared_error_total",
-}
-ROUTER_PAIRED_COUNTER = "modelops_shadow_paired_feedback_total"
+SIDECAR_FAMILIES = tuple(f for f in COUNTER_FAMILIES if f != "paired")
 
 
 class PrometheusUnavailable(RuntimeError):
@@ -58,10 +54,15 @@ class PrometheusSettings:
 
 @dataclass(frozen=True)
 class CountsReading:
-    """Cumulative counts in the gating engine's `Counts` dict shape, and what was missing."""
+    """Cumulative counts in the gating engine's `Counts` dict shape, and what was missing.
+
+    `ledger` is what status must keep for the next look; `increments` is this look's share of
+    `counts`, in the same shape."""
 
     counts: dict[str, Any]
     missing: list[str] = field(default_factory=list)
+    ledger: CounterLedger | None = None
+    increments: dict[str, Any] = field(default_factory=dict)
 
 
 def _selector(labels: Mapping[str, str]) -> str:
@@ -115,6 +116,34 @@ class PrometheusSource:
             f"{self.settings.attempts} attempts ({problem})"
         )
 
+    async def _snapshot(
+        self,
+        labels: Mapping[str, str],
+        families: tuple[str, ...],
+        arms: tuple[ArmSelector, ...],
+        at: float,
+    ) -> Snapshot:
+        """Every tracked counter series and start time, as Prometheus has them at `at`.
+
+        One query for all of them: behind a load balancer one Prometheus replica answers for
+        the whole look, so a series it lacks is one its scrapes lacked, not one another replica
+        had not yet lost (the ledger's new-series rules rely on that)."""
+        family_of = {COUNTER_FAMILIES[f][0]: f for f in families}
+        names = "|".join([*family_of, START_TIME_GAUGE])
+        samples = await self.instant(f'{{__name__=~"{names}",{_selector(labels)[1:]}', at)
+        series: dict[str, list[Sample]] = {f: [] for f in families}
+        starts: list[Sample] = []
+        for sample in samples:
+            name = sample.labels.get("__name__", "")
+            if name == START_TIME_GAUGE:
+                starts.append(sample)
+            elif name in family_of:
+                series[family_of[name]].append(sample)
+        return Snapshot(
+            series={f: tracked(f, found, arms) for f, found in series.items()},
+            starts=tracked_starts(starts, arms, router="paired" in families),
+        )
+
     async def read_counts(
         self,
         *,
@@ -123,40 +152,46 @@ class PrometheusSource:
         champion: ArmSelector,
         challenger: ArmSelector,
         started_at: float,
+        ledger: CounterLedger | None = None,
         now: float | None = None,
         paired: bool = False,
     ) -> CountsReading:
-        """Counts per arm since `started_at` (unix seconds), in the gating engine's shape."""
+        """Counts per arm since `started_at` (unix seconds), in the gating engine's shape.
+
+        `ledger` is the previous look's (`CountsReading.ledger`), None on a challenge's first
+        look: then the baselines are read as they were at `started_at`."""
         now = time.time() if now is None else now
-        selector = _selector({self.settings.namespace_label: namespace, "deployment": deployment})
-        families = dict(SIDECAR_COUNTERS)
-        if paired:
-            families["paired"] = ROUTER_PAIRED_COUNTER
-        names = list(families)
-        queries = [f"{families[n]}{selector}" for n in names]
-        results = await asyncio.gather(
-            *(self.instant(q, now) for q in queries),
-            *(self.instant(q, started_at) for q in queries),
-            self.instant(f"timestamp(modelops_requests_total{selector})", now),
-        )
-        grown: dict[str, dict[SeriesKey, float]] = {
-            name: series_increase(results[i], results[len(names) + i])
-            for i, name in enumerate(names)
-        }
-        scraped_at = results[-1]
-        counts: dict[str, Any] = {
-            "champion": arm_counts(grown, champion),
-            "challenger": arm_counts(grown, challenger),
-        }
-        stamps = [newest_timestamp(scraped_at, arm) for arm in (champion, challenger)]
+        labels = {self.settings.namespace_label: namespace, "deployment": deployment}
+        selector = _selector(labels)
+        families = (*SIDECAR_FAMILIES, "paired") if paired else SIDECAR_FAMILIES
+        arms = (champion, challenger)
+        stamps_query = f"timestamp(modelops_requests_total{selector})"
+        if ledger is None:
+            snapshot, scraped_at, at_start = await asyncio.gather(
+                self._snapshot(labels, families, arms, now),
+                self.instant(stamps_query, now),
+                self._snapshot(labels, families, arms, started_at),
+            )
+            ledger = begin(at_start, at=started_at)
+        else:
+            snapshot, scraped_at = await asyncio.gather(
+                self._snapshot(labels, families, arms, now), self.instant(stamps_query, now)
+            )
+        look = take_look(ledger, snapshot, at=now, challenge_start=started_at)
+        totals = look.ledger.totals_by_series()
+        grown = look.increments_by_series()
+        counts: dict[str, Any] = {arm.role: arm_counts(totals, arm) for arm in arms}
+        increments: dict[str, Any] = {arm.role: arm_counts(grown, arm) for arm in arms}
+        stamps = [newest_timestamp(scraped_at, arm) for arm in arms]
         missing = [
             f"{arm.role} (version {arm.version})"
-            for arm, stamp in zip((champion, challenger), stamps, strict=True)
+            for arm, stamp in zip(arms, stamps, strict=True)
             if stamp is None
         ]
         if not missing:
             # The older arm's newest scrape: if either arm's data is old, the whole read is.
             counts["timestamp"] = min(s for s in stamps if s is not None)
         if paired:
-            counts["paired"] = paired_counts(grown["paired"])
-        return CountsReading(counts=counts, missing=missing)
+            counts["paired"] = paired_counts(totals.get("paired", {}))
+            increments["paired"] = paired_counts(grown.get("paired", {}))
+        return CountsReading(counts, missing, look.ledger, increments)

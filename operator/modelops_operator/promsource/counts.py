@@ -1,13 +1,9 @@
-"""Pure assembly of the gating engine's cumulative counts from Prometheus samples.
+"""Pure pieces of reading counters from Prometheus: samples, the arms, and the engine's shape.
 
 The gating engine wants exact integer counts since the challenge began. `increase()` extrapolates
-to the window's edges and returns fractions, so instead every counter series is read twice — at
-the challenge's start and now — and differenced per series (per pod), before summing:
-
-* a series that did not exist at the start (a new pod, the new challenger) counts from zero;
-* a series whose value went down was reset (its pod restarted): only what it counted since the
-  reset is known, so that is what counts. Counts are lost rather than invented, and both arms
-  are treated alike.
+to the window's edges and returns fractions, so the raw counters are read instead, per series,
+and turned into increments between consecutive looks by `ledger.py` (resets, lost history and
+lagging replicas handled there); `arm_counts` and `paired_counts` then sum them per arm.
 """
 
 from __future__ import annotations
@@ -20,6 +16,24 @@ from typing import Any
 
 # Labels that identify one scraped series of a metric; grouping keys are removed from them.
 SeriesKey = tuple[tuple[str, str], ...]
+
+# The counter families the gates read: the metric, and the labels that tell its series apart
+# within one process. Every other label names the process (Prometheus' target labels, the
+# exporter's identity: deployment, model, version, role).
+COUNTER_FAMILIES = {
+    "requests": ("modelops_requests_total", ("code",)),
+    "latency": ("modelops_request_duration_seconds_bucket", ("le",)),
+    "prediction": ("modelops_prediction_value_bucket", ("le",)),
+    "feedback": ("modelops_feedback_total", ("outcome",)),
+    "absoluteError": ("modelops_feedback_absolute_error_total", ()),
+    "squaredError": ("modelops_feedback_squared_error_total", ()),
+    # The router's, in shadow mode: both arms' correctness on one labelled request.
+    "paired": ("modelops_shadow_paired_feedback_total", ("champion", "challenger")),
+}
+FAMILY_LABELS = {family: labels for family, (_, labels) in COUNTER_FAMILIES.items()}
+# When an exporter's counters started from zero (sidecar and router): tells a restart (reset)
+# from a lagging answer, and a new pod from one whose history Prometheus lost.
+START_TIME_GAUGE = "modelops_process_start_time_seconds"
 
 
 @dataclass(frozen=True)
@@ -54,19 +68,6 @@ def parse_vector(result: Iterable[Mapping[str, Any]]) -> list[Sample]:
             continue
         samples.append(Sample(labels=dict(item["metric"]), value=value, timestamp=float(ts)))
     return samples
-
-
-def series_increase(now: Iterable[Sample], start: Iterable[Sample]) -> dict[SeriesKey, float]:
-    """Per series: how much the counter grew since the start, resets handled (see module doc)."""
-    at_start = {s.key: s.value for s in start}
-    grown: dict[SeriesKey, float] = {}
-    for sample in now:
-        before = at_start.get(sample.key)
-        if before is None or sample.value < before:
-            grown[sample.key] = sample.value
-        else:
-            grown[sample.key] = sample.value - before
-    return grown
 
 
 def sum_by(
@@ -126,3 +127,25 @@ def paired_counts(grown: Mapping[SeriesKey, float]) -> dict[str, float]:
 def newest_timestamp(samples: Iterable[Sample], arm: ArmSelector) -> float | None:
     stamps = [s.value for s in samples if arm.matches(s.labels)]
     return max(stamps) if stamps else None
+
+
+def tracked(family: str, samples: Iterable[Sample], arms: Iterable[ArmSelector]) -> list[Sample]:
+    """The samples worth a baseline: the arms' own (role and version), and the router's paired
+    results (which carry no arm). Older versions' series are never counted, so never kept."""
+    if family == "paired":
+        return list(samples)
+    chosen = tuple(arms)
+    return [s for s in samples if any(arm.matches(s.labels) for arm in chosen)]
+
+
+def tracked_starts(
+    samples: Iterable[Sample], arms: Iterable[ArmSelector], router: bool
+) -> list[Sample]:
+    """The start times of the arms' sidecars, and of the routers (no `role`) when their paired
+    results are read."""
+    chosen = tuple(arms)
+    return [
+        s
+        for s in samples
+        if any(arm.matches(s.labels) for arm in chosen) or (router and "role" not in s.labels)
+    ]
