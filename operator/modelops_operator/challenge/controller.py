@@ -271,22 +271,30 @@ class Evaluation:
     decision: str = ""  # Continue / Promote / RollBack / Hold
     gates: tuple[Mapping[str, Any], ...] = ()
     state: Mapping[str, Any] | None = None  # the gating engine's state, to resume
+    # The counters' last values per series and their totals (promsource.CounterLedger), so the
+    # next look takes increments from them, even after an operator restart.
+    counters: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # One JSON string: a merge patch of a nested object would keep keys the engine dropped
         # (a gate's passed flag, say), and a restarted operator would resume from that mix.
         state = json.dumps(self.state, sort_keys=True) if self.state is not None else None
-        return {"at": self.at, "decision": self.decision, "state": state}
+        counters = None
+        if self.counters is not None:
+            counters = json.dumps(self.counters, sort_keys=True, separators=(",", ":"))
+        return {"at": self.at, "decision": self.decision, "state": state, "counters": counters}
 
     @classmethod
     def from_status(cls, status: Mapping[str, Any]) -> Evaluation:
         evidence = status.get("evidence") or {}
         state = evidence.get("state")
+        counters = evidence.get("counters")
         return cls(
             at=evidence.get("at"),
             decision=evidence.get("decision", ""),
             gates=tuple(status.get("gates") or ()),
             state=json.loads(state) if isinstance(state, str) else state,
+            counters=json.loads(counters) if isinstance(counters, str) else counters,
         )
 
 

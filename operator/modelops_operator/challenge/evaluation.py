@@ -1,7 +1,10 @@
 """One gate evaluation: Prometheus counts in, the gating engine's verdict out.
 
+Counts are per-series increments since the previous look, against the counter values the last
+evaluation kept in status (`promsource.CounterLedger`, in `Evaluation.counters`).
 Missing metrics never promote: an unreachable Prometheus or an arm without series gives a
-`GateSignal` with no action and the reason, which the daemon puts in a condition.
+`GateSignal` with no action and the reason, which the daemon puts in a condition, and the
+kept values stay as they were for the next look.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from ..api.championchallenger import Gate
 from ..gating import evaluate
 from ..gating.records import NODATA
-from ..promsource import ArmSelector, PrometheusSource, PrometheusUnavailable
+from ..promsource import ArmSelector, CounterLedger, PrometheusSource, PrometheusUnavailable
 from .controller import ChallengePolicy, Evaluation
 from .model import GateSignal, Status
 
@@ -53,6 +56,17 @@ async def _custom_values(
     return values
 
 
+def kept_counters(previous: Evaluation) -> CounterLedger | None:
+    """The previous look's counter values; None (baselines read at the challenge's start again)
+    for a challenge's first look, or when what status holds cannot be read."""
+    if not previous.counters:
+        return None
+    try:
+        return CounterLedger.from_dict(previous.counters)
+    except ValueError:
+        return None
+
+
 async def evaluate_challenge(
     source: PrometheusSource,
     *,
@@ -78,6 +92,7 @@ async def evaluate_challenge(
             champion=arms["champion"],
             challenger=arms["challenger"],
             started_at=status.started_at,
+            ledger=kept_counters(previous),
             now=now,
             paired=shadow,
         )
@@ -107,6 +122,7 @@ async def evaluate_challenge(
         decision=decision.status_decision,
         gates=tuple(g.to_status() for g in decision.gates),
         state=decision.state.to_dict(),
+        counters=reading.ledger.to_dict() if reading.ledger is not None else None,
     )
     return GateSignal(decision.action.value, decision.reason, fresh), kept, None
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx2
@@ -240,7 +241,7 @@ async def _tick(
         )
         if tick.metrics_problem:
             # Retry soon, not a whole interval later, but never decide on missing data.
-            evaluation = Evaluation(None, evaluation.decision, evaluation.gates, evaluation.state)
+            evaluation = replace(evaluation, at=None)
         else:
             metrics.count_decision(namespace, name, evaluation.decision)
             metrics.show_gates(namespace, name, evaluation.gates)
