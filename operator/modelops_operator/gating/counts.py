@@ -1,12 +1,12 @@
 # ruff: noqa: RUF002, RUF003  (mathematical notation: α, θ, τ, Δ, ×, − are intended)
 """The inputs: cumulative counts per arm since the challenge began, as Prometheus gives them.
 
-Query raw counters at evaluation time and subtract their value at the start of the challenge
-(``increase()``/``rate()`` extrapolate and return non-integers, which breaks exact count tests);
-handle counter resets per series before summing over pods. Should an aggregate still go *down*
-between two evaluations (lost series), the engine counts nothing new for that interval and
-continues from the lower value; it never counts data twice. Every field is optional: a gate whose
-inputs are missing reports ``NoData`` and the decision is WAIT.
+The operator sums per-series increments of the raw counters between consecutive looks, resets,
+lost history and lagging replicas handled per series (``promsource/ledger.py``; ``increase()``/
+``rate()`` extrapolate and return non-integers, which breaks exact count tests). Should an
+aggregate still go *down* between two evaluations, the engine counts nothing new for that
+interval and continues from the lower value; it never counts data twice. Every field is
+optional: a gate whose inputs are missing reports ``NoData`` and the decision is WAIT.
 
 JSON form (camelCase; snake_case is accepted too)::
 
