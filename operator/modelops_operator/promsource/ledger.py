@@ -223,6 +223,34 @@ def _compare_starts(before: float | None, now: float | None) -> str:
     return "same"
 
 
+def _size(record: ProcessRecord) -> int:
+    return max(len(record.values), 1)  # a process without counters yet still takes room
+
+
+def _forget(
+    processes: dict[ProcessKey, ProcessRecord], look: int, at: float, forgotten_before: float
+) -> tuple[float, int]:
+    """Drop, in place, the processes missing too long, then the longest unseen (among equals
+    the earliest started, which keeps forgotten_before early) until MAX_SERIES holds."""
+    dropped = [k for k, r in processes.items() if look - r.seen > KEEP_MISSING_LOOKS]
+    total = sum(_size(r) for k, r in processes.items() if k not in dropped)
+    candidates = sorted(
+        (r.seen, -math.inf if r.start is None else r.start, k)
+        for k, r in processes.items()
+        if k not in dropped
+    )
+    for _, _, key in candidates:
+        if total <= MAX_SERIES:
+            break
+        dropped.append(key)
+        total -= _size(processes[key])
+    for key in dropped:
+        record = processes.pop(key)
+        # Unknown start: it started before now, which is all that is known.
+        forgotten_before = max(forgotten_before, at if record.start is None else record.start)
+    return forgotten_before, len(dropped)
+
+
 def take_look(
     ledger: CounterLedger, snapshot: Snapshot, *, at: float, challenge_start: float
 ) -> Look:
@@ -284,28 +312,7 @@ def take_look(
         stats["stale_answers"] += lagging
         processes[key] = ProcessRecord(start if start is not None else record.start, look, kept)
 
-    forgotten_before = ledger.forgotten_before
-    dropped = [k for k, r in processes.items() if look - r.seen > KEEP_MISSING_LOOKS]
-    def size(record: ProcessRecord) -> int:
-        return max(len(record.values), 1)  # a process without counters still takes room
-
-    total = sum(size(r) for k, r in processes.items() if k not in dropped)
-    def staleness(key: ProcessKey) -> tuple[int, float, ProcessKey]:
-        # Longest unseen first; among equals the oldest process, which keeps forgotten_before
-        # (and so the new processes it stops from counting) as early as possible.
-        record = processes[key]
-        return (record.seen, -math.inf if record.start is None else record.start, key)
-
-    for key in sorted(set(processes) - set(dropped), key=staleness):
-        if total <= MAX_SERIES:
-            break
-        dropped.append(key)
-        total -= size(processes[key])
-    for key in dropped:
-        record = processes.pop(key)
-        # Unknown start: it started before now, which is all that is known.
-        forgotten_before = max(forgotten_before, at if record.start is None else record.start)
-
+    forgotten_before, dropped = _forget(processes, look, at, ledger.forgotten_before)
     totals = {family: dict(values) for family, values in ledger.totals.items()}
     for family, grown in increments.items():
         summed = totals.setdefault(family, {})
@@ -314,7 +321,7 @@ def take_look(
     return Look(
         ledger=CounterLedger(look, at, forgotten_before, processes, totals),
         increments=increments,
-        stats=LookStats(**stats, forgotten=len(dropped)),
+        stats=LookStats(**stats, forgotten=dropped),
     )
 
 
