@@ -62,7 +62,8 @@ class NodePaths:
 
     @property
     def kubelet_root(self) -> Path:
-        return self.state / "kubelet"
+        # In `run`: the kubelet listens on unix sockets below its root (pod-resources, plugins).
+        return self.run / "kubelet"
 
 
 def containerd_config(paths: NodePaths, runc: str, cni_bin_dir: str, sandbox_image: str) -> str:

@@ -181,6 +181,7 @@ class RealNode:
     def _start(self, cluster: Any, images: Sequence[Path], progress: Progress) -> None:
         began = time.monotonic()
         paths = self.state.paths
+        shutil.rmtree(paths.run, ignore_errors=True)  # sockets and kubelet state start afresh
         for directory in (paths.state / "logs", paths.run, paths.cni_conf_dir):
             directory.mkdir(parents=True, exist_ok=True)
         ns = self.state.ns
@@ -252,7 +253,8 @@ class RealNode:
         self.state.pids.clear()
 
     def leftovers(self) -> list[str]:
-        found = nodens.leftovers(self.state.ns, [Path(self.state.state_dir)])
+        found = nodens.leftovers(self.state.ns,
+                                 [Path(self.state.state_dir), Path(self.state.run_dir)])
         if Path(self.state.run_dir).exists():
             found.append(f"directory {self.state.run_dir}")
         return found
