@@ -32,7 +32,7 @@ def _shares(text: str) -> tuple[float, ...]:
 def _add_gating(subparsers: Any) -> None:
     gating = subparsers.add_parser(
         "gating",
-        help="the anytime-valid gating engine: simulate and plan",
+        help="the anytime-valid gating engine: simulate, plan and replay",
         description="Anytime-valid promotion decisions: simulate them, plan their duration.",
     )
     sub = gating.add_subparsers(dest="gating_command", metavar="COMMAND", required=True)
@@ -191,6 +191,26 @@ def _add_gating(subparsers: Any) -> None:
     plan.add_argument("--json", action="store_true")
     plan.set_defaults(func=_cmd_plan)
 
+    rep = sub.add_parser(
+        "replay",
+        help="replay counter series through the operator's gating and state machine",
+        description=(
+            "Reads JSON lines on standard input, each {\"run\": ID, \"t\": SECONDS, "
+            "\"series\": [{\"arm\": \"champion\"|\"challenger\", \"pod\": NAME, "
+            "\"podStart\": SECONDS, \"requests\": N, \"errors\": N, \"slow\": N, "
+            "\"correct\": N, \"incorrect\": N}, ...]} (cumulative counters per series at t), "
+            "and answers one JSON line per input line: {\"run\", \"t\", \"phase\", "
+            "\"decision\": wait|promote|rollback, \"challengerPercent\", \"reason\"}. "
+            "Runs are independent; a bad line gets an {\"error\"} line. See docs/gating.md."
+        ),
+    )
+    rep.add_argument(
+        "--policy",
+        required=True,
+        help="a ChampionChallenger manifest (or its spec) in YAML or JSON",
+    )
+    rep.set_defaults(func=_cmd_replay)
+
 
 def _sim_config(args: argparse.Namespace) -> Any:
     from .gating.simulate import SimConfig
@@ -320,6 +340,28 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         f"({args.power:.0%}) after ≈ {math.ceil(plan.samples):,} challenger {plan.unit}, "
         f"≈ {secs / 60:.1f} min at {args.challenger_rpm:g} challenger requests/min"
     )
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .challenge.replay import PolicyError, load_policy, replay
+
+    try:
+        with open(args.policy, encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+        policy = load_policy(document)
+    except (OSError, yaml.YAMLError, PolicyError) as exc:
+        problem = " ".join(str(exc).split())
+        print(f"modelops gating replay: {problem}", file=sys.stderr)
+        return 2
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    replay(policy, sys.stdin, write)
     return 0
 
 
