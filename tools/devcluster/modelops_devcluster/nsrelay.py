@@ -103,7 +103,9 @@ class Relay:
         sock.bind((local.host, local.port))
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            async with self._slot(writer):
+            async with self._slot(writer) as admitted:
+                if not admitted:
+                    return
                 try:
                     up_reader, up_writer = await self.dial(target.namespace, target.host,
                                                            target.port)
@@ -120,7 +122,9 @@ class Relay:
             os.unlink(path)
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            async with self._slot(writer):
+            async with self._slot(writer) as admitted:
+                if not admitted:
+                    return
                 target = await _read_connect(reader, writer)
                 if target is None:
                     return
@@ -137,13 +141,15 @@ class Relay:
         os.chmod(path, 0o600)
 
     @contextlib.asynccontextmanager
-    async def _slot(self, writer: asyncio.StreamWriter) -> AsyncIterator[None]:
-        if self.slots.locked():  # at the cap: refuse rather than queue without bound
+    async def _slot(self, writer: asyncio.StreamWriter) -> AsyncIterator[bool]:
+        """Admits the connection (True) or, at the cap, closes it (False): a refusal, not an
+        unbounded queue."""
+        if self.slots.locked():
             writer.close()
-            yield
+            yield False
             return
         async with self.slots:
-            yield
+            yield True
 
 
 async def _read_connect(

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from .pki import NODE_NAME
 NODE_STATE_FILE = "node.json"
 RUNC = "/usr/sbin/runc"
 CNI_BIN_DIR = "/usr/lib/cni"
+RELAY_START_SECONDS = 20
 PYTHON = sys.executable  # the relay is this package's own module
 
 Progress = Callable[[str], None]
@@ -290,8 +292,11 @@ class RealNode:
                 start_new_session=True, preexec_fn=nodens.join_node_cgroup(self.state.ns.cgroup),
             )
         assert process.stdout is not None
-        line = process.stdout.readline()
+        # Its first line says where it listens; a relay that says nothing in time is a failure.
+        ready, _, _ = select.select([process.stdout], [], [], RELAY_START_SECONDS)
+        line = process.stdout.readline() if ready else ""
         if not line:
+            process.kill()
             raise RealNodeError(f"the relay did not start; see {self.state.state_dir}/logs/")
         self.state.pids[name] = process.pid
         return process, dict(json.loads(line)["ports"])
