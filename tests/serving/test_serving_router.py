@@ -145,8 +145,12 @@ async def test_reload_under_load_drops_nothing(stack, models: Models) -> None:
 def test_bad_config_keeps_the_last_good_one(stack, models: Models) -> None:
     stack.configure(mode="split", challengerWeight=100)
     failures_before = stack.reloads("failure")
-    stack.config_path.write_text(json.dumps({"apiVersion": "router.modelops.io/v1alpha1",
-                                             "champion": {"url": "not a url"}}))
+    # Written whole (rename), as a ConfigMap update is: the router must see this bad file,
+    # not a half-written one (reading a partial write is the data-plane issue's item 7).
+    partial = stack.config_path.with_suffix(".tmp")
+    partial.write_text(json.dumps({"apiVersion": "router.modelops.io/v1alpha1",
+                                   "champion": {"url": "not a url"}}))
+    partial.replace(stack.config_path)
     deadline = time.monotonic() + 10
     while stack.reloads("failure") == failures_before:
         assert time.monotonic() < deadline
