@@ -68,7 +68,7 @@ class ClusterState:
     pids: dict[str, int] = field(default_factory=dict)
 
 
-def _kubeconfig_document(api_url: str, ca_file: Path, token: str) -> dict[str, object]:
+def kubeconfig_document(api_url: str, ca_file: Path, token: str) -> dict[str, object]:
     return {
         "apiVersion": "v1",
         "kind": "Config",
@@ -216,7 +216,7 @@ class DevCluster:
             cluster = cls(state)
             kubeconfig.parent.mkdir(parents=True, exist_ok=True)
             kubeconfig.write_text(
-                yaml.safe_dump(_kubeconfig_document(state.api_url, pki.ca_cert, pki.admin_token))
+                yaml.safe_dump(kubeconfig_document(state.api_url, pki.ca_cert, pki.admin_token))
             )
             kubeconfig.chmod(0o600)
             cluster._save(state)

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import yaml
 
+from .nodeconfig import service_account_with_cluster_role
+
 NAMESPACE = "monitoring"
 SERVICE = "prometheus-operated"
 PORT = 9090
@@ -46,18 +48,12 @@ def prometheus_manifests(scrape_interval: str, image: str) -> list[dict[str, Any
     config = prometheus_config(scrape_interval, shipped_scrape_configs())
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": "modelops-dev-prometheus"},
-         "rules": [{"apiGroups": [""], "resources": ["pods", "services", "endpoints", "nodes"],
-                    "verbs": ["get", "list", "watch"]},
-                   {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-                    "verbs": ["get", "list", "watch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": "modelops-dev-prometheus"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                     "name": "modelops-dev-prometheus"},
-         "subjects": [{"kind": "ServiceAccount", **meta}]},
+        *service_account_with_cluster_role(meta, "modelops-dev-prometheus", [
+            {"apiGroups": [""], "resources": ["pods", "services", "endpoints", "nodes"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+             "verbs": ["get", "list", "watch"]},
+        ]),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
          "data": {"prometheus.yml": config}},
         {

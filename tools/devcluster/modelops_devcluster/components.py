@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from .cluster import ClusterState, DevClusterError, Progress, _kubeconfig_document, free_port
+from .cluster import ClusterState, DevClusterError, Progress, free_port, kubeconfig_document
 from .pki import NODE_API_ADDRESS, POD_CIDR, SERVICE_CLUSTER_IP_RANGE, Pki
 from .processes import process_alive
 
@@ -197,7 +197,7 @@ class ComponentLauncher:
     def _write_component_kubeconfig(self, state: ClusterState) -> bool:
         self.component_kubeconfig.write_text(
             yaml.safe_dump(
-                _kubeconfig_document(state.api_url, self.pki.ca_cert, self.pki.admin_token)
+                kubeconfig_document(state.api_url, self.pki.ca_cert, self.pki.admin_token)
             )
         )
         self.component_kubeconfig.chmod(0o600)

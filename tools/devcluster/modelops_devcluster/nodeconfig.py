@@ -207,16 +207,20 @@ def kube_proxy_config(kubeconfig: Path, node_name: str) -> dict[str, Any]:
     }
 
 
-def client_kubeconfig(server: str, ca_file: Path, token: str, user: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "node",
-                      "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "node", "context": {"cluster": "node", "user": user}}],
-        "current-context": "node",
-    }
+def service_account_with_cluster_role(
+    meta: dict[str, str], role: str, rules: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A ServiceAccount bound to a ClusterRole of its own: what an in-cluster add-on runs as."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": role}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": role},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": role},
+         "subjects": [{"kind": "ServiceAccount", **meta}]},
+    ]
 
 
 def coredns_manifests(image: str) -> list[dict[str, Any]]:
@@ -244,14 +248,7 @@ def coredns_manifests(image: str) -> list[dict[str, Any]]:
     ]
     meta = {"name": "coredns", "namespace": "kube-system"}
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": "system:coredns"}, "rules": rules},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": "system:coredns"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                     "name": "system:coredns"},
-         "subjects": [{"kind": "ServiceAccount", **meta}]},
+        *service_account_with_cluster_role(meta, "system:coredns", rules),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
          "data": {"Corefile": corefile}},
         {

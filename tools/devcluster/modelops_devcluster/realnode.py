@@ -28,12 +28,12 @@ from typing import IO, Any
 import yaml
 
 from . import nodens
+from .cluster import kubeconfig_document
 from .nodeconfig import (
     COREDNS_IMAGE,
     NODE_IP,
     PAUSE_IMAGE,
     NodePaths,
-    client_kubeconfig,
     cni_conflist,
     containerd_config,
     coredns_manifests,
@@ -210,7 +210,7 @@ class RealNode:
         server = f"https://{NODE_IP}:{port}"
         kubelet_kc = paths.state / "kubelet.kubeconfig"
         kubelet_kc.write_text(yaml.safe_dump(
-            client_kubeconfig(server, ca, tokens[f"system:node:{NODE_NAME}"], "kubelet")))
+            kubeconfig_document(server, ca, tokens[f"system:node:{NODE_NAME}"])))
         (paths.state / "resolv.conf").write_text("")
         kubelet_yaml = paths.state / "kubelet.yaml"
         kubelet_yaml.write_text(yaml.safe_dump(kubelet_config(paths, self.state.ns.cgroup, ca)))
@@ -222,7 +222,7 @@ class RealNode:
         ])
         proxy_kc = paths.state / "kube-proxy.kubeconfig"
         proxy_kc.write_text(yaml.safe_dump(
-            client_kubeconfig(server, ca, tokens["system:kube-proxy"], "kube-proxy")))
+            kubeconfig_document(server, ca, tokens["system:kube-proxy"])))
         proxy_yaml = paths.state / "kube-proxy.yaml"
         proxy_yaml.write_text(yaml.safe_dump(kube_proxy_config(proxy_kc, NODE_NAME)))
         self._spawn("kube-proxy", ["kube-proxy", f"--config={proxy_yaml}"])
