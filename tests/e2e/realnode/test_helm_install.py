@@ -11,7 +11,6 @@ import json
 import shutil
 import subprocess
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from modelops_devcluster.cluster import DevCluster, wait_for_service_account
 
 from ..operator_fixtures import wait_until
 from .conftest import RealCluster
-from .test_realnode import CLIENT_SCRIPT, client_pod
+from .test_realnode import client_pod, replicas_reached_through
 
 pytestmark = pytest.mark.e2e
 
@@ -90,11 +89,7 @@ def test_the_example_with_two_replicas_becomes_ready_and_its_service_reaches_bot
                                           "json").stdout)
         assert mdep["spec"]["runtime"]["replicas"] == 2
         url = f"http://iris.{namespace}.svc/v2/models/iris/infer"
-        result = cluster.kubectl("exec", "-n", namespace, "client", "--", "python3", "-c",
-                                 CLIENT_SCRIPT, url, "60", timeout=120)
-        answers = json.loads(result.stdout)
-        assert {status for status, _ in answers} == {200}
-        replicas = Counter(served_by.rsplit(":", 1)[0] for _, served_by in answers)
+        replicas = replicas_reached_through(cluster, namespace, "iris", url, 2)
         assert len(replicas) == 2, replicas
     finally:
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
