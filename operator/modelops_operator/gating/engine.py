@@ -36,9 +36,9 @@ from .gates import (
     GateReport,
     GateState,
     Look,
+    consumed_inputs,
     evaluate_gate,
     is_threshold_gate,
-    rate_inputs,
 )
 from .planning import plan_gate, traffic_from_counts
 
@@ -64,7 +64,8 @@ class GatingState:
     * ``srm_loglik`` / ``srm_last`` / ``srm_tripped``: the sample-ratio-mismatch e-process;
     * ``looks``: evaluations that consumed new data.
 
-    Size: about 3 kB per rate gate (a 301-point float64 vector, base64) plus the last counts.
+    Size: about 3 kB per rate gate (a 301-point float64 vector, base64), 4 kB more for a
+    betting e-process (absoluteMargin, accuracy: 410 values), plus the last counts.
     Restart-safe: resume by passing the stored dict back. A gate whose configuration changed
     (different fingerprint) starts its evidence afresh.
     """
@@ -262,12 +263,10 @@ def evaluate(
         gs = st.gates.get(g.name)
         if gs is None or gs.fingerprint != fp:
             gs = GateState(fingerprint=fp)
-            if st.last_counts is not None and g.type in ("errorRate", "latency", "prometheus"):
-                # A gate added or changed mid-challenge: its rate evidence starts from the
-                # counts already consumed (its nulls were not chosen before those data).
-                prev, _ = rate_inputs(g, st.last_counts)
-                gs.last = tuple(prev) if prev is not None else None  # type: ignore[assignment]
-                gs.base = gs.last
+            if st.last_counts is not None:
+                # A gate added or changed mid-challenge: its evidence starts from the counts
+                # already consumed (its nulls were not chosen before those data).
+                gs.last = consumed_inputs(g, st.last_counts)
             st.gates[g.name] = gs
         look = Look(
             alpha_promote=pol.alpha,

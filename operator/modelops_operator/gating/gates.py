@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 
-from . import drift, mixture
+import numpy as np
+
+from . import betting, drift, mixture
 from .config import GateConfig
-from .counts import Counts
+from .counts import Counts, increment
 from .planning import gate_tau, is_regression
 from .rategate import evaluate_rate_gate, fmt_bound, rate_inputs
 from .records import (
@@ -40,6 +42,7 @@ __all__ = [
     "GateReport",
     "GateState",
     "Look",
+    "consumed_inputs",
     "evaluate_rate_gate",
     "rate_inputs",
 ]
@@ -48,70 +51,167 @@ __all__ = [
 # ---------------------------------------------------------------------- accuracy / regression
 
 
+def accuracy_inputs(counts: Counts) -> tuple[str, tuple[float, ...]]:
+    """(kind, cumulative counts) of an accuracy gate: the increments of consecutive looks are
+    its intervals. Kinds: ``split`` (labels, wrong answers per arm), ``paired`` (shadow pairs:
+    both right, champion only, challenger only, neither) and ``regression`` (labels, Σ loss,
+    Σ loss² per arm)."""
+    a, b, p = counts.champion, counts.challenger, counts.paired
+    if is_regression(counts):
+        return "regression", (
+            a.feedback_total, a.error_sum, a.squared_error_sum,
+            b.feedback_total, b.error_sum, b.squared_error_sum,
+        )
+    if p is not None and p.total > 0:
+        return "paired", (p.both, p.champion_only, p.challenger_only, p.neither)
+    return "split", (
+        a.feedback_total, a.feedback_total - a.feedback_correct,
+        b.feedback_total, b.feedback_total - b.feedback_correct,
+    )
+
+
+def accuracy_nulls(gate: GateConfig) -> np.ndarray:
+    """Betting nulls on Δ = accuracy_A − accuracy_B (the challenger's shortfall)."""
+    promote = 0.0 if gate.test == "superiority" else gate.margin
+    return betting.nulls_for(promote, gate.effective_harm_margin)
+
+
+def _stratify(strata: tuple[float, ...] | None, n_a: float, n_b: float, diff: float,
+              ) -> tuple[float, ...]:
+    """Add one interval to (Σw·d, Σw, Σw²/n_A, Σw²/n_B), w = n_A·n_B/(n_A+n_B) (the
+    Mantel–Haenszel weight of a difference): estimates compare both arms interval by interval."""
+    x, w_sum, u_a, u_b = strata or (0.0, 0.0, 0.0, 0.0)
+    if n_a <= 0 or n_b <= 0 or not math.isfinite(diff):
+        return (x, w_sum, u_a, u_b)
+    w = n_a * n_b / (n_a + n_b)
+    return (x + w * diff, w_sum + w, u_a + w * w / n_a, u_b + w * w / n_b)
+
+
 def evaluate_accuracy_gate(
     gate: GateConfig, counts: Counts, state: GateState, look: Look
 ) -> GateReport:
-    a, b, p = counts.champion, counts.challenger, counts.paired
-    regression = is_regression(counts)
-    paired = not regression and p is not None and p.total > 0
+    kind, cum = accuracy_inputs(counts)
     burn = gate.burn_in if gate.burn_in is not None else mixture.BURN_IN_SAMPLES
     report = GateReport(gate.name, gate.type, NODATA)
-    if regression:
-        report.unit = "mean loss difference challenger-champion"
-        n_a, n_b = a.feedback_total, b.feedback_total
-        d_raw, v_raw = mixture.two_means(
-            b.error_sum, b.squared_error_sum, n_b, a.error_sum, a.squared_error_sum, n_a
-        )
-        # two_means(b..., a...) gives m_A − m_B: larger is better for the challenger.
-        delta, sign = float(d_raw), -1.0
-        burned = min(n_a, n_b) >= burn
-        method = "normal-mixture mSPRT (plug-in variance), mean loss"
-    elif paired:
-        assert p is not None
-        report.unit = "accuracy difference challenger-champion (paired)"
-        n_a = n_b = p.total
-        d_raw, v_raw = mixture.paired_proportions(p.challenger_only, p.champion_only, p.total)
-        delta, sign = float(d_raw), 1.0
-        burned = p.total >= burn and p.challenger_only + p.champion_only >= mixture.BURN_IN_EVENTS
-        method = "normal-mixture mSPRT (plug-in variance), paired shadow pairs"
-    else:
-        report.unit = "accuracy difference challenger-champion"
-        n_a, n_b = a.feedback_total, b.feedback_total
-        d_raw, v_raw = mixture.unpaired_proportions(
-            a.feedback_correct, n_a, b.feedback_correct, n_b
-        )
-        delta, sign = float(d_raw), 1.0
-        ev = mixture.BURN_IN_EVENTS
-        burned = (
-            min(n_a, n_b) >= burn
-            and min(
-                a.feedback_correct,
-                n_a - a.feedback_correct,
-                b.feedback_correct,
-                n_b - b.feedback_correct,
-            )
-            >= ev
-        )
-        method = "normal-mixture mSPRT (plug-in variance), split traffic"
-    v = float(v_raw)
     null_ni = 0.0 if gate.test == "superiority" else -gate.margin
     null_h = -gate.effective_harm_margin
-    # Conditions in display units (display = sign · delta).
-    if sign > 0:
-        report.promote_if = f"lower > {null_ni:+g}"
-        report.rollback_if = f"upper < {null_h:+g}"
-    else:
+    regression = kind == "regression"
+    if regression:
+        n_a, n_b = cum[0], cum[3]
+        report.unit = "mean loss difference challenger-champion"
         report.promote_if = f"upper < {-null_ni:+g}"
         report.rollback_if = f"lower > {-null_h:+g}"
+    else:
+        n_a, n_b = (cum[0], cum[2]) if kind == "split" else (sum(cum), sum(cum))
+        report.unit = "accuracy difference challenger-champion" + (
+            " (paired)" if kind == "paired" else ""
+        )
+        report.promote_if = f"lower > {null_ni:+g}"
+        report.rollback_if = f"upper < {null_h:+g}"
     report.samples_champion, report.samples_challenger = n_a, n_b
     if n_a <= 0 or n_b <= 0:
-        report.message = "no feedback yet" if not paired else "no paired feedback yet"
+        report.message = "no paired feedback yet" if kind == "paired" else "no feedback yet"
         return report
-    report.estimate = sign * delta
+    if look.update:
+        prev = state.last if state.last is not None and len(state.last) == len(cum) else None
+        inc = [increment(new, old) for new, old in zip(cum, prev or (None,) * len(cum),
+                                                       strict=True)]
+        state.last = tuple(cum)
+        if regression:
+            _regression_interval(state, inc)
+        else:
+            _betting_interval(gate, kind, state, inc)
+    if regression:
+        return _regression_report(gate, report, cum, state, look, burn)
+    return _betting_report(gate, kind, report, state, look)
+
+
+def _betting_interval(gate: GateConfig, kind: str, state: GateState, inc: list[float]) -> None:
+    nulls = accuracy_nulls(gate)
+    wealth = (
+        betting.Wealth.start(nulls)
+        if state.wealth is None
+        else betting.Wealth.from_flat(nulls, state.wealth)
+    )
+    if kind == "paired":
+        both, champion_only, challenger_only, neither = inc
+        total = both + champion_only + challenger_only + neither
+        betting.update_paired(wealth, champion_only, challenger_only, total)
+        diff = (challenger_only - champion_only) / total if total > 0 else math.nan
+        state.strata = _stratify(state.strata, total, total, diff)
+    else:
+        n_a, wrong_a, n_b, wrong_b = inc
+        wrong_a, wrong_b = min(wrong_a, n_a), min(wrong_b, n_b)
+        betting.update_two_arms(wealth, n_a, wrong_a, n_b, wrong_b)
+        if n_a > 0 and n_b > 0:
+            state.strata = _stratify(state.strata, n_a, n_b, wrong_a / n_a - wrong_b / n_b)
+    state.wealth = wealth.flat()
+    below, above = wealth.log_e()
+    # Promotion: reject "shortfall ≥ margin"; rollback: reject "shortfall ≤ harm margin".
+    state.log_e_promote = max(state.log_e_promote, float(below[0]))
+    state.log_e_rollback = max(state.log_e_rollback, float(above[1]))
+
+
+def _betting_report(
+    gate: GateConfig, kind: str, report: GateReport, state: GateState, look: Look
+) -> GateReport:
+    if state.wealth is None or state.strata is None or state.strata[1] <= 0:
+        report.verdict = PENDING
+        report.message = "waiting for an interval with labels from both models"
+        return report
+    nulls = accuracy_nulls(gate)
+    below, above = betting.Wealth.from_flat(nulls, state.wealth).log_e()
+    lo, hi = betting.bounds(
+        below, above, nulls, alpha_lower=look.alpha_rollback, alpha_upper=look.alpha_promote
+    )
+    # Bounds on the shortfall Δ, shown as the accuracy difference −Δ.
+    intersect_interval(state, -hi, -lo)
+    report.estimate = state.strata[0] / state.strata[1]
+    report.lower, report.upper = json_float(state.lower), json_float(state.upper)
+    report.verdict = sticky_verdict(state, look)
+    report.statistic = e_statistics(state, look)
+    report.statistic["method"] = (
+        "per-interval betting e-process, "
+        + ("paired shadow pairs" if kind == "paired" else "split traffic, stratified by interval")
+    )
+    report.message = (
+        f"accuracy difference {report.estimate:+.4g} (interval-stratified), bounds "
+        f"[{fmt_bound(report.lower)}, {fmt_bound(report.upper)}]; "
+        f"promote if {report.promote_if}, roll back if {report.rollback_if}"
+    )
+    return report
+
+
+def _regression_interval(state: GateState, inc: list[float]) -> None:
+    n_a, s_a, _, n_b, s_b, _ = inc
+    if n_a > 0 and n_b > 0:
+        # m_A − m_B: positive when the challenger's loss is lower.
+        state.strata = _stratify(state.strata, n_a, n_b, s_a / n_a - s_b / n_b)
+
+
+def _regression_report(
+    gate: GateConfig,
+    report: GateReport,
+    cum: tuple[float, ...],
+    state: GateState,
+    look: Look,
+    burn: int,
+) -> GateReport:
+    """Stratified normal-mixture test on the mean loss (plug-in variances: asymptotic)."""
+    n_a, s_a, q_a, n_b, s_b, q_b = cum
+    null_ni = 0.0 if gate.test == "superiority" else -gate.margin
+    null_h = -gate.effective_harm_margin
     if state.tau is None:
         state.tau = gate_tau(gate)
     tau = state.tau
+    burned = min(n_a, n_b) >= burn
+    x, w_sum, u_a, u_b = state.strata or (0.0, 0.0, 0.0, 0.0)
+    var_a = max(q_a / n_a - (s_a / n_a) ** 2, 0.0)
+    var_b = max(q_b / n_b - (s_b / n_b) ** 2, 0.0)
+    delta = x / w_sum if w_sum > 0 else math.nan
+    v = (var_a * u_a + var_b * u_b) / w_sum**2 if w_sum > 0 else 0.0
     if burned and v > 0 and math.isfinite(delta):
+        report.estimate = -delta
         if look.update:
             state.log_e_promote = max(
                 state.log_e_promote, float(mixture.log_e_one_sided(delta - null_ni, v, tau))
@@ -121,29 +221,23 @@ def evaluate_accuracy_gate(
             )
         lo = delta - float(mixture.one_sided_radius(v, tau, look.alpha_promote))
         hi = delta + float(mixture.one_sided_radius(v, tau, look.alpha_rollback))
-        if sign > 0:
-            intersect_interval(state, lo, hi)
-        else:
-            intersect_interval(state, -hi, -lo)
+        intersect_interval(state, -hi, -lo)
         report.lower, report.upper = json_float(state.lower), json_float(state.upper)
         report.verdict = sticky_verdict(state, look)
-    else:
-        report.verdict = PENDING
-    report.statistic = e_statistics(state, look)
-    report.statistic["method"] = method
-    report.statistic["tau"] = tau
-    unit = "loss" if regression else "accuracy"
-    if not burned:
         report.message = (
-            f"burn-in: {min(n_a, n_b):g} of {burn} labelled samples per arm "
-            f"(and {mixture.BURN_IN_EVENTS} of each outcome) before the plug-in test counts"
-        )
-    else:
-        report.message = (
-            f"{unit} difference {report.estimate:+.4g}, bounds "
+            f"loss difference {report.estimate:+.4g} (interval-stratified), bounds "
             f"[{fmt_bound(report.lower)}, {fmt_bound(report.upper)}]; "
             f"promote if {report.promote_if}, roll back if {report.rollback_if}"
         )
+    else:
+        report.verdict = PENDING
+        report.message = (
+            f"burn-in: {min(n_a, n_b):g} of {burn} labelled samples per arm before the "
+            f"plug-in test counts"
+        )
+    report.statistic = e_statistics(state, look)
+    report.statistic["method"] = "normal-mixture mSPRT (plug-in variance), mean loss, stratified"
+    report.statistic["tau"] = tau
     return report
 
 
@@ -243,6 +337,18 @@ def is_threshold_gate(gate: GateConfig, counts: Counts | None) -> bool:
         if "events" in cb:
             return False
     return gate.threshold_range is not None or counts is None
+
+
+def consumed_inputs(gate: GateConfig, counts: Counts) -> tuple[float, ...] | None:
+    """The cumulative counts a gate's intervals start from when it appears mid-challenge."""
+    if gate.type == "accuracy":
+        return accuracy_inputs(counts)[1]
+    if gate.type in ("errorRate", "latency") or not is_threshold_gate(gate, counts):
+        if gate.type == "predictionDrift":
+            return None
+        cum, _ = rate_inputs(gate, counts)
+        return None if cum is None else tuple(cum)
+    return None
 
 
 def evaluate_gate(gate: GateConfig, counts: Counts, state: GateState, look: Look) -> GateReport:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import absdiff, rateratio
+from . import betting, rateratio
 from .config import GateConfig
 from .counts import Counts, increment
 from .records import (
@@ -82,7 +82,9 @@ def evaluate_rate_gate(
         na, ya, nb, yb = inc
         ya, yb = min(ya, na), min(yb, nb)  # scrape skew: events cannot exceed requests
         state.loglik = state.loglik + rateratio.loglik_increment(na, nb, ya, yb)
-        state.last = tuple(cum)  # type: ignore[assignment]
+        state.last = tuple(cum)
+        if delta > 0:
+            _absolute_route(gate, (na, ya, nb, yb), state, look, abs_promote)
     j_ni = rateratio.grid_index(math.log(r_ni), round_up=False)
     j_h = rateratio.grid_index(math.log(r_h), round_up=True)
     le_p = float(rateratio.log_e_value(state.loglik, j_ni, upper=False))
@@ -93,8 +95,6 @@ def evaluate_rate_gate(
         state.loglik, alpha_lower=look.alpha_rollback, alpha_upper=look.alpha_promote
     )
     intersect_interval(state, math.exp(lo), math.exp(hi))
-    if delta > 0:
-        _absolute_route(gate, cum, state, look, abs_promote)
 
     n_a, y_a, n_b, y_b = cum
     report.samples_champion, report.samples_challenger = n_a, n_b
@@ -104,7 +104,7 @@ def evaluate_rate_gate(
     report.statistic["nullIndexRollback"] = float(math.exp(rateratio.THETA[j_h]))
     report.details = {"championEvents": y_a, "challengerEvents": y_b}
     if delta > 0:
-        report.statistic["method"] += " or beta-mixture bounds on the rate difference"
+        report.statistic["method"] += " or per-interval betting e-process on the rate difference"
         report.statistic["absoluteMargin"] = delta
         report.statistic["absolutePassed"] = state.abs_passed
         report.statistic["absoluteFailed"] = state.abs_failed
@@ -139,37 +139,42 @@ def evaluate_rate_gate(
     return report
 
 
+def absolute_nulls(gate: GateConfig) -> np.ndarray:
+    delta = gate.effective_absolute_margin
+    return betting.nulls_for(delta, delta)
+
+
 def _absolute_route(
     gate: GateConfig,
-    cum: tuple[float, ...],
+    interval: tuple[float, float, float, float],
     state: GateState,
     look: Look,
     abs_promote: bool,
 ) -> None:
-    """Update the absolute route's sticky flags and displayed difference bounds.
-
-    Reads cumulative counts since the gate started (``state.base``), because its nulls were not
-    chosen before earlier data. ``look.alpha_promote`` is already the route's half of alpha.
-    """
-    if not look.update:
-        return
-    base = state.base or (0.0, 0.0, 0.0, 0.0)
-    na, ya, nb, yb = (max(c - b, 0.0) for c, b in zip(cum, base, strict=True))
-    ya, yb = min(ya, na), min(yb, nb)
-    if na <= 0 or nb <= 0:
-        return
-    delta = gate.effective_absolute_margin
-    if abs_promote and bool(absdiff.passes(na, ya, nb, yb, delta, look.alpha_promote)[0]):
+    """Bet on one interval's rate difference (:mod:`.betting`); update the sticky flags and the
+    displayed difference bounds. ``look.alpha_promote`` is already the route's half of alpha."""
+    nulls = absolute_nulls(gate)
+    wealth = (
+        betting.Wealth.start(nulls)
+        if state.wealth is None
+        else betting.Wealth.from_flat(nulls, state.wealth)
+    )
+    na, ya, nb, yb = interval
+    betting.update_two_arms(wealth, na, ya, nb, yb)
+    state.wealth = wealth.flat()
+    below, above = wealth.log_e()
+    if abs_promote and below[0] >= math.log(1.0 / look.alpha_promote):
         state.abs_passed = True
-    if bool(absdiff.fails(na, ya, nb, yb, delta, look.alpha_rollback)[0]):
+    if above[1] >= math.log(1.0 / look.alpha_rollback):
         state.abs_failed = True
-    up = absdiff.difference_upper(na, ya, nb, yb, look.alpha_promote) if abs_promote else 1.0
-    lo = float(absdiff.difference_lower(na, ya, nb, yb, look.alpha_rollback))
-    new_lo, new_hi = max(state.diff_lower, lo), min(state.diff_upper, float(up))
+    lo, up = betting.bounds(
+        below, above, nulls, alpha_lower=look.alpha_rollback, alpha_upper=look.alpha_promote
+    )
+    new_lo, new_hi = max(state.diff_lower, lo), min(state.diff_upper, up)
     if new_lo <= new_hi:
         state.diff_lower, state.diff_upper = new_lo, new_hi
-    else:  # only a misspecified model (rates drifting over time) gets here: show the current one
-        state.diff_lower, state.diff_upper = lo, float(up)
+    else:  # only a misspecified model gets here: show the current one
+        state.diff_lower, state.diff_upper = lo, up
 
 
 def _rate_verdict(state: GateState, look: Look, *, abs_rollback: bool) -> str:

@@ -19,13 +19,15 @@ def _enc(a: np.ndarray) -> str:
     return base64.b64encode(np.asarray(a, dtype="<f8").tobytes()).decode("ascii")
 
 
-def _dec(s: str) -> np.ndarray:
-    """Inverse of :func:`_enc`; ValueError unless it is a full rate-ratio grid vector."""
+def _dec(s: str, size: int | None = None) -> np.ndarray:
+    """Inverse of :func:`_enc`; ValueError unless it holds ``size`` finite values (default: a
+    full rate-ratio grid vector)."""
     from .rateratio import GRID_SIZE
 
+    size = GRID_SIZE if size is None else size
     raw = base64.b64decode(s, validate=True)
-    if len(raw) != 8 * GRID_SIZE:
-        raise ValueError(f"stored log-likelihood has {len(raw) // 8} values, not {GRID_SIZE}")
+    if len(raw) != 8 * size:
+        raise ValueError(f"stored vector has {len(raw) // 8} values, not {size}")
     out = np.frombuffer(raw, dtype="<f8").copy()
     if not np.all(np.isfinite(out)):
         raise ValueError("stored log-likelihood is not finite")
@@ -50,8 +52,9 @@ class GateState:
     * ``passed_at`` / ``failed_at``: elapsed seconds when the verdict was first reached.
     * ``tau``: the normal-mixture scale fixed at the first look (normal-mixture gates).
     * ``failed_checks``: threshold gates only, Flagger-style count of out-of-range looks.
-    * ``base`` (rate gates added mid-challenge): the cumulative counts when the gate started; the
-      absolute route (:mod:`.absdiff`) reads cumulative counts minus these.
+    * ``wealth``: the betting e-processes of :mod:`.betting` (the absolute route of rate gates,
+      accuracy), one flat vector; ``last`` then holds the cumulative counts it has consumed.
+    * ``strata`` (regression accuracy): the stratified sums of :func:`.gates.stratified_loss`.
     * ``abs_passed`` / ``abs_failed``: the absolute route once showed the difference below / above
       ``absoluteMargin`` (sticky, like the e-processes); ``diff_lower`` / ``diff_upper``: running
       intersection of the difference's confidence sequence, for display.
@@ -59,7 +62,7 @@ class GateState:
 
     fingerprint: str = ""
     loglik: np.ndarray | None = None
-    last: tuple[float, float, float, float] | None = None
+    last: tuple[float, ...] | None = None
     log_e_promote: float = -math.inf
     log_e_rollback: float = -math.inf
     lower: float = -math.inf
@@ -68,7 +71,8 @@ class GateState:
     failed_at: float | None = None
     tau: float | None = None
     failed_checks: int = 0
-    base: tuple[float, float, float, float] | None = None
+    wealth: np.ndarray | None = None
+    strata: tuple[float, ...] | None = None
     abs_passed: bool = False
     abs_failed: bool = False
     diff_lower: float = -math.inf
@@ -97,8 +101,10 @@ class GateState:
             out["tau"] = self.tau
         if self.failed_checks:
             out["failedChecks"] = self.failed_checks
-        if self.base is not None:
-            out["base"] = list(self.base)
+        if self.wealth is not None:
+            out["wealth"] = _enc(self.wealth)
+        if self.strata is not None:
+            out["strata"] = list(self.strata)
         if self.abs_passed:
             out["absPassed"] = True
         if self.abs_failed:
@@ -108,11 +114,12 @@ class GateState:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GateState:
         last = d.get("last")
-        base = d.get("base")
+        wealth = d.get("wealth")
+        strata = d.get("strata")
         return cls(
             fingerprint=str(d.get("fingerprint", "")),
             loglik=_dec(d["loglik"]) if d.get("loglik") else None,
-            last=tuple(float(x) for x in last) if last else None,  # type: ignore[arg-type]
+            last=tuple(float(x) for x in last) if last else None,
             log_e_promote=float(d.get("logEPromote", -math.inf)),
             log_e_rollback=float(d.get("logERollback", -math.inf)),
             lower=float(d.get("lower", -math.inf)),
@@ -121,7 +128,8 @@ class GateState:
             failed_at=d.get("failedAt"),
             tau=d.get("tau"),
             failed_checks=int(d.get("failedChecks", 0)),
-            base=tuple(float(x) for x in base) if base else None,  # type: ignore[arg-type]
+            wealth=_dec(wealth, len(base64.b64decode(wealth)) // 8) if wealth else None,
+            strata=tuple(float(x) for x in strata) if strata else None,
             abs_passed=bool(d.get("absPassed", False)),
             abs_failed=bool(d.get("absFailed", False)),
             diff_lower=float(d.get("diffLower", -math.inf)),

@@ -9,7 +9,7 @@ both / champion-only / challenger-only / neither correct, with a given discordan
 Methods, run on identical data (common random numbers):
 
 * ``modelops`` — the engine's rule, vectorised over runs with the same functions
-  (:mod:`.rateratio`, :mod:`.mixture`) and the same burn-in, stickiness, alpha split and
+  (:mod:`.rateratio`, :mod:`.betting`) and the same burn-in, stickiness, alpha split and
   exposure rule as :func:`.engine.evaluate` (``replay_engine`` checks they agree exactly);
 * ``flagger_threshold`` — Flagger-style: every look, the challenger's *interval* error rate is
   compared with an absolute threshold (and its interval accuracy with the champion's known
@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from . import absdiff, mixture, rateratio
+from . import betting, mixture, rateratio
 from .config import DecisionPolicy, GateConfig
+from .gates import accuracy_nulls
+from .rategate import absolute_nulls
 
 METHODS = ("modelops", "flagger_threshold", "naive_repeated")
 
@@ -179,26 +181,16 @@ def _record(res: MethodResult, t: int, promote: np.ndarray, rollback: np.ndarray
     res.outcome[pr], res.look[pr] = 1, t + 1
 
 
-def _accuracy_stats(cfg: SimConfig, c: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-    """(Δ̂, V, burned) from cumulative accuracy counts, as in gates.evaluate_accuracy_gate."""
-    burn, ev = mixture.BURN_IN_SAMPLES, mixture.BURN_IN_EVENTS
+def _naive_accuracy_stats(cfg: SimConfig, c: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """(Δ̂, V) of the fixed-horizon baseline, from cumulative accuracy counts."""
     if cfg.mode == "shadow" and cfg.paired:
         n = c["pairs"].sum(axis=-1)
-        a_only, b_only = c["pairs"][:, 1], c["pairs"][:, 2]
-        d, v = mixture.paired_proportions(b_only, a_only, n)
-        burned = (n >= burn) & (a_only + b_only >= ev)
-    else:
-        d, v = mixture.unpaired_proportions(c["cor_a"], c["lab_a"], c["cor_b"], c["lab_b"])
-        burned = (np.minimum(c["lab_a"], c["lab_b"]) >= burn) & (
-            np.minimum.reduce(
-                [c["cor_a"], c["lab_a"] - c["cor_a"], c["cor_b"], c["lab_b"] - c["cor_b"]]
-            )
-            >= ev
-        )
-    return d, v, burned & (v > 0)
+        return mixture.paired_proportions(c["pairs"][:, 2], c["pairs"][:, 1], n)
+    return mixture.unpaired_proportions(c["cor_a"], c["lab_a"], c["cor_b"], c["lab_b"])
 
 
 def run_modelops(cfg: SimConfig, data: SimData) -> MethodResult:
+    """The engine's rule on every run at once, with the engine's own functions."""
     r, looks = data.n_a.shape
     res = MethodResult(np.zeros(r, int), np.zeros(r, int))
     gates = cfg.gates()
@@ -218,14 +210,11 @@ def run_modelops(cfg: SimConfig, data: SimData) -> MethodResult:
         j_h = rateratio.grid_index(math.log(cfg.margin_ratio), round_up=True)
         win = rateratio.window_for(j_ni, j_h)
         loglik = np.zeros((r, win.stop - win.start))
+        if delta > 0:
+            abs_wealth = betting.Wealth.start(absolute_nulls(gates[0]), (r,))
     if cfg.has_accuracy:
         acc_gate = next(g for g in gates if g.type == "accuracy")
-        tau = acc_gate.margin
-        null = -acc_gate.margin
-        acc_cum = {
-            key: np.zeros((r, 4)) if key == "pairs" else np.zeros(r)
-            for key in ("lab_a", "cor_a", "lab_b", "cor_b", "pairs")
-        }
+        acc_wealth = betting.Wealth.start(accuracy_nulls(acc_gate), (r,))
     for t in range(looks):
         new = (data.n_a[:, t] + data.n_b[:, t]) > 0  # a look without new data is stale: skipped
         for key in cum:
@@ -238,23 +227,31 @@ def run_modelops(cfg: SimConfig, data: SimData) -> MethodResult:
             lh = rateratio.log_e_value(loglik, j_h, upper=True, window=win)
             max_p["errors"] = np.where(new, np.maximum(max_p["errors"], lp), max_p["errors"])
             max_h["errors"] = np.where(new, np.maximum(max_h["errors"], lh), max_h["errors"])
-            if delta > 0:  # only runs still open: the bounds cost a bisection each
-                ix = np.flatnonzero(new & (res.outcome == 0))
-                na, nb, ya, yb = (cum[key][ix] for key in cum)
-                abs_p[ix] |= absdiff.passes(na, ya, nb, yb, delta, a_p / 2)
-                abs_f[ix] |= absdiff.fails(na, ya, nb, yb, delta, a_h)
+            if delta > 0:
+                betting.update_two_arms(
+                    abs_wealth, data.n_a[:, t], data.y_a[:, t], data.n_b[:, t], data.y_b[:, t]
+                )
+                below, above = abs_wealth.log_e()
+                abs_p |= new & (below[:, 0] >= math.log(2 / a_p))
+                abs_f |= new & (above[:, 1] >= thr_h)
         if cfg.has_accuracy:
             assert data.lab_a is not None and data.lab_b is not None
-            for key in ("lab_a", "cor_a", "lab_b", "cor_b"):
-                acc_cum[key] += getattr(data, key)[:, t]
-            if data.pairs is not None:
-                acc_cum["pairs"] += data.pairs[:, t]
-            d, v, burned = _accuracy_stats(cfg, acc_cum)
-            lp = mixture.log_e_one_sided(d - null, v, tau)
-            lh = mixture.log_e_one_sided(null - d, v, tau)
-            ok = new & burned
-            max_p["accuracy"] = np.where(ok, np.maximum(max_p["accuracy"], lp), max_p["accuracy"])
-            max_h["accuracy"] = np.where(ok, np.maximum(max_h["accuracy"], lh), max_h["accuracy"])
+            assert data.cor_a is not None and data.cor_b is not None
+            if data.pairs is not None and cfg.paired:
+                pairs = data.pairs[:, t]
+                betting.update_paired(acc_wealth, pairs[:, 1], pairs[:, 2], pairs.sum(axis=-1))
+            else:
+                betting.update_two_arms(
+                    acc_wealth,
+                    data.lab_a[:, t],
+                    data.lab_a[:, t] - data.cor_a[:, t],
+                    data.lab_b[:, t],
+                    data.lab_b[:, t] - data.cor_b[:, t],
+                )
+            below, above = acc_wealth.log_e()
+            lp, lh = below[:, 0], above[:, 1]
+            max_p["accuracy"] = np.where(new, np.maximum(max_p["accuracy"], lp), max_p["accuracy"])
+            max_h["accuracy"] = np.where(new, np.maximum(max_h["accuracy"], lh), max_h["accuracy"])
         rollback = np.zeros(r, bool)
         promote = np.minimum(cum["n_a"], cum["n_b"]) >= cfg.min_samples
         for g in gates:
@@ -317,7 +314,7 @@ def run_naive(cfg: SimConfig, data: SimData) -> MethodResult:
                 acc_cum[key] += getattr(data, key)[:, t]
             if data.pairs is not None:
                 acc_cum["pairs"] += data.pairs[:, t]
-            d, v, _ = _accuracy_stats(cfg, acc_cum)
+            d, v = _naive_accuracy_stats(cfg, acc_cum)
             with np.errstate(divide="ignore", invalid="ignore"):
                 z = (d + cfg.accuracy_margin_points / 100) / np.sqrt(v)
             ok = v > 0

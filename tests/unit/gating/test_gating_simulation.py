@@ -190,9 +190,11 @@ def test_power_twice_the_error_rate_at_300_per_minute() -> None:
 
 
 def test_power_two_points_less_accuracy_at_300_per_minute() -> None:
+    # Within 4 hours (the issue asks 24): betting pays for its exactness at small samples with
+    # a slower start than the plug-in mSPRT it replaced (77 % at 100 looks).
     cfg = SimConfig(
         runs=RUNS,
-        looks=LOOKS,
+        looks=240,
         seed=32,
         errors=False,
         interval_requests=300,
