@@ -57,7 +57,7 @@ def test_gateway_api_route_follows_the_challenge(
             "targetRef": {"name": "gw"},
             "strategy": {"type": "canary", "steps": [10, 50]},
             "gates": [{"name": "accuracy", "type": "accuracy", "margin": 0.02}],
-            "decision": {"interval": "5s"},
+            "decision": {"interval": "5s", "warmUp": "10s"},
             "traffic": {"provider": "gatewayAPI", "parentRefs": [{"name": "public"}]},
         },
     }

@@ -323,3 +323,33 @@ def test_a_pod_seen_at_the_start_without_counters_counts_those_it_creates_later(
     late = Pod("c", "challenger", T0 - 30).serve(50)
     result = look(ledger, [b, late], T0 + 120)
     assert (result.stats.baseline_only, requests(result.ledger, CHALLENGER)) == (1, 600)
+
+
+def test_a_pod_in_its_warm_up_counts_nothing_then_counts_from_where_it_stood() -> None:
+    """A challenger's cold start (and a restarted pod's) stays out of the evidence."""
+    a = Pod("a", "champion", T0 - 3600).serve(1000)
+    b = Pod("b", "challenger", T0 + 10)
+
+    def warm(ledger: CounterLedger, at: float) -> Look:
+        return take_look(ledger, snapshot([a, b]), at=at, challenge_start=T0, warm_up=120)
+
+    ledger = begin(snapshot([a]), at=T0)
+    a.serve(900, 1)
+    b.serve(100, 60)  # one minute of cold-start errors
+    result = warm(ledger, T0 + 60)
+    assert result.stats.warming == 1
+    assert (requests(result.ledger, CHALLENGER), requests(result.ledger)) == (0, 900)
+    b.serve(100, 30)
+    result = warm(result.ledger, T0 + 120)  # 110 s after its start: still warming
+    assert requests(result.ledger, CHALLENGER) == 0
+    b.serve(100, 1)
+    result = warm(result.ledger, T0 + 180)
+    assert result.stats.warming == 0
+    assert (requests(result.ledger, CHALLENGER), errors(result.ledger, CHALLENGER)) == (100, 1)
+    b.restart(T0 + 200).serve(50, 20)  # a restart warms up again, and counts none of it
+    result = warm(result.ledger, T0 + 240)
+    assert (result.stats.restarted, result.stats.warming) == (1, 1)
+    assert (requests(result.ledger, CHALLENGER), errors(result.ledger, CHALLENGER)) == (100, 1)
+    b.serve(100, 0)
+    result = warm(result.ledger, T0 + 330)
+    assert (requests(result.ledger, CHALLENGER), errors(result.ledger, CHALLENGER)) == (200, 1)

@@ -357,6 +357,14 @@ class Decision(KubeModel):
         "(default: none). When traffic varies over the day, a full day keeps a promotion from "
         "resting on a few quiet hours. A rollback is never delayed.",
     )
+    warm_up: str = Field(
+        "2m",
+        max_length=32,
+        pattern=DURATION,
+        description="How long each pod's counts are left out of the evidence after it starts, "
+        "like 2m or 0s: cold caches, lazy loading and JIT warm-up are not the model. Applies "
+        "to every pod of both models (a pod restarted mid-challenge warms up again).",
+    )
     max_duration: str = Field(
         "24h",
         max_length=32,

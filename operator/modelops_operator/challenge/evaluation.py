@@ -95,6 +95,7 @@ async def evaluate_challenge(
             ledger=kept_counters(previous),
             now=now,
             paired=shadow,
+            warm_up=policy.gating.policy.warm_up,
         )
         custom = await _custom_values(
             source, policy.spec.gates, namespace, deployment, arms, now

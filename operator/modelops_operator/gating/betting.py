@@ -51,11 +51,11 @@ from functools import reduce
 import numpy as np
 
 #: Bets per request mixed with equal weights (absolute, before the per-interval clip).
-LAMBDAS = np.geomspace(2e-3, 50.0, 12)
+LAMBDAS = np.geomspace(2e-3, 50.0, 10)
 #: Share of the largest positivity-keeping bet a clipped bet may use.
 SAFETY = 0.9
 #: Nulls (Δ values) at which the confidence sequence is read, beside the two decision nulls.
-DISPLAY_OFFSETS = np.concatenate([-np.geomspace(0.3, 1e-4, 7), [0.0], np.geomspace(1e-4, 0.3, 7)])
+DISPLAY_OFFSETS = np.concatenate([-np.geomspace(0.3, 1e-4, 9), [0.0], np.geomspace(1e-4, 0.3, 9)])
 #: Champion requests (decayed) the guess p′ needs before an interval is bet on.
 MIN_REFERENCE_REQUESTS = 20.0
 #: Weight of earlier intervals in the guess p′ (per interval); it follows bursts within a few.
@@ -211,14 +211,15 @@ def bounds(
     log_e_below: np.ndarray, log_e_above: np.ndarray, nulls: np.ndarray,
     *, alpha_lower: float, alpha_upper: float,
 ) -> tuple[float, float]:
-    """Confidence-sequence bounds on Δ read at the display nulls (one run).
+    """Confidence-sequence bounds on Δ read at every null of the grid (one run).
 
-    Lower: the largest display θ such that "Δ ≤ θ'" is rejected at ``alpha_lower`` for it and
-    every display θ' below it; upper mirrors it with "Δ ≥ θ'" at ``alpha_upper``.
+    Lower: the largest θ such that "Δ ≤ θ'" is rejected at ``alpha_lower`` for it and every
+    null θ' below it; upper mirrors it with "Δ ≥ θ'" at ``alpha_upper``.
     """
-    grid = nulls[2:]
-    rejected_low = log_e_above[2:] >= np.log(1.0 / alpha_lower)
-    rejected_high = log_e_below[2:] >= np.log(1.0 / alpha_upper)
+    order = np.argsort(nulls, kind="stable")
+    grid = nulls[order]
+    rejected_low = log_e_above[order] >= np.log(1.0 / alpha_lower)
+    rejected_high = log_e_below[order] >= np.log(1.0 / alpha_upper)
     lower, upper = -np.inf, np.inf
     for theta, rejected in zip(grid, rejected_low, strict=True):
         if not rejected:

@@ -184,6 +184,8 @@ class DecisionPolicy:
       methods note recommends at least an hour, or a full diurnal cycle when traffic varies).
     * ``max_duration`` / ``on_timeout``: after this long without a decision, ``rollback``
       (default) or ``hold`` (keep both running, a person decides).
+    * ``warm_up``: seconds after a pod starts during which its counts are left out (the
+      counter ledger's rule, :mod:`..promsource.ledger`).
     * ``srm_alpha``: level of the sample-ratio-mismatch alarm (only when the configured
       challenger weight is passed with the counts).
     """
@@ -195,6 +197,7 @@ class DecisionPolicy:
     min_duration: float = parse_duration(_SPEC_DECISION.min_duration) or 0.0
     max_duration: float | None = parse_duration(_SPEC_DECISION.max_duration)
     on_timeout: str = _SPEC_DECISION.on_timeout
+    warm_up: float = parse_duration(_SPEC_DECISION.warm_up) or 0.0
     srm_alpha: float = 0.001  # not in the CRD: the alarm only pauses, a person decides
 
     def __post_init__(self) -> None:
@@ -220,6 +223,7 @@ class DecisionPolicy:
             min_duration=parse_duration(decision.min_duration) or 0.0,
             max_duration=parse_duration(decision.max_duration),
             on_timeout=decision.on_timeout,
+            warm_up=parse_duration(decision.warm_up) or 0.0,
         )
 
     @classmethod
@@ -242,6 +246,7 @@ class DecisionPolicy:
             or 0.0,
             max_duration=parse_duration(max_d) if max_d is not None else default.max_duration,
             on_timeout=str(_get(d, "onTimeout", "on_timeout", default=default.on_timeout)),
+            warm_up=parse_duration(_get(d, "warmUp", "warm_up", default=default.warm_up)) or 0.0,
             srm_alpha=float(_get(d, "srmAlpha", "srm_alpha", default=default.srm_alpha)),
         )
 

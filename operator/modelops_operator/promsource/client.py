@@ -155,11 +155,13 @@ class PrometheusSource:
         ledger: CounterLedger | None = None,
         now: float | None = None,
         paired: bool = False,
+        warm_up: float = 0.0,
     ) -> CountsReading:
         """Counts per arm since `started_at` (unix seconds), in the gating engine's shape.
 
         `ledger` is the previous look's (`CountsReading.ledger`), None on a challenge's first
-        look: then the baselines are read as they were at `started_at`."""
+        look: then the baselines are read as they were at `started_at`. A pod's counts from its
+        first `warm_up` seconds are left out (the ledger's rule)."""
         now = time.time() if now is None else now
         labels = {self.settings.namespace_label: namespace, "deployment": deployment}
         selector = _selector(labels)
@@ -177,7 +179,9 @@ class PrometheusSource:
             snapshot, scraped_at = await asyncio.gather(
                 self._snapshot(labels, families, arms, now), self.instant(stamps_query, now)
             )
-        look = take_look(ledger, snapshot, at=now, challenge_start=started_at)
+        look = take_look(
+            ledger, snapshot, at=now, challenge_start=started_at, warm_up=warm_up
+        )
         totals = look.ledger.totals_by_series()
         grown = look.increments_by_series()
         counts: dict[str, Any] = {arm.role: arm_counts(totals, arm) for arm in arms}

@@ -22,6 +22,9 @@ label but the family's own: Prometheus' target labels and the exporter's identit
   began (and after every process the ledger has forgotten started); otherwise it is a process
   Prometheus had lost (history gone, another replica) and its values only become the baseline.
   A series new in a known process (a first error code) counts whole: it appeared since.
+* **Warm-up**: a process whose start time is less than `warm_up` seconds before the look
+  counts nothing: its values only move its baselines, so what it counts from then on is
+  evidence and its cold start is not. Without a start time there is nothing to time it by.
 * **A process missing from a look** keeps its baselines for `KEEP_MISSING_LOOKS` looks, so
   Prometheus restarting, or a scrape gap, adds nothing when the series come back.
 * **Bound**: at most `MAX_SERIES` series are kept; past it, the processes unseen the longest are
@@ -163,6 +166,7 @@ class LookStats:
     baseline_only: int = 0  # processes first seen, started before: baseline only
     restarted: int = 0  # resets: counted whole since the restart
     stale_answers: int = 0  # answers about an older process or lower values: nothing counted
+    warming: int = 0  # processes within their warm-up: baselines only
     forgotten: int = 0  # processes dropped (missing too long, or over MAX_SERIES)
 
 
@@ -252,7 +256,12 @@ def _forget(
 
 
 def take_look(
-    ledger: CounterLedger, snapshot: Snapshot, *, at: float, challenge_start: float
+    ledger: CounterLedger,
+    snapshot: Snapshot,
+    *,
+    at: float,
+    challenge_start: float,
+    warm_up: float = 0.0,
 ) -> Look:
     """Increments since the previous look and the next ledger (the rules: module docstring)."""
     look = ledger.looks + 1
@@ -260,10 +269,15 @@ def take_look(
     threshold = max(challenge_start, ledger.forgotten_before)
     processes = dict(ledger.processes)
     increments: dict[str, dict[ArmKey, float]] = {}
-    stats = {"counted_new": 0, "baseline_only": 0, "restarted": 0, "stale_answers": 0}
+    stats = {
+        "counted_new": 0, "baseline_only": 0, "restarted": 0, "stale_answers": 0, "warming": 0,
+    }
+    warming: set[ProcessKey] = set()
 
     def add(key: ProcessKey, series: SeriesId, value: float) -> None:
         # Zeros are kept: a histogram's edges must all be there, counted or not.
+        if key in warming:
+            value = 0.0
         labels = dict(key)
         family, own = series
         arm = (labels.get("role", ""), labels.get("version", ""), own)
@@ -273,6 +287,9 @@ def take_look(
     for key, values in _group(snapshot).items():
         start = starts.get(key)
         record = processes.get(key)
+        if start is not None and at < start + warm_up:
+            warming.add(key)
+            stats["warming"] += 1
         if record is None:
             counted = start is not None and start > threshold
             stats["counted_new" if counted else "baseline_only"] += 1

@@ -164,7 +164,8 @@ def deploy(cluster: Any, namespace: str, champion: ServedModel, replicas: int = 
         "strategy": {"type": "canary", "steps": [10, 50]},
         # Accuracy only keeps these tests short; `make demo` adds an errorRate gate.
         "gates": [{"name": "accuracy", "type": "accuracy", "margin": 0.02}],
-        "decision": {"alpha": 0.05, "interval": "5s", "minSamples": 150, "maxDuration": "10m"},
+        "decision": {"alpha": 0.05, "interval": "5s", "minSamples": 150, "maxDuration": "10m",
+                     "warmUp": "10s"},
         **cc_spec,
     }
     apply(
@@ -319,7 +320,7 @@ def test_an_accuracy_gate_without_margin_rolls_back_a_challenger_five_points_wor
         gates=[{"name": "accuracy", "type": "accuracy"}],
         # A timeout must not pass for the gate's verdict: hold keeps both running instead.
         decision={"alpha": 0.05, "interval": "5s", "minSamples": 150, "maxDuration": "30m",
-                  "onTimeout": "hold"},
+                  "onTimeout": "hold", "warmUp": "10s"},
     )  # fmt: skip
     stored = get_json(cluster, "-n", namespace, f"cc/{TARGET}-gate")["spec"]["gates"]
     assert stored == [{"name": "accuracy", "type": "accuracy", "test": "nonInferiority"}]

@@ -99,7 +99,8 @@ def policy() -> ChallengePolicy:
             "targetRef": {"name": "fraud"},
             "strategy": {"type": "canary", "steps": [10, 50]},
             "gates": [{"name": "errors", "type": "errorRate"}],
-            "decision": {"interval": "1m", "minSamples": 100},
+            # No warm-up: these tests count every request (the ledger's own tests cover it).
+            "decision": {"interval": "1m", "minSamples": 100, "warmUp": "0s"},
         }
     )
     assert isinstance(parsed, ChallengePolicy), parsed

@@ -207,6 +207,7 @@ DECISION_CHANGES: dict[str, dict[str, Any]] = {
     "min_duration": {"minDuration": "1h"},
     "max_duration": {"maxDuration": "2h"},
     "on_timeout": {"onTimeout": "hold"},
+    "warm_up": {"warmUp": "5m"},
 }
 
 

@@ -128,8 +128,10 @@ def test_approval_required_stays_awaiting_approval() -> None:
 def deterministic(
     looks: int, change: Callable[[int, list[dict[str, Any]]], list[dict[str, Any]]] | None = None
 ) -> list[dict[str, Any]]:
-    """Both arms 1,000 requests a minute, 0.5 % errors: evidence grows, no decision yet."""
-    rep = replayer()
+    """Both arms 1,000 requests a minute, 0.5 % errors: evidence grows, no decision yet.
+
+    No warm-up: these runs check that counting neither creates nor loses a request."""
+    rep = replayer(policy_doc(decision={"interval": "1m", "warmUp": "0s"}))
     out = []
     for k in range(looks):
         series = [

@@ -91,8 +91,9 @@ def championchallenger_manifest() -> dict[str, Any]:
                 {"name": "accuracy", "type": "accuracy", "test": "nonInferiority",
                  "margin": 0.02},
             ],
+            # A short warm-up (default 2m) keeps the demo short; the models load in seconds.
             "decision": {"alpha": 0.05, "interval": "5s", "minSamples": 150,
-                         "maxDuration": "10m"},
+                         "maxDuration": "10m", "warmUp": "10s"},
         },
     }
 
