@@ -19,6 +19,9 @@ from .controller import ChallengePolicy, Evaluation
 from .model import GateSignal, Status
 
 ROUTER_CONFIG_INFO = "modelops_router_config_info"
+# A new split reaches every router within this; the sample-ratio alarm reads no interval that
+# began sooner after a step.
+SPLIT_SETTLE_SECONDS = 30.0
 
 
 def _substitute(query: str, values: Mapping[str, str]) -> str:
@@ -107,6 +110,10 @@ async def evaluate_challenge(
         problem = "no decision: no metrics yet from " + ", ".join(reading.missing)
         return GateSignal(None, problem, False), previous, problem
     counts = dict(reading.counts)
+    sticky = policy.spec.strategy.sticky_header is not None
+    weight = None if sticky else split_in_force(status, previous, reading.complete)
+    if weight is not None:
+        counts["challengerWeight"] = weight
     for arm, values in custom.items():
         if values:
             counts[arm] = {**counts[arm], "custom": values}
@@ -126,6 +133,19 @@ async def evaluate_challenge(
         counters=reading.ledger.to_dict() if reading.ledger is not None else None,
     )
     return GateSignal(decision.action.value, decision.reason, fresh), kept, None
+
+
+def split_in_force(status: Status, previous: Evaluation, complete: bool) -> float | None:
+    """The challenger's configured share over the whole interval since the previous look, when
+    one split was in force for all of it and every pod counted it all; else None (the
+    sample-ratio alarm then skips the interval: a changing split is no mismatch). Sticky
+    sessions route users, not requests: their split is not binomial, and the caller skips it."""
+    if not complete or status.mirror_percent or previous.at is None:
+        return None
+    started = status.step_started_at
+    if started is None or previous.at < started + SPLIT_SETTLE_SECONDS:
+        return None
+    return status.challenger_percent / 100
 
 
 async def router_revisions(

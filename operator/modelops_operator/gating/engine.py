@@ -178,19 +178,23 @@ def _fmt_duration(seconds: float | None) -> str:
 
 
 def _srm_update(state: GatingState, counts: Counts, policy: DecisionPolicy, update: bool) -> str:
-    """Binomial e-process on the realised split vs the configured weight (two-sided)."""
-    w = counts.challenger_weight
-    if w is None or not 0 < w < 1:
-        return ""
+    """Binomial e-process on the realised split vs the configured weight (two-sided).
+
+    Only intervals that carry ``challenger_weight`` (one split in force over all of it, every
+    pod counted) add evidence; the others still move the baseline, so no interval's requests
+    are ever judged against another interval's split."""
     n_a, n_b = counts.champion.requests, counts.challenger.requests
     if state.srm_loglik is None:
         state.srm_loglik = np.zeros(rateratio.GRID_SIZE)
+    w = counts.challenger_weight
     if update:
         la, lb = state.srm_last or (0.0, 0.0)
         da, db = increment(n_a, la), increment(n_b, lb)
-        # "Events" are requests, "exposure" the configured weights: θ = 0 when routing is right.
-        state.srm_loglik = state.srm_loglik + rateratio.loglik_increment(1 - w, w, da, db)
         state.srm_last = (n_a, n_b)
+        if w is not None and 0 < w < 1:
+            # "Events" are requests, "exposure" the configured weights: θ = 0 when routing is
+            # right.
+            state.srm_loglik = state.srm_loglik + rateratio.loglik_increment(1 - w, w, da, db)
     j0 = rateratio.GRID_HALF_WIDTH
     up = rateratio.log_e_value(state.srm_loglik, j0, upper=True)
     down = rateratio.log_e_value(state.srm_loglik, j0, upper=False)
@@ -200,9 +204,10 @@ def _srm_update(state: GatingState, counts: Counts, policy: DecisionPolicy, upda
         state.srm_tripped = True
     if state.srm_tripped:
         share = n_b / (n_a + n_b) if n_a + n_b else float("nan")
+        shown = f"configured {w:.2%}" if w is not None else "not the configured split"
         return (
             f"sample ratio mismatch: the challenger answered {share:.2%} of requests, "
-            f"configured {w:.2%} (e-value ≥ {1 / policy.srm_alpha:g}); routing or metrics look "
+            f"{shown} (e-value ≥ {1 / policy.srm_alpha:g}); routing or metrics look "
             f"broken — paused until a person checks"
         )
     return ""

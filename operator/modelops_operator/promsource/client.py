@@ -57,12 +57,15 @@ class CountsReading:
     """Cumulative counts in the gating engine's `Counts` dict shape, and what was missing.
 
     `ledger` is what status must keep for the next look; `increments` is this look's share of
-    `counts`, in the same shape."""
+    `counts`, in the same shape. `complete`: every process counted all it served since the
+    previous look (none warming up, restarted, lagging or seen for the first time), so the
+    increments show the split the router made (the sample-ratio alarm reads only these)."""
 
     counts: dict[str, Any]
     missing: list[str] = field(default_factory=list)
     ledger: CounterLedger | None = None
     increments: dict[str, Any] = field(default_factory=dict)
+    complete: bool = False
 
 
 def _selector(labels: Mapping[str, str]) -> str:
@@ -198,4 +201,9 @@ class PrometheusSource:
         if paired:
             counts["paired"] = paired_counts(totals.get("paired", {}))
             increments["paired"] = paired_counts(grown.get("paired", {}))
-        return CountsReading(counts, missing, look.ledger, increments)
+        stats = look.stats
+        complete = not (
+            stats.warming or stats.restarted or stats.stale_answers or stats.baseline_only
+            or stats.counted_new or stats.forgotten
+        )
+        return CountsReading(counts, missing, look.ledger, increments, complete)

@@ -250,3 +250,39 @@ def test_cli_reads_stdin_and_writes_one_line_per_line(
     assert "error" in out[1]
     assert {o["decision"] for o in out if "error" not in o} == {"wait"}
     assert out[0]["challengerPercent"] == 5
+
+
+def split_run(rep: Replayer, run: str, *, delivered: float, looks: int = 40) -> list[dict[str, Any]]:
+    """Equal arms, 20,000 requests a minute; the router delivers `delivered` × the configured
+    challenger share (1.0: routing works)."""
+    rng = np.random.default_rng(11)
+    totals = {"champion": [0, 0], "challenger": [0, 0]}
+    percent = 0
+    answers = []
+    for k in range(looks):
+        n = 20_000
+        to_challenger = int(rng.binomial(n, delivered * percent / 100)) if k else 0
+        for arm, m in (("challenger", to_challenger), ("champion", n - to_challenger)):
+            totals[arm][0] += m
+            totals[arm][1] += int(rng.binomial(m, 0.005))
+        series = [
+            {"arm": arm, "pod": f"{arm}-0", "podStart": T0 - 3600, "requests": r, "errors": e}
+            for arm, (r, e) in totals.items()
+        ]
+        answer = rep.answer_obj(line(run, T0 + 60 * k, series))
+        answers.append(answer)
+        percent = answer["challengerPercent"]
+        if answer["decision"] != "wait":
+            break
+    return answers
+
+
+def test_a_router_delivering_half_the_configured_share_trips_the_sample_ratio_alarm() -> None:
+    doc = policy_doc([10, 50], decision={"interval": "1m", "minDuration": "30m"})
+    broken = split_run(replayer(doc), "broken", delivered=0.5)
+    assert broken[-1]["decision"] == "wait"
+    assert any("sample ratio mismatch" in a["reason"] for a in broken), broken[-1]
+    # The same steps with working routing: the split changes at every step, no alarm.
+    working = split_run(replayer(doc), "working", delivered=1.0)
+    assert not any("sample ratio mismatch" in a["reason"] for a in working)
+    assert {a["challengerPercent"] for a in working} >= {10, 50}
