@@ -65,9 +65,10 @@ the conditional-binomial log-likelihood on a 301-point log-ratio grid (needed be
 may change between looks, so the evidence cannot be rebuilt from cumulative counts alone); per
 gate the running maxima of both e-processes (verdicts are sticky: once sup E ≥ 1/α a gate stays
 decided, exactly the event Ville's inequality bounds) and the running confidence interval; the
-SRM e-process. About 3 kB per rate gate. If the state is lost, the next call pools everything
-seen so far into one look: still a valid test when the split was constant, approximately so
-otherwise, and verdicts restart from that pooled evidence.
+SRM e-process; per betting gate (absoluteMargin, accuracy) its log wealth per null and bet.
+About 3 kB per rate gate, 4 kB more per betting e-process. If the state is lost, the next call
+pools everything seen so far into one look: still a valid test when the split was constant,
+approximately so otherwise, and verdicts restart from that pooled evidence.
 
 Decision rule
 -------------
@@ -82,9 +83,13 @@ Methods (details and citations in the module docstrings)
 * :mod:`.rateratio` — errors and slow requests: conditional-binomial rate-ratio e-process with a
   discrete half-normal prior (Lindon & Malek 2022; Lindon, Sanden & Shirikian 2022). Exact for
   Poisson arrivals, robust to the split changing between canary steps.
-* :mod:`.mixture` — accuracy (split or paired shadow) and regression loss: one-sided normal-
-  mixture mSPRT / confidence sequence (Robbins 1970; Johari, Pekelis & Walsh 2022; Howard et al.
-  2021), plug-in variance after a burn-in (asymptotic validity, Waudby-Smith et al. 2024).
+* :mod:`.betting` — accuracy (split or paired shadow) and the absolute route of rate gates:
+  betting e-processes, one look-interval at a time (each interval a stratum, so a split change
+  with a moving base rate or mix manufactures no evidence; Waudby-Smith & Ramdas 2024 for
+  betting confidence sequences), exact at every sample size.
+* :mod:`.mixture` — regression loss: one-sided normal-mixture mSPRT / confidence sequence
+  (Robbins 1970; Johari, Pekelis & Walsh 2022; Howard et al. 2021) on interval-stratified
+  differences, plug-in variance after a burn-in (asymptotic validity, Waudby-Smith et al. 2024).
 * :mod:`.drift` — prediction distributions from histogram buckets: time-uniform DKW bands on the
   bucket edges (Howard & Ramdas 2022); PSI reported beside its no-drift expectation, not used.
 * :mod:`.planning` — time to a likely decision at the current traffic (:func:`plan_gate`).
@@ -92,6 +97,7 @@ Methods (details and citations in the module docstrings)
   threshold counting, a fixed-horizon test repeated every look); ``modelops gating simulate``.
 """
 
+from . import betting
 from .config import DecisionPolicy, GateConfig, GatingConfig, parse_duration
 from .counts import ArmCounts, Counts, PairedCounts
 from .engine import Action, Decision, GatingState, evaluate
@@ -116,6 +122,7 @@ __all__ = [
     "PairedCounts",
     "Plan",
     "Traffic",
+    "betting",
     "evaluate",
     "parse_duration",
     "plan_gate",

@@ -86,10 +86,10 @@ class GatingState:
         if self.last_timestamp is not None:
             out["lastTimestamp"] = self.last_timestamp
         out["gates"] = {k: v.to_dict() for k, v in self.gates.items()}
-        if self.srm_loglik is not None:
+        if self.srm_last is not None:
             srm = GateState(loglik=self.srm_loglik).to_dict()
             srm.pop("fingerprint")
-            srm["last"] = list(self.srm_last or ())
+            srm["last"] = list(self.srm_last)
             srm["tripped"] = self.srm_tripped
             if math.isfinite(self.srm_log_e):
                 srm["logE"] = self.srm_log_e
@@ -184,8 +184,6 @@ def _srm_update(state: GatingState, counts: Counts, policy: DecisionPolicy, upda
     pod counted) add evidence; the others still move the baseline, so no interval's requests
     are ever judged against another interval's split."""
     n_a, n_b = counts.champion.requests, counts.challenger.requests
-    if state.srm_loglik is None:
-        state.srm_loglik = np.zeros(rateratio.GRID_SIZE)
     w = counts.challenger_weight
     if update:
         la, lb = state.srm_last or (0.0, 0.0)
@@ -194,7 +192,11 @@ def _srm_update(state: GatingState, counts: Counts, policy: DecisionPolicy, upda
         if w is not None and 0 < w < 1:
             # "Events" are requests, "exposure" the configured weights: θ = 0 when routing is
             # right.
+            if state.srm_loglik is None:
+                state.srm_loglik = np.zeros(rateratio.GRID_SIZE)
             state.srm_loglik = state.srm_loglik + rateratio.loglik_increment(1 - w, w, da, db)
+    if state.srm_loglik is None:
+        return ""
     j0 = rateratio.GRID_HALF_WIDTH
     up = rateratio.log_e_value(state.srm_loglik, j0, upper=True)
     down = rateratio.log_e_value(state.srm_loglik, j0, upper=False)

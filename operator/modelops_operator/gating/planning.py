@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from scipy.stats import norm
 
-from . import absdiff, mixture, rateratio
+from . import betting, mixture, rateratio
 from .config import GateConfig
 from .counts import Counts
 from .drift import dkw_radius
@@ -67,25 +68,29 @@ class Plan:
         }
 
 
-def _solve_n(v1: float, d: float, tau: float, alpha: float, power: float) -> float | None:
-    """Smallest n with d ≥ b_α(v1/n) + z_power √(v1/n), to ~0.1% (two vectorised grid passes)."""
-    if not (d > 0 and v1 > 0 and math.isfinite(v1)):
-        return None
+@lru_cache(maxsize=64)
+def _boundary_table(alpha: float, power: float) -> tuple[np.ndarray, np.ndarray]:
+    """(G(u), log u) with G(u) = b_α(u)/τ + z_power·√u and u = V/τ², increasing in u.
+
+    The normal-mixture radius scales with τ (it is τ times a function of V/τ²), so one table per
+    (α, power) answers every plan by interpolation instead of a bisection per request count.
+    """
+    u = np.logspace(-14, 8, 881)
     z = float(norm.ppf(power))
+    g = mixture.one_sided_radius(u, 1.0, alpha) + z * np.sqrt(u)
+    return np.maximum.accumulate(g), np.log(u)
 
-    def ok(n: np.ndarray) -> np.ndarray:
-        v = v1 / n
-        return d >= mixture.one_sided_radius(v, tau, alpha) + z * np.sqrt(v)
 
-    grid = np.logspace(0, 13, 261)  # factor ~1.12 between points
-    good = ok(grid)
-    if not good[-1]:
+def _solve_n(v1: float, d: float, tau: float, alpha: float, power: float) -> float | None:
+    """Smallest n with d ≥ b_α(v1/n) + z_power √(v1/n) (table inversion, ~0.1 %)."""
+    if not (d > 0 and v1 > 0 and math.isfinite(v1) and tau > 0):
         return None
-    i = int(np.argmax(good))
-    if i == 0:
-        return 1.0
-    fine = np.geomspace(grid[i - 1], grid[i], 129)
-    return float(fine[int(np.argmax(ok(fine)))])
+    g, log_u = _boundary_table(alpha, power)
+    target = d / tau
+    if target < g[0]:
+        return None  # more than ~1e14 samples
+    u = math.exp(float(np.interp(target, g, log_u)))
+    return max(v1 / (u * tau * tau), 1.0)
 
 
 def _solve_n_absolute(
@@ -93,21 +98,18 @@ def _solve_n_absolute(
 ) -> float | None:
     """Challenger requests until the absolute route likely decides (None: never).
 
-    Evaluates the exact bounds of :mod:`.absdiff` at event counts shifted by z_power standard
-    deviations against the decision (the same median-plus-power allowance as :func:`_solve_n`);
-    with no events expected this is n ≈ 4.9/absoluteMargin at alpha/2 = 0.025.
+    The betting e-process of :mod:`.betting` is planned like a normal-mixture test on the rate
+    difference (variance p_B(1−p_B) + p_A(1−p_A)/ρ per challenger request, τ = absoluteMargin),
+    and never below what a clean record needs: with no events each challenger request gains
+    about absoluteMargin in log wealth, against log(bets/α) to decide.
     """
-    z = float(norm.ppf(power))
-    n = np.logspace(0, 10, 201)  # factor ~1.12 between points
-    n_a = rho * n
-    sign = 1.0 if promote else -1.0
-    y_b = np.clip(p_b * n + sign * z * np.sqrt(p_b * n), 0.0, n)
-    y_a = np.clip(p_a * n_a - sign * z * np.sqrt(p_a * n_a), 0.0, n_a)
-    if promote:
-        ok = absdiff.difference_upper(n_a, y_a, n, y_b, alpha) < delta
-    else:
-        ok = absdiff.difference_lower(n_a, y_a, n, y_b, alpha) > delta
-    return float(n[int(np.argmax(ok))]) if ok.any() else None
+    distance = delta - (p_b - p_a) if promote else (p_b - p_a) - delta
+    if distance <= 0:
+        return None
+    floor = math.log(betting.LAMBDAS.size / alpha) / distance
+    v1 = p_b * (1 - p_b) + p_a * (1 - p_a) / max(rho, 1e-9)
+    n = _solve_n(v1, distance, delta, alpha, power) if v1 > 0 else None
+    return max(n or 0.0, floor)
 
 
 def gate_tau(gate: GateConfig) -> float:

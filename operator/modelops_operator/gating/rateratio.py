@@ -147,21 +147,24 @@ def _support(null_index: int, upper: bool) -> tuple[int, int, np.ndarray]:
     return _SUPPORT_CACHE[key]
 
 
-_WEIGHT_CACHE: dict[bool, np.ndarray] = {}
+def _first_not_rejected(loglik: np.ndarray, log_threshold: float, *, upper: bool) -> int:
+    """Index of the first grid null the test does not reject (GRID_SIZE if all are).
 
+    The log-likelihood is concave in θ, so ℓ(θ₀ + kΔ) − ℓ(θ₀) falls as θ₀ rises: the harm-side
+    e-value falls with its null (rejections form a prefix of the grid) and the promotion-side
+    one rises (a suffix). A bisection reads about 9 nulls instead of all 301.
+    """
+    def rejected(j: int) -> bool:
+        return float(log_e_value(loglik, j, upper=upper)) >= log_threshold
 
-def _all_prior_log_weights(upper: bool) -> np.ndarray:
-    if upper not in _WEIGHT_CACHE:
-        _WEIGHT_CACHE[upper] = np.stack([_prior_log_weights(j, upper) for j in range(GRID_SIZE)])
-    return _WEIGHT_CACHE[upper]
-
-
-def log_e_all_nulls(loglik: np.ndarray, *, upper: bool) -> np.ndarray:
-    """log e-values for every grid null at once (one run: ``loglik`` of shape (GRID_SIZE,))."""
-    logw = _all_prior_log_weights(upper)  # (null, point)
-    with np.errstate(invalid="ignore"):
-        out = _logsumexp_last(loglik[None, :] + logw) - loglik
-    return np.where(np.isfinite(out), out, -np.inf)
+    lo, hi = 0, GRID_SIZE  # upper: rejected on [0, lo), not at hi; promotion: the mirror
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if rejected(mid) == upper:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 def confidence_bounds(
@@ -173,23 +176,11 @@ def confidence_bounds(
     ``alpha_lower`` (so θ > lower with that confidence); the upper bound mirrors it with the
     promotion-side test at ``alpha_upper``. ``-inf``/``inf`` when nothing is rejected.
     """
-    log_hi = np.log(1.0 / alpha_lower)
-    rej_low = log_e_all_nulls(loglik, upper=True) >= log_hi
-    not_rej = np.flatnonzero(~rej_low)
-    if not_rej.size == 0:
-        lower = float(THETA[-1])
-    elif not_rej[0] == 0:
-        lower = -math.inf
-    else:
-        lower = float(THETA[not_rej[0] - 1])
-    rej_up = log_e_all_nulls(loglik, upper=False) >= np.log(1.0 / alpha_upper)
-    not_rej = np.flatnonzero(~rej_up)
-    if not_rej.size == 0:
-        upper = float(THETA[0])
-    elif not_rej[-1] == GRID_SIZE - 1:
-        upper = math.inf
-    else:
-        upper = float(THETA[not_rej[-1] + 1])
+    first_kept = _first_not_rejected(loglik, math.log(1.0 / alpha_lower), upper=True)
+    lower = -math.inf if first_kept == 0 else float(THETA[first_kept - 1])
+    # Promotion side: nulls below `first_rejected` are kept, from it on rejected.
+    first_rejected = _first_not_rejected(loglik, math.log(1.0 / alpha_upper), upper=False)
+    upper = math.inf if first_rejected >= GRID_SIZE else float(THETA[first_rejected])
     return lower, upper
 
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from modelops_operator.gating import Action, GateConfig, Traffic, absdiff, evaluate, plan_gate
+from modelops_operator.gating import Action, GateConfig, Traffic, betting, evaluate, plan_gate
 from modelops_operator.gating.simulate import SimConfig, generate, replay_engine, run_modelops
 
 PER_LOOK = 1000  # requests per arm per one-minute look
@@ -80,14 +80,26 @@ def test_relatively_worse_but_within_tolerance_does_not_roll_back() -> None:
     assert action is not Action.ROLLBACK
 
 
-def test_bounds_cover_the_rate() -> None:
-    """Time-uniform coverage of the per-arm bounds (miss at any of 50 looks ≤ alpha)."""
-    rng = np.random.default_rng(7)
-    p, runs = 0.003, 400
-    n = np.broadcast_to(np.arange(1, 51) * 300.0, (runs, 50))
-    y = rng.binomial(300, p, (runs, 50)).cumsum(axis=1)
-    assert np.mean((absdiff.upper_bound(n, y, 0.05) < p).any(axis=1)) <= 0.05 + 0.022
-    assert np.mean((absdiff.lower_bound(n, y, 0.05) > p).any(axis=1)) <= 0.05 + 0.022
+@pytest.mark.parametrize("side", ["below", "above"])
+def test_the_betting_e_process_at_the_true_difference_stays_below_one_over_alpha(side) -> None:
+    """Both arms' rates move together (a burst, a daily swing) and the split ramps: at the
+    true difference, neither side's e-value reaches 1/alpha at any of 60 looks in more than
+    alpha of the runs (Ville's inequality, checked against the world, not against itself)."""
+    rng = np.random.default_rng(7 if side == "below" else 8)
+    runs, alpha, diff = 2000, 0.05, 0.002
+    wealth = betting.Wealth.start(betting.nulls_for(diff, diff), (runs,))
+    reached = np.zeros(runs, bool)
+    for look in range(60):
+        base = 0.2 if look in (3, 4) else 0.004 + 0.003 * math.sin(look / 5)
+        share = 0.05 if look < 10 else 0.25 if look < 30 else 0.5
+        n_a = rng.poisson(2000 * (1 - share), runs)
+        n_b = rng.poisson(2000 * share, runs)
+        betting.update_two_arms(
+            wealth, n_a, rng.binomial(n_a, base), n_b, rng.binomial(n_b, base + diff)
+        )
+        below, above = wealth.log_e()
+        reached |= (below[:, 0] if side == "below" else above[:, 1]) >= math.log(1 / alpha)
+    assert np.mean(reached) <= alpha + 2 * math.sqrt(alpha * (1 - alpha) / runs)
 
 
 @pytest.mark.parametrize(

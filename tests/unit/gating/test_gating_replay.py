@@ -252,9 +252,11 @@ def test_cli_reads_stdin_and_writes_one_line_per_line(
     assert out[0]["challengerPercent"] == 5
 
 
-def split_run(rep: Replayer, run: str, *, delivered: float, looks: int = 40) -> list[dict[str, Any]]:
-    """Equal arms, 20,000 requests a minute; the router delivers `delivered` × the configured
-    challenger share (1.0: routing works)."""
+def split_run(
+    rep: Replayer, run: str, *, delivered: float, looks: int = 40
+) -> list[dict[str, Any]]:
+    """Equal arms, 20,000 requests a minute; the router delivers `delivered` times the
+    configured challenger share (1.0: routing works)."""
     rng = np.random.default_rng(11)
     totals = {"champion": [0, 0], "challenger": [0, 0]}
     percent = 0
