@@ -8,6 +8,7 @@ pop from the front and every operation is O(1) amortised.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -69,9 +70,14 @@ class BoundedTTLMap(Generic[K, V]):
         return True
 
     def take(self, key: K) -> V | None:
+        found = self.take_dated(key)
+        return None if found is None else found[0]
+
+    def take_dated(self, key: K) -> tuple[V, float] | None:
+        """The value and when it was put (on this map's clock), removed; None if gone."""
         self._purge_expired(self._clock())
         found = self._entries.pop(key, None)
-        return None if found is None else found[1]
+        return None if found is None else (found[1], found[0] - self.ttl)
 
 
 @dataclass(frozen=True)
@@ -137,3 +143,42 @@ def score(remembered: Remembered, truth: list[Any]) -> Score:
         absolute += abs(error)
         squared += error * error
     return Score(scored=len(values), absolute_error=absolute, squared_error=squared)
+
+
+class MaturingScores:
+    """Scores held until their prediction is ``window`` seconds old, then released.
+
+    Labels come back after delays that differ by client, by model and over the day. Counted at
+    arrival, a model whose labels come later is judged on other hours' traffic than the model it
+    is compared with. Counted when their prediction is exactly ``window`` old, both models'
+    labels describe the same requests' time; a label older than the window on arrival is late
+    and not counted at all. At most one entry per remembered prediction (a prediction is scored
+    once), so the heap is bounded by the store's capacity.
+    """
+
+    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic):
+        if window <= 0:
+            raise ValueError("the maturity window must be positive")
+        self.window = window
+        self._clock = clock
+        self._heap: list[tuple[float, int, Score]] = []
+        self._order = 0  # ties keep arrival order; Score itself is not ordered
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, predicted_at: float, result: Score) -> bool:
+        """Hold ``result`` until ``predicted_at + window``; False (dropped) if already late."""
+        release_at = predicted_at + self.window
+        if release_at < self._clock():
+            return False
+        self._order += 1
+        heapq.heappush(self._heap, (release_at, self._order, result))
+        return True
+
+    def release(self) -> list[Score]:
+        """The scores whose prediction has reached the window's age."""
+        now, out = self._clock(), []
+        while self._heap and self._heap[0][0] <= now:
+            out.append(heapq.heappop(self._heap)[2])
+        return out

@@ -18,7 +18,7 @@ DEFAULT_LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
 DEFAULT_PREDICTION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-FEEDBACK_OUTCOMES = ("correct", "incorrect", "scored", "unmatched", "invalid")
+FEEDBACK_OUTCOMES = ("correct", "incorrect", "scored", "unmatched", "invalid", "late")
 MAX_OBSERVED_VALUES = 1024  # per response, so a huge batch costs bounded time
 
 # The _created series double the series count and no gate uses them.

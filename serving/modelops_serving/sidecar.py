@@ -20,7 +20,7 @@ from aiohttp import web
 
 from .afterwork import AfterWork
 from .cli import EnvArgumentParser, configure_logging, fail, install_fast_event_loop
-from .feedback_store import FeedbackStore, score
+from .feedback_store import FeedbackStore, MaturingScores, Score, score
 from .httpkit import (
     JSONDecodeError,
     loads,
@@ -52,6 +52,8 @@ class Sidecar:
     prediction_output: str | None = None
     pool: UpstreamPool | None = None
     timeout: float = 120.0
+    # Labels counted when their prediction is this old (None: at arrival); see MaturingScores.
+    maturing: MaturingScores | None = None
     # The hot path's bookkeeping (``account``), done in batches after the answers.
     after_answers: AfterWork = field(init=False)
 
@@ -162,8 +164,10 @@ class Sidecar:
             counters["invalid"].inc()
             return json_reply({"error": outcome}, 400)
         request_id, truth = outcome
-        remembered = self.store.take(request_id)
+        self.count_matured()
+        dated = self.store.take_dated(request_id)
         self.metrics.store_entries.set(len(self.store))
+        remembered, predicted_at = dated if dated is not None else (None, 0.0)
         if remembered is None:
             counters["unmatched"].inc()
             return json_reply({"id": request_id, "outcome": "unmatched",
@@ -174,16 +178,33 @@ class Sidecar:
         except ValueError as exc:
             counters["invalid"].inc()
             return json_reply({"error": str(exc)}, 400)
+        if self.maturing is None:
+            self.count_score(result)
+        elif not self.maturing.add(predicted_at, result):
+            counters["late"].inc()
+            return json_reply({"id": request_id, "outcome": "late",
+                               "error": "the label came after the maturity window of "
+                               f"{self.maturing.window:g} s; it is not counted"}, 200)
+        return json_reply({"id": request_id, "correct": result.correct,
+                           "incorrect": result.incorrect, "scored": result.scored}, 200)
+
+    def count_score(self, result: Score) -> None:
+        counters = self.metrics.feedback
         counters["correct"].inc(result.correct)
         counters["incorrect"].inc(result.incorrect)
         counters["scored"].inc(result.scored)
         self.metrics.absolute_error.inc(result.absolute_error)
         self.metrics.squared_error.inc(result.squared_error)
-        return json_reply({"id": request_id, "correct": result.correct,
-                           "incorrect": result.incorrect, "scored": result.scored}, 200)
+
+    def count_matured(self) -> None:
+        """Count the held labels whose predictions reached the maturity window's age."""
+        if self.maturing is not None:
+            for result in self.maturing.release():
+                self.count_score(result)
 
     async def metrics_page(self, request: web.Request) -> web.Response:
         self.after_answers.settle()
+        self.count_matured()
         return plain_text(self.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
 
 
@@ -255,6 +276,9 @@ def parse_args(argv: list[str] | None) -> Any:
                     help="predictions remembered for feedback")
     parser.add_flag("--feedback-ttl", type=float, default=3600.0,
                     help="seconds a prediction waits for its feedback")
+    parser.add_flag("--label-maturity", type=float, default=0.0,
+                    help="count a label when its prediction is this many seconds old, and "
+                    "drop later ones (0: count at arrival); at most --feedback-ttl")
     parser.add_flag("--log-level", default="INFO", help="logging level")
     return parser.parse_args(argv)
 
@@ -271,11 +295,17 @@ def main(argv: list[str] | None = None) -> int:
             parse_buckets(args.latency_buckets, DEFAULT_LATENCY_BUCKETS, "--latency-buckets"),
         )
         store = FeedbackStore(int(args.feedback_capacity), float(args.feedback_ttl))
+        maturity = float(args.label_maturity)
+        if maturity > store.ttl:
+            raise ValueError(
+                f"--label-maturity ({maturity:g} s) must not exceed --feedback-ttl "
+                f"({store.ttl:g} s): a prediction would be forgotten before its label counts")
+        maturing = MaturingScores(maturity) if maturity > 0 else None
         UpstreamPool(args.upstream)  # validates the URL before anything listens
     except ValueError as exc:
         return fail(str(exc))
     sidecar = Sidecar(args.upstream.rstrip("/"), metrics, store, args.task, args.prediction_output,
-                      timeout=float(args.upstream_timeout))
+                      timeout=float(args.upstream_timeout), maturing=maturing)
     install_fast_event_loop()
     asyncio.run(serve(sidecar, args.host, int(args.port), int(args.metrics_port),
                       int(args.max_body_bytes)))

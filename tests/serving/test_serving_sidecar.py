@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -95,6 +96,38 @@ def test_regression_feedback_sums_errors_and_store_stays_bounded(
     assert oldest.status_code == 404
     newest = httpx.post(f"{proxy.url}/v2/feedback", json={"id": "load-59", "truth": 1.0})
     assert newest.status_code == 200
+
+
+def test_a_label_counts_when_its_prediction_reaches_the_maturity_window(
+    models: Models, log_dir: Path, spawn
+) -> None:
+    """Labels are counted at one age for every model, and a later one is not counted."""
+    server = model_server("fraud", models.classifier_skops, "sklearn", "m1")
+    proxy = sidecar(server, "fraud", "m1", "challenger", "--label-maturity", "2")
+    spawn.extend([server.start(log_dir), proxy.start(log_dir)])
+    server.wait_ready("/v2/health/ready")
+    proxy.wait_ready("/v2/health/ready")
+    rows = models.X[:1]
+    label = [int(models.classifier.predict(rows)[0])]
+    assert infer(proxy.url, v2_request(rows, "early")).status_code == 200
+    assert infer(proxy.url, v2_request(rows, "late")).status_code == 200
+    early = httpx.post(f"{proxy.url}/v2/feedback", json={"id": "early", "truth": label})
+    assert early.json()["correct"] == 1
+    held = httpx.get(proxy.metrics_url).text
+    assert metric_value(held, "modelops_feedback_total", outcome="correct") == 0  # not yet
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        counted = httpx.get(proxy.metrics_url).text
+        if metric_value(counted, "modelops_feedback_total", outcome="correct") == 1:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the held label was never counted")
+    late = httpx.post(f"{proxy.url}/v2/feedback", json={"id": "late", "truth": label})
+    assert late.status_code == 200 and late.json()["outcome"] == "late"
+    final = httpx.get(proxy.metrics_url).text
+    assert metric_value(final, "modelops_feedback_total", outcome="late") == 1
+    assert metric_value(final, "modelops_feedback_total", outcome="correct") == 1
 
 
 def test_upstream_down_is_a_502_not_a_crash(models: Models, log_dir: Path, spawn) -> None:

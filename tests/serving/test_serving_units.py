@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 from modelops_serving.cli import EnvArgumentParser, env_name
-from modelops_serving.feedback_store import BoundedTTLMap, FeedbackStore, score
+from modelops_serving.feedback_store import (
+    BoundedTTLMap,
+    FeedbackStore,
+    MaturingScores,
+    Score,
+    score,
+)
 from modelops_serving.metrics import DEFAULT_PREDICTION_BUCKETS, parse_buckets
 from modelops_serving.router_config import ConfigError, ConfigWatcher, parse_config
 from modelops_serving.routing import agreement, choose_arm, key_position, should_mirror
@@ -263,3 +269,23 @@ def test_a_missing_runtime_names_the_extra_to_install() -> None:
         _require("onnxruntime_that_is_not_installed", "onnx")
     with pytest.raises(ModelLoadError, match="--format 'tensorflow' is not one of sklearn"):
         load_runtime("tensorflow", Path("."))
+
+
+def test_maturing_scores_release_at_the_prediction_age_and_drop_late_ones() -> None:
+    now = [100.0]
+    held = MaturingScores(60.0, clock=lambda: now[0])
+    assert held.add(90.0, Score(correct=1))  # released at 150
+    assert held.add(50.0, Score(incorrect=1))  # released at 110
+    assert not held.add(30.0, Score(correct=1))  # 70 s old already: late
+    assert held.release() == []
+    now[0] = 120.0
+    assert held.release() == [Score(incorrect=1)]
+    now[0] = 150.0
+    assert held.release() == [Score(correct=1)] and len(held) == 0
+    with pytest.raises(ValueError):
+        MaturingScores(0)
+    store: FeedbackStore = FeedbackStore(capacity=2, ttl=10, clock=lambda: now[0])
+    store.remember("a", [1], True)
+    now[0] = 155.0
+    found = store.take_dated("a")
+    assert found is not None and found[1] == 150.0 and store.take_dated("a") is None

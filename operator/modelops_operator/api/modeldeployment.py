@@ -11,6 +11,7 @@ from .base import (
     DNS1035_LABEL,
     DNS1123_LABEL,
     DNS1123_SUBDOMAIN,
+    DURATION,
     LABEL_VALUE,
     KubeModel,
     ObservedStatus,
@@ -216,6 +217,21 @@ class Feedback(KubeModel):
     """Ground-truth labels sent later by clients, joined to the predictions they judge."""
 
     enabled: bool = Field(False, description="Accept feedback at /v2/feedback.")
+    maturity: str | None = Field(
+        None,
+        max_length=32,
+        pattern=DURATION,
+        description="Count a label when its prediction is this old, like 30m, and drop labels "
+        "that come later (default: count each label when it arrives). When the models' labels "
+        "come back after different delays, this compares them on the same requests' hours. At "
+        "most 24h.",
+        json_schema_extra=validations(
+            cel(
+                "duration(self) > duration('0s') && duration(self) <= duration('24h')",
+                "spec.monitoring.feedback.maturity must be a duration in (0s, 24h], like 30m",
+            )
+        ),
+    )
 
 
 class Monitoring(KubeModel):

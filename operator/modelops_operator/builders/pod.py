@@ -20,9 +20,11 @@ from ..constants import (
     MODEL_PORT,
     SIDECAR_PORT,
 )
+from ..gating.config import parse_duration
 
 PVC_MOUNT = "/mnt/model-source"
 TERMINATION_LOG = "/dev/termination-log"
+DEFAULT_FEEDBACK_TTL_SECONDS = 3600.0  # the sidecar's --feedback-ttl default
 RUN_AS_USER = 65532  # the conventional "nonroot" uid of distroless images
 
 MODEL_VOLUME = "model"
@@ -188,6 +190,11 @@ def build_sidecar_container(
     buckets = spec.monitoring.prediction_buckets
     if buckets:
         args += ["--prediction-buckets", ",".join(format(b, "g") for b in buckets)]
+    maturity = parse_duration(spec.monitoring.feedback.maturity)
+    if maturity:
+        # The prediction must still be remembered when its label matures.
+        ttl = max(maturity, DEFAULT_FEEDBACK_TTL_SECONDS)
+        args += ["--label-maturity", format(maturity, "g"), "--feedback-ttl", format(ttl, "g")]
     return {
         "name": "metrics-sidecar",
         "image": serving_image,

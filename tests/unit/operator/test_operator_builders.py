@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from modelops_operator.api.modeldeployment import ModelDeploymentSpec
-from modelops_operator.builders.pod import plan_model_fetch
+from modelops_operator.builders.pod import build_sidecar_container, plan_model_fetch
 from modelops_operator.builders.workload import (
     build_model_deployment,
     build_service,
@@ -191,3 +191,14 @@ def test_children_are_owned_by_the_model_deployment() -> None:
 def test_model_fetch_plan(uri: str, fetched: str, served: str, claim: str | None) -> None:
     plan = plan_model_fetch(uri)
     assert (plan.fetch_uri, plan.served_uri, plan.pvc_claim) == (fetched, served, claim)
+
+
+def test_label_maturity_reaches_the_sidecar_with_a_store_that_remembers_long_enough() -> None:
+    plain = make_spec()
+    matured = ModelDeploymentSpec.model_validate(
+        {**plain.to_wire(), "monitoring": {"feedback": {"maturity": "90m"}}}
+    )
+    args = build_sidecar_container("iris", matured, "challenger")["args"]
+    assert args[args.index("--label-maturity") + 1] == "5400"
+    assert args[args.index("--feedback-ttl") + 1] == "5400"
+    assert "--label-maturity" not in build_sidecar_container("iris", plain, "champion")["args"]
