@@ -29,10 +29,13 @@ Each factor depends on the counts only (x ∈ {0, 1}), so an interval's bet need
 **Paired (shadow).** Each labelled pair gives D = +1 (only the champion right), −1 (only the
 challenger right) or 0, E[D] = Δ; the factors 1 + λ(θ − D) and 1 + λ(D − θ) need no guess.
 
-**Mixture.** The e-value is the average of the wealth of :data:`LAMBDAS` (each a test
-supermartingale), clipped per interval to :data:`SAFETY` of the largest bet that keeps every
-factor positive. Running maxima and Ville's inequality give the anytime-valid decisions; the
-confidence sequence comes from the same tests at the :data:`DISPLAY_OFFSETS` nulls.
+**Mixture.** Half the e-value is an adaptive bettor, λ = (θ − Δ̂)/(v(1 + n_B/n_A)) from the
+estimate Δ̂ and variance v of *earlier* intervals (predictable, so still a test supermartingale;
+Waudby-Smith & Ramdas 2024), the other half the average over the fixed bets :data:`LAMBDAS`
+(a guard when the estimate misleads); on the promotion side it aims at equal models unless the
+estimate is better. Every bet is clipped per interval to :data:`SAFETY` of the largest bet that
+keeps every factor positive. Running maxima and Ville's inequality give the anytime-valid
+decisions; the confidence sequence comes from the same tests at the :data:`DISPLAY_OFFSETS` nulls.
 
 **What the user must ensure**: within an interval, which arm answers a request does not depend
 on the request's outcome (random routing; sticky sessions assign users before outcomes), and
@@ -60,6 +63,14 @@ DISPLAY_OFFSETS = np.concatenate([-np.geomspace(0.3, 1e-4, 9), [0.0], np.geomspa
 MIN_REFERENCE_REQUESTS = 20.0
 #: Weight of earlier intervals in the guess p′ (per interval); it follows bursts within a few.
 REFERENCE_DECAY = 0.7
+#: Pseudo-weight at Δ = 0 in the adaptive bettor's estimate (a few hundred requests' worth).
+ESTIMATE_PRIOR_WEIGHT = 100.0
+#: Floor of the per-request variance the adaptive bet divides by.
+MIN_VARIANCE = 1e-4
+#: The adaptive bettor stakes this share of its Kelly bet: half-Kelly keeps three quarters of the
+#: growth when the estimates are right and loses little when they are not.
+KELLY_FRACTION = 0.5
+BETS = LAMBDAS.size + 1  # the fixed bets, then the adaptive one
 
 
 def nulls_for(promote: float, harm: float) -> np.ndarray:
@@ -69,10 +80,13 @@ def nulls_for(promote: float, harm: float) -> np.ndarray:
 
 @dataclass
 class Wealth:
-    """Log wealth per null and bet, arrays shaped ``(..., nulls, bets)``, plus the guess p′.
+    """Log wealth per null and bet, arrays shaped ``(..., nulls, BETS)``, plus what the bets
+    are sized from.
 
     ``below`` bets against Δ ≥ θ (evidence the difference is below θ), ``above`` against
-    Δ ≤ θ. ``ref_events``/``ref_requests`` are the champion's decayed counts (two-arm only).
+    Δ ≤ θ; the last column is the adaptive bettor. ``ref_events``/``ref_requests``: decayed
+    counts for the guess p′ (two arms: the champion's events; paired: discordant pairs).
+    ``est_sum``/``est_weight``: the interval-weighted estimate of Δ so far.
     """
 
     nulls: np.ndarray
@@ -80,53 +94,69 @@ class Wealth:
     above: np.ndarray
     ref_events: np.ndarray
     ref_requests: np.ndarray
+    est_sum: np.ndarray
+    est_weight: np.ndarray
 
     @classmethod
     def start(cls, nulls: np.ndarray, shape: tuple[int, ...] = ()) -> Wealth:
-        zeros = np.zeros((*shape, nulls.size, LAMBDAS.size))
-        return cls(nulls, zeros, zeros.copy(), np.zeros(shape), np.zeros(shape))
+        zeros = np.zeros((*shape, nulls.size, BETS))
+        scalars = [np.zeros(shape) for _ in range(4)]
+        return cls(nulls, zeros, zeros.copy(), *scalars)
 
     def flat(self) -> np.ndarray:
         """One run's state as one vector (what status keeps)."""
+        scalars = (self.ref_events, self.ref_requests, self.est_sum, self.est_weight)
         return np.concatenate(
-            [
-                self.below.ravel(),
-                self.above.ravel(),
-                [float(self.ref_events), float(self.ref_requests)],
-            ]
+            [self.below.ravel(), self.above.ravel(), [float(x) for x in scalars]]
         )
 
     @classmethod
     def from_flat(cls, nulls: np.ndarray, vector: np.ndarray) -> Wealth:
-        size = nulls.size * LAMBDAS.size
-        if vector.shape != (2 * size + 2,):
-            raise ValueError(f"stored wealth has {vector.size} values, not {2 * size + 2}")
-        shape = (nulls.size, LAMBDAS.size)
+        size = nulls.size * BETS
+        if vector.shape != (cls.flat_size(nulls),):
+            raise ValueError(f"stored wealth has {vector.size} values, not {cls.flat_size(nulls)}")
+        shape = (nulls.size, BETS)
         return cls(
             nulls,
             vector[:size].reshape(shape).copy(),
             vector[size : 2 * size].reshape(shape).copy(),
-            np.asarray(vector[-2]),
-            np.asarray(vector[-1]),
+            *(np.asarray(x) for x in vector[2 * size :]),
         )
 
     @staticmethod
     def flat_size(nulls: np.ndarray) -> int:
-        return 2 * nulls.size * LAMBDAS.size + 2
+        return 2 * nulls.size * BETS + 4
+
+    @property
+    def estimate(self) -> np.ndarray:
+        """Δ̂ from earlier intervals, shrunk towards 0 (what the adaptive bettor aims at)."""
+        return self.est_sum / (self.est_weight + ESTIMATE_PRIOR_WEIGHT)
 
     def log_e(self) -> tuple[np.ndarray, np.ndarray]:
         """(log e-value against Δ ≥ θ, against Δ ≤ θ), each shaped ``(..., nulls)``."""
-        return _log_mean_exp(self.below), _log_mean_exp(self.above)
+        return _mixture(self.below), _mixture(self.above)
+
+    def add_estimate(self, diff: np.ndarray, weight: np.ndarray) -> None:
+        ok = weight > 0
+        self.est_sum = self.est_sum + np.where(ok, weight * np.where(ok, diff, 0.0), 0.0)
+        self.est_weight = self.est_weight + np.where(ok, weight, 0.0)
 
 
-def _log_mean_exp(log_wealth: np.ndarray) -> np.ndarray:
+def _mixture(log_wealth: np.ndarray) -> np.ndarray:
+    """log(½·adaptive + ½·mean of the fixed bets), each column a test supermartingale."""
     top = np.max(log_wealth, axis=-1, keepdims=True)
-    return np.log(np.mean(np.exp(log_wealth - top), axis=-1)) + top[..., 0]
+    scaled = np.exp(log_wealth - top)
+    mixed = 0.5 * scaled[..., -1] + 0.5 * np.mean(scaled[..., :-1], axis=-1)
+    return np.log(mixed) + top[..., 0]
 
 
-def _clip(limit: np.ndarray) -> np.ndarray:
-    """Bets per (…, null, bet) clipped to SAFETY × the positivity limit (…, null)."""
-    return np.minimum(LAMBDAS, SAFETY * limit[..., None])
+def _bets(limit: np.ndarray, adaptive: np.ndarray) -> np.ndarray:
+    """Bets per (…, null, BETS): the fixed ones and the adaptive one (…, null), each clipped to
+    SAFETY × the positivity limit (…, null)."""
+    cap = SAFETY * limit[..., None]
+    grid = np.broadcast_to(LAMBDAS, (*np.shape(adaptive), LAMBDAS.size))
+    kelly = KELLY_FRACTION * np.maximum(adaptive, 0.0)[..., None]
+    return np.minimum(np.concatenate([grid, kelly], axis=-1), cap)
 
 
 def _inverse_positive(x: np.ndarray) -> np.ndarray:
@@ -153,7 +183,11 @@ def update_two_arms(state: Wealth, n_a, y_a, n_b, y_b) -> None:
             np.minimum,
             [_inverse_positive(1.0 - a), _inverse_positive(-a), _inverse_positive(ratio * p)],
         )
-        lam = _clip(limit)
+        variance = np.maximum(p * (1.0 - p), MIN_VARIANCE) * (1.0 + ratio)
+        aim = state.estimate[..., None]
+        # Promotion side: aim at the estimate, or at equal models when it looks worse (a noisy
+        # estimate near the null would otherwise stop the bet that non-inferiority needs).
+        lam = _bets(limit, (state.nulls - np.minimum(aim, 0.0)) / variance)
         mu = lam * ratio[..., None]
         gain = (
             ex[0] * np.log1p(-lam * (1.0 - a)[..., None])
@@ -167,7 +201,7 @@ def update_two_arms(state: Wealth, n_a, y_a, n_b, y_b) -> None:
             np.minimum,
             [_inverse_positive(a), _inverse_positive(a - 1.0), _inverse_positive(ratio * (1 - p))],
         )
-        lam = _clip(limit)
+        lam = _bets(limit, (aim - state.nulls) / variance)
         mu = lam * ratio[..., None]
         gain = (
             ex[0] * np.log1p(lam * (1.0 - a)[..., None])
@@ -178,6 +212,10 @@ def update_two_arms(state: Wealth, n_a, y_a, n_b, y_b) -> None:
         state.above += np.where(act, gain, 0.0)
     state.ref_events = REFERENCE_DECAY * state.ref_events + y_a
     state.ref_requests = REFERENCE_DECAY * state.ref_requests + n_a
+    both = (n_a > 0) & (n_b > 0)
+    safe_a, safe_b = np.where(both, n_a, 1.0), np.where(both, n_b, 1.0)
+    weight = np.where(both, safe_a * safe_b / (safe_a + safe_b), 0.0)
+    state.add_estimate(y_b / safe_b - y_a / safe_a, weight)
 
 
 def update_paired(state: Wealth, champion_only, challenger_only, pairs) -> None:
@@ -188,8 +226,13 @@ def update_paired(state: Wealth, champion_only, challenger_only, pairs) -> None:
     active = (n > 0)[..., None, None]
     theta = np.broadcast_to(state.nulls, (*np.shape(n), state.nulls.size))
     plus, minus, zero = (v[..., None, None] for v in (c_a, c_b, n - c_a - c_b))
+    # The adaptive bet divides by E[(D − θ)²] ≈ the share of discordant pairs (+ θ²).
+    discordant = ((state.ref_events + 1.0) / (state.ref_requests + 2.0))[..., None]
+    variance = np.maximum(discordant + theta * theta, MIN_VARIANCE)
+    aim = state.estimate[..., None]
     # Against Δ ≥ θ: 1 + λ(θ − D).
-    lam = _clip(np.minimum(_inverse_positive(1.0 - theta), _inverse_positive(-theta)))
+    limit = np.minimum(_inverse_positive(1.0 - theta), _inverse_positive(-theta))
+    lam = _bets(limit, (theta - np.minimum(aim, 0.0)) / variance)
     th = theta[..., None]
     gain = (
         plus * np.log1p(-lam * (1.0 - th))
@@ -198,13 +241,18 @@ def update_paired(state: Wealth, champion_only, challenger_only, pairs) -> None:
     )
     state.below += np.where(active, gain, 0.0)
     # Against Δ ≤ θ: 1 + λ(D − θ).
-    lam = _clip(np.minimum(_inverse_positive(1.0 + theta), _inverse_positive(theta)))
+    limit = np.minimum(_inverse_positive(1.0 + theta), _inverse_positive(theta))
+    lam = _bets(limit, (aim - theta) / variance)
     gain = (
         plus * np.log1p(lam * (1.0 - th))
         + minus * np.log1p(-lam * (1.0 + th))
         + zero * np.log1p(-lam * th)
     )
     state.above += np.where(active, gain, 0.0)
+    state.ref_events = REFERENCE_DECAY * state.ref_events + c_a + c_b
+    state.ref_requests = REFERENCE_DECAY * state.ref_requests + n
+    safe = np.where(n > 0, n, 1.0)
+    state.add_estimate((c_a - c_b) / safe, n)
 
 
 def bounds(
