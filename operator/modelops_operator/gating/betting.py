@@ -123,6 +123,14 @@ class Wealth:
             *(np.asarray(x) for x in vector[2 * size :]),
         )
 
+    @classmethod
+    def resume(cls, nulls: np.ndarray, stored: np.ndarray | None) -> Wealth:
+        """The stored state, or a fresh one when there is none or it has another layout (a
+        state kept by an older operator): new evidence starts from 1, which is always valid."""
+        if stored is None or stored.shape != (cls.flat_size(nulls),):
+            return cls.start(nulls)
+        return cls.from_flat(nulls, stored)
+
     @staticmethod
     def flat_size(nulls: np.ndarray) -> int:
         return 2 * nulls.size * BETS + 4

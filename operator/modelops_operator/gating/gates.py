@@ -128,11 +128,7 @@ def evaluate_accuracy_gate(
 
 def _betting_interval(gate: GateConfig, kind: str, state: GateState, inc: list[float]) -> None:
     nulls = accuracy_nulls(gate)
-    wealth = (
-        betting.Wealth.start(nulls)
-        if state.wealth is None
-        else betting.Wealth.from_flat(nulls, state.wealth)
-    )
+    wealth = betting.Wealth.resume(nulls, state.wealth)
     if kind == "paired":
         both, champion_only, challenger_only, neither = inc
         total = both + champion_only + challenger_only + neither
@@ -160,7 +156,7 @@ def _betting_report(
         report.message = "waiting for an interval with labels from both models"
         return report
     nulls = accuracy_nulls(gate)
-    below, above = betting.Wealth.from_flat(nulls, state.wealth).log_e()
+    below, above = betting.Wealth.resume(nulls, state.wealth).log_e()
     lo, hi = betting.bounds(
         below, above, nulls, alpha_lower=look.alpha_rollback, alpha_upper=look.alpha_promote
     )

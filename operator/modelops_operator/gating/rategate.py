@@ -154,11 +154,7 @@ def _absolute_route(
     """Bet on one interval's rate difference (:mod:`.betting`); update the sticky flags and the
     displayed difference bounds. ``look.alpha_promote`` is already the route's half of alpha."""
     nulls = absolute_nulls(gate)
-    wealth = (
-        betting.Wealth.start(nulls)
-        if state.wealth is None
-        else betting.Wealth.from_flat(nulls, state.wealth)
-    )
+    wealth = betting.Wealth.resume(nulls, state.wealth)
     na, ya, nb, yb = interval
     betting.update_two_arms(wealth, na, ya, nb, yb)
     state.wealth = wealth.flat()

@@ -360,3 +360,20 @@ def test_evaluate_never_raises_and_stays_serialisable(series, elapsed) -> None:
         json.dumps(d.to_dict(), allow_nan=False)
         for g in d.gates:
             assert g.verdict in ("Pass", "Fail", "Pending", "NoData")
+
+
+def test_a_betting_state_of_another_layout_restarts_its_evidence_instead_of_failing() -> None:
+    import base64
+
+    import numpy as np
+
+    acc = {"name": "acc", "type": "accuracy", "margin": 0.01}
+    arm = {"requests": 1000, "feedbackCorrect": 900, "feedbackTotal": 1000}
+    first = evaluate([acc], {"champion": arm, "challenger": arm}, 60, None, LOOSE)
+    state = first.state.to_dict()
+    older = base64.b64encode(np.zeros(10, dtype="<f8").tobytes()).decode()
+    state["gates"]["acc"]["wealth"] = older  # kept by an operator with another bet grid
+    more = {"requests": 2000, "feedbackCorrect": 1800, "feedbackTotal": 2000}
+    again = evaluate([acc], {"champion": more, "challenger": more}, 120, state, LOOSE)
+    assert again.gates[0].verdict == "Pending"
+    assert len(base64.b64decode(again.state.to_dict()["gates"]["acc"]["wealth"])) > 80
