@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import ClassVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from modelops_operator.challenge import (
     Command,
@@ -266,3 +268,87 @@ def test_the_machine_phases_are_the_ones_the_crd_allows() -> None:
     from modelops_operator.api.championchallenger import PHASES
 
     assert {p.value for p in Phase} == set(PHASES)
+
+
+class ChallengeWorld(RuleBasedStateMachine):
+    """A ModelDeployment over time: versions shipped, gate verdicts, a person approving, a
+    cluster that applies what the machine asks (or lags). The invariants hold at every step;
+    `visited` shows the walks reach promotion, approval and rollback."""
+
+    visited: ClassVar[set[Phase]] = set()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.status = Status(champion=V1)
+        self.now = 0.0
+        self.desired = V1
+        self.approval_required = False
+        self.approved: str | None = None
+        self.promote_evidence: set[str] = set()  # challenge ids the gates said PROMOTE for
+        self.validated = {V1.version}
+
+    def tick(self, gates: GateSignal, cooperative: bool = True) -> None:
+        self.now += 60.0
+        topology = desired_topology(self.status)
+        observation = Observation(
+            now=self.now, desired=self.desired, strategy=CANARY,
+            live_champion=self.status.champion, challenger_ready=True, gates=gates,
+            step_interval_seconds=60, approval_required=self.approval_required,
+            approved_version=self.approved, route_applied=cooperative,
+            champion_ready_version=(topology.champion.version
+                                    if cooperative and topology.champion else None),
+            challenger_removed=cooperative and topology.challenger is None,
+        )  # fmt: skip
+        before = self.status
+        if gates.action == "PROMOTE" and before.challenge_id:
+            self.promote_evidence.add(before.challenge_id)
+        after = step(before, observation).status
+        if after.phase is Phase.PROMOTING and before.phase is not Phase.PROMOTING:
+            assert before.challenge_id in self.promote_evidence
+            if self.approval_required:
+                assert self.approved == before.challenge_id
+        if after.phase is Phase.PROMOTED and after.champion is not None:
+            self.validated.add(after.champion.version)
+        self.status = after
+        self.visited.add(after.phase)
+
+    @rule(version=st.sampled_from([V2, V3]))
+    def ship(self, version: ModelRef) -> None:
+        self.desired = version
+        self.tick(WAIT)
+
+    @rule(gates=st.sampled_from([WAIT, WAIT, PROMOTE, ROLLBACK]))
+    def evaluate(self, gates: GateSignal) -> None:
+        self.tick(gates)
+
+    @rule()
+    def lagging_cluster(self) -> None:
+        self.tick(GateSignal("WAIT", "stale"), cooperative=False)
+
+    @rule(required=st.booleans())
+    def require_approval(self, required: bool) -> None:
+        self.approval_required = required
+
+    @rule()
+    def approve(self) -> None:
+        self.approved = self.status.challenge_id
+
+    @invariant()
+    def traffic_is_a_share(self) -> None:
+        topology = desired_topology(self.status)
+        assert 0 <= topology.challenger_percent <= 100
+        assert 0 <= topology.mirror_percent <= 100
+
+    @invariant()
+    def the_champion_is_always_a_validated_version(self) -> None:
+        if self.status.phase is not Phase.PROMOTING and self.status.champion is not None:
+            assert self.status.champion.version in self.validated
+
+
+def test_stateful_walks_reach_promotion_approval_and_rollback_safely() -> None:
+    ChallengeWorld.visited.clear()
+    run_state_machine_as_test(
+        ChallengeWorld,
+        settings=settings(max_examples=150, stateful_step_count=40, deadline=None),
+    )
+    assert {Phase.PROMOTED, Phase.AWAITING_APPROVAL, Phase.ROLLED_BACK} <= ChallengeWorld.visited
