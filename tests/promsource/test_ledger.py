@@ -262,8 +262,8 @@ def test_a_sidecar_pod_costs_about_a_kilobyte_of_status() -> None:
         return Snapshot(series, starts)
 
     one, two = begin(scraped("x2k4q"), at=T0), begin(scraped("x2k4q", "b7m2z"), at=T0)
-    assert one.series_count == 34 and len(one.processes) == 1
-    assert two.series_count == 68 and len(two.processes) == 2
+    assert one.series_count == 35 and len(one.processes) == 1
+    assert two.series_count == 70 and len(two.processes) == 2
     per_pod = len(json.dumps(two.to_dict())) - len(json.dumps(one.to_dict()))
     assert per_pod < 1000, per_pod  # about 30 pods within MAX_SERIES: under 30 kB of status
     # The totals are per arm, not per pod: their size does not grow with pods.

@@ -57,8 +57,10 @@ import numpy as np
 LAMBDAS = np.geomspace(2e-3, 50.0, 10)
 #: Share of the largest positivity-keeping bet a clipped bet may use.
 SAFETY = 0.9
-#: Nulls (Δ values) at which the confidence sequence is read, beside the two decision nulls.
-DISPLAY_OFFSETS = np.concatenate([-np.geomspace(0.3, 1e-4, 9), [0.0], np.geomspace(1e-4, 0.3, 9)])
+#: Nulls (Δ values) at which the confidence sequence is read, beside the two decision nulls:
+#: rates differ by 1e-4..1e-2, accuracies by 1e-3..0.3.
+_DISPLAY_SIDE = np.concatenate([np.geomspace(1e-4, 0.05, 8), [0.1, 0.2, 0.3]])
+DISPLAY_OFFSETS = np.concatenate([-_DISPLAY_SIDE[::-1], [0.0], _DISPLAY_SIDE])
 #: Champion requests (decayed) the guess p′ needs before an interval is bet on.
 MIN_REFERENCE_REQUESTS = 20.0
 #: Weight of earlier intervals in the guess p′ (per interval); it follows bursts within a few.

@@ -47,7 +47,7 @@ from .counts import FAMILY_LABELS, Sample, SeriesKey
 LEDGER_VERSION = 1
 # A process absent this many looks in a row is forgotten (its pod is gone, most likely).
 KEEP_MISSING_LOOKS = 60
-# Series kept in status. A sidecar exports 33 counter series with the default buckets (plus one
+# Series kept in status. A sidecar exports 34 counter series with the default buckets (plus one
 # per further status code), so this holds about 30 pods; under 30 bytes of status JSON a series.
 MAX_SERIES = 1000
 # Start times closer than this are the same process (they are one float, exported verbatim).

@@ -279,7 +279,7 @@ def test_state_round_trip() -> None:
     _, state = run([ERRORS], series)
     again = GatingState.from_dict(state).to_dict()
     assert again == state
-    assert len(json.dumps(state)) < 9000  # the ratio grid and the absolute route's wealth
+    assert len(json.dumps(state)) < 10_000  # the ratio grid and the absolute route's wealth
 
 
 def test_unreadable_state_restarts_instead_of_failing() -> None:

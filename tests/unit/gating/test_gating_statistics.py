@@ -199,3 +199,15 @@ def test_drift_detects_a_real_shift_and_passes_a_null_with_data() -> None:
     )
     assert ref.lower > 0.2
     assert ref.chi2_p_value is None  # one-sample: no two-sample chi-square
+
+
+def test_the_drift_reports_chi2_p_value_is_pearsons_test_of_independence() -> None:
+    from scipy import stats
+
+    from modelops_operator.gating.drift import _independence_p_value
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        table = rng.integers(1, 500, (2, int(rng.integers(2, 12)))).astype(float)
+        expected = stats.chi2_contingency(table, correction=False)[1]
+        assert _independence_p_value(table) == pytest.approx(expected, rel=1e-9, abs=1e-15)
