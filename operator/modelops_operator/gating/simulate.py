@@ -9,7 +9,7 @@ both / champion-only / challenger-only / neither correct, with a given discordan
 Methods, run on identical data (common random numbers):
 
 * ``modelops`` — the engine's rule, vectorised over runs with the same functions
-  (:mod:`.rateratio`, :mod:`.betting`) and the same burn-in, stickiness, alpha split and
+  (:mod:`.rateratio`, :mod:`.betting`) and the same stickiness, alpha split and
   exposure rule as :func:`.engine.evaluate` (``replay_engine`` checks they agree exactly);
 * ``flagger_threshold`` — Flagger-style: every look, the challenger's *interval* error rate is
   compared with an absolute threshold (and its interval accuracy with the champion's known
