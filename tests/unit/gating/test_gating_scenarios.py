@@ -171,7 +171,7 @@ def test_challenger_labels_an_hour_later_compare_the_same_hours_with_a_maturity_
     without it (counted at arrival) the challenger is judged on easier, older hours."""
     delays = {"champion": 5, "challenger": 65}  # minutes until the label comes back
     clock = [0.0]
-    held: dict[tuple[int, str], MaturingScores] = {}
+    held: dict[str, MaturingScores] = {}  # each arm's sidecar, new for every run
 
     def minute(rng, k, percent, champion, challenger):
         clock[0] = 60.0 * k
@@ -186,8 +186,7 @@ def test_challenger_labels_an_hour_later_compare_the_same_hours_with_a_maturity_
                                                           incorrect=labels - right)))
             arrived = [w for w in waiting if w[0] <= k]
             pending[pod.arm] = [w for w in waiting if w[0] > k]
-            sidecar = held.setdefault((id(pending), pod.arm),
-                                      MaturingScores(maturity or 1.0, lambda: clock[0]))
+            sidecar = held.setdefault(pod.arm, MaturingScores(maturity or 1.0, lambda: clock[0]))
             for _, predicted_minute, score in arrived:
                 if maturity is None:
                     pod.add(correct=score.correct, incorrect=score.incorrect)
@@ -201,6 +200,7 @@ def test_challenger_labels_an_hour_later_compare_the_same_hours_with_a_maturity_
     answers = []
     for r in range(runs):
         pending: dict[str, list[tuple[int, int, Score]]] = {}
+        held.clear()
         answers += run(policy([ACCURACY], [5, 25, 50]), minute, looks=300, runs=1,
                        seed=1000 + r)
     if maturity:
