@@ -142,6 +142,13 @@ class Wealth:
         """Δ̂ from earlier intervals, shrunk towards 0 (what the adaptive bettor aims at)."""
         return self.est_sum / (self.est_weight + ESTIMATE_PRIOR_WEIGHT)
 
+    @property
+    def observed_difference(self) -> float | None:
+        """Δ̂ as observed, interval by interval (Mantel–Haenszel weights; one run), for display:
+        None before an interval with both arms."""
+        weight = float(self.est_weight)
+        return float(self.est_sum) / weight if weight > 0 else None
+
     def log_e(self) -> tuple[np.ndarray, np.ndarray]:
         """(log e-value against Δ ≥ θ, against Δ ≤ θ), each shaped ``(..., nulls)``."""
         return _mixture(self.below), _mixture(self.above)

@@ -133,14 +133,8 @@ def _betting_interval(gate: GateConfig, kind: str, state: GateState, inc: list[f
         both, champion_only, challenger_only, neither = inc
         total = both + champion_only + challenger_only + neither
         betting.update_paired(wealth, champion_only, challenger_only, total)
-        diff = (challenger_only - champion_only) / total if total > 0 else math.nan
-        state.strata = _stratify(state.strata, total, total, diff)
     else:
-        n_a, wrong_a, n_b, wrong_b = inc
-        wrong_a, wrong_b = min(wrong_a, n_a), min(wrong_b, n_b)
-        betting.update_two_arms(wealth, n_a, wrong_a, n_b, wrong_b)
-        if n_a > 0 and n_b > 0:
-            state.strata = _stratify(state.strata, n_a, n_b, wrong_a / n_a - wrong_b / n_b)
+        betting.update_two_arms(wealth, *inc)
     state.wealth = wealth.flat()
     below, above = wealth.log_e()
     # Promotion: reject "shortfall ≥ margin"; rollback: reject "shortfall ≤ harm margin".
@@ -151,18 +145,20 @@ def _betting_interval(gate: GateConfig, kind: str, state: GateState, inc: list[f
 def _betting_report(
     gate: GateConfig, kind: str, report: GateReport, state: GateState, look: Look
 ) -> GateReport:
-    if state.wealth is None or state.strata is None or state.strata[1] <= 0:
+    nulls = accuracy_nulls(gate)
+    wealth = betting.Wealth.resume(nulls, state.wealth)
+    shortfall = wealth.observed_difference
+    if shortfall is None:
         report.verdict = PENDING
         report.message = "waiting for an interval with labels from both models"
         return report
-    nulls = accuracy_nulls(gate)
-    below, above = betting.Wealth.resume(nulls, state.wealth).log_e()
+    below, above = wealth.log_e()
     lo, hi = betting.bounds(
         below, above, nulls, alpha_lower=look.alpha_rollback, alpha_upper=look.alpha_promote
     )
     # Bounds on the shortfall Δ, shown as the accuracy difference −Δ.
     intersect_interval(state, -hi, -lo)
-    report.estimate = state.strata[0] / state.strata[1]
+    report.estimate = -shortfall
     report.lower, report.upper = json_float(state.lower), json_float(state.upper)
     report.verdict = sticky_verdict(state, look)
     report.statistic = e_statistics(state, look)

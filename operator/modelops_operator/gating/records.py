@@ -54,7 +54,7 @@ class GateState:
     * ``failed_checks``: threshold gates only, Flagger-style count of out-of-range looks.
     * ``wealth``: the betting e-processes of :mod:`.betting` (the absolute route of rate gates,
       accuracy), one flat vector; ``last`` then holds the cumulative counts it has consumed.
-    * ``strata`` (regression accuracy): the stratified sums of :func:`.gates.stratified_loss`.
+    * ``strata`` (regression loss): the interval-stratified sums of :func:`.gates._stratify`.
     * ``abs_passed`` / ``abs_failed``: the absolute route once showed the difference below / above
       ``absoluteMargin`` (sticky, like the e-processes); ``diff_lower`` / ``diff_upper``: running
       intersection of the difference's confidence sequence, for display.
