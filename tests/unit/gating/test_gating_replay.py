@@ -51,15 +51,17 @@ def closed_loop(
     seed: int,
     looks: int = 120,
     record: list[str] | None = None,
+    delivered: float = 1.0,
 ) -> list[dict[str, Any]]:
-    """Traffic split as the replay answers, one look a minute, until a decision."""
+    """Traffic split as the replay answers, one look a minute, until a decision. `delivered`:
+    the router sends that many times the configured challenger share (1.0: routing works)."""
     rng = np.random.default_rng(seed)
     totals = {"champion": [0, 0], "challenger": [0, 0]}
     rates = {"champion": champion_rate, "challenger": challenger_rate}
     percent = 0
     answers = []
     for k in range(looks):
-        to_challenger = int(rng.binomial(per_minute, percent / 100)) if k else 0
+        to_challenger = int(rng.binomial(per_minute, delivered * percent / 100)) if k else 0
         for arm, n in (("challenger", to_challenger), ("champion", per_minute - to_challenger)):
             totals[arm][0] += n
             totals[arm][1] += int(rng.binomial(n, rates[arm]))
@@ -252,39 +254,16 @@ def test_cli_reads_stdin_and_writes_one_line_per_line(
     assert out[0]["challengerPercent"] == 5
 
 
-def split_run(
-    rep: Replayer, run: str, *, delivered: float, looks: int = 40
-) -> list[dict[str, Any]]:
-    """Equal arms, 20,000 requests a minute; the router delivers `delivered` times the
-    configured challenger share (1.0: routing works)."""
-    rng = np.random.default_rng(11)
-    totals = {"champion": [0, 0], "challenger": [0, 0]}
-    percent = 0
-    answers = []
-    for k in range(looks):
-        n = 20_000
-        to_challenger = int(rng.binomial(n, delivered * percent / 100)) if k else 0
-        for arm, m in (("challenger", to_challenger), ("champion", n - to_challenger)):
-            totals[arm][0] += m
-            totals[arm][1] += int(rng.binomial(m, 0.005))
-        series = [
-            {"arm": arm, "pod": f"{arm}-0", "podStart": T0 - 3600, "requests": r, "errors": e}
-            for arm, (r, e) in totals.items()
-        ]
-        answer = rep.answer_obj(line(run, T0 + 60 * k, series))
-        answers.append(answer)
-        percent = answer["challengerPercent"]
-        if answer["decision"] != "wait":
-            break
-    return answers
-
-
 def test_a_router_delivering_half_the_configured_share_trips_the_sample_ratio_alarm() -> None:
     doc = policy_doc([10, 50], decision={"interval": "1m", "minDuration": "30m"})
-    broken = split_run(replayer(doc), "broken", delivered=0.5)
+    def split_run(run: str, delivered: float) -> list[dict[str, Any]]:
+        return closed_loop(replayer(doc), run, per_minute=20_000, champion_rate=0.005,
+                           challenger_rate=0.005, seed=11, looks=40, delivered=delivered)
+
+    broken = split_run("broken", delivered=0.5)
     assert broken[-1]["decision"] == "wait"
     assert any("sample ratio mismatch" in a["reason"] for a in broken), broken[-1]
     # The same steps with working routing: the split changes at every step, no alarm.
-    working = split_run(replayer(doc), "working", delivered=1.0)
+    working = split_run("working", delivered=1.0)
     assert not any("sample ratio mismatch" in a["reason"] for a in working)
     assert {a["challengerPercent"] for a in working} >= {10, 50}
