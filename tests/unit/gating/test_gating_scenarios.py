@@ -114,15 +114,27 @@ def at_error_null(rate: float) -> float:
     return max(1.2 * rate, rate + 0.001)
 
 
+Rate = Callable[[int], float]  # a share at minute k
+
+
+def errors_world(per_minute: float, champion: Rate, challenger: Rate) -> Minute:
+    """Both arms erring at their rates of the minute, traffic split as the replay says."""
+
+    def minute(rng, k, percent, champion_pod, challenger_pod):
+        n_a, n_b = split(rng, per_minute, percent)
+        serve_errors(rng, champion_pod, n_a, champion(k))
+        serve_errors(rng, challenger_pod, n_b, challenger(k))
+
+    return minute
+
+
 def test_an_error_burst_on_both_arms_during_the_first_step_promotes_nobody() -> None:
     """Was 99.5 %: cumulative rates compared the 5 % step's burst with the champion's calm."""
 
-    def minute(rng, k, percent, champion, challenger):
-        base = 0.2 if k in (1, 2) else 0.005  # the burst falls in the 5 % step
-        n_a, n_b = split(rng, 3000, percent)
-        serve_errors(rng, champion, n_a, base)
-        serve_errors(rng, challenger, n_b, at_error_null(base))
+    def base(k: int) -> float:
+        return 0.2 if k in (1, 2) else 0.005  # the burst falls in the 5 % step
 
+    minute = errors_world(3000, base, lambda k: at_error_null(base(k)))
     answers = run(policy([ERRORS], [5, 25, 50]), minute, looks=150, runs=RUNS, seed=1)
     assert share(answers, "promote") <= limit()
 
@@ -143,17 +155,25 @@ def label(pod: Pod, labels: int, right: int) -> None:
     pod.add(correct=right, incorrect=labels - right)
 
 
+def labels_world(per_minute: float, champion: tuple[float, float],
+                 challenger: tuple[float, float], hard: Rate = lambda k: 0.0) -> Minute:
+    """Every request labelled at once; accuracies on (hard, easy) requests, `hard(k)` of them
+    hard in minute k."""
+
+    def minute(rng, k, percent, champion_pod, challenger_pod):
+        n_a, n_b = split(rng, per_minute, percent)
+        champion_pod.add(requests=n_a)
+        challenger_pod.add(requests=n_b)
+        label(champion_pod, *correct(rng, n_a, hard(k), champion))
+        label(challenger_pod, *correct(rng, n_b, hard(k), challenger))
+
+    return minute
+
+
 def test_the_mix_getting_easier_during_the_ramp_promotes_nobody() -> None:
     """Was 98.6–100 %: the challenger's labels came mostly from the easy late traffic."""
-
-    def minute(rng, k, percent, champion, challenger):
-        hard = 0.5 if k < 4 else 0.1
-        n_a, n_b = split(rng, 3000, percent)
-        champion.add(requests=n_a)
-        challenger.add(requests=n_b)
-        label(champion, *correct(rng, n_a, hard, CHAMPION_ACCURACY))
-        label(challenger, *correct(rng, n_b, hard, AT_ACCURACY_NULL))
-
+    minute = labels_world(3000, CHAMPION_ACCURACY, AT_ACCURACY_NULL,
+                          hard=lambda k: 0.5 if k < 4 else 0.1)
     answers = run(policy([ACCURACY], [5, 25, 50]), minute, looks=150, runs=RUNS, seed=2)
     assert share(answers, "promote") <= limit()
 
@@ -233,11 +253,7 @@ def test_a_challenger_restarting_every_one_to_two_hours_promotes_nobody() -> Non
 def test_a_minute_of_cold_start_errors_rolls_back_no_good_challenger() -> None:
     """Was 74–100 % false rollback: the warm-up (2 minutes by default) leaves it out."""
 
-    def minute(rng, k, percent, champion, challenger):
-        n_a, n_b = split(rng, 3000, percent)
-        serve_errors(rng, champion, n_a, 0.005)
-        serve_errors(rng, challenger, n_b, 0.3 if k <= 1 else 0.005)
-
+    minute = errors_world(3000, lambda k: 0.005, lambda k: 0.3 if k <= 1 else 0.005)
     answers = run(policy([ERRORS], [5, 25, 50]), minute, looks=120, runs=RUNS, seed=6,
                   challenger_start=T0)
     assert share(answers, "rollback") <= limit()
@@ -246,13 +262,7 @@ def test_a_minute_of_cold_start_errors_rolls_back_no_good_challenger() -> None:
 def test_accuracy_near_one_on_a_small_canary_promotes_nobody() -> None:
     """Was 6.3 %: a plug-in variance near accuracy 1 is too small; betting needs none."""
 
-    def minute(rng, k, percent, champion, challenger):
-        n_a, n_b = split(rng, 3000, percent)
-        champion.add(requests=n_a)
-        challenger.add(requests=n_b)
-        label(champion, *correct(rng, n_a, 0.0, (0.0, 0.995)))
-        label(challenger, *correct(rng, n_b, 0.0, (0.0, 0.985)))
-
+    minute = labels_world(3000, (0.0, 0.995), (0.0, 0.985))
     answers = run(policy([ACCURACY], [5, 10]), minute, looks=240, runs=RUNS, seed=7)
     assert share(answers, "promote") <= limit()
 
@@ -263,29 +273,15 @@ def test_power_is_kept() -> None:
     of runs within 2 h."""
     runs = 100
 
-    def worse_errors(rng, k, percent, champion, challenger):
-        n_a, n_b = split(rng, 300, percent)
-        serve_errors(rng, champion, n_a, 0.005)
-        serve_errors(rng, challenger, n_b, 0.01)
-
+    worse_errors = errors_world(300, lambda k: 0.005, lambda k: 0.01)
     answers = run(policy([ERRORS], [5, 25, 50]), worse_errors, looks=1440, runs=runs, seed=8)
     assert share(answers, "rollback") >= 0.8
 
-    def worse_accuracy(rng, k, percent, champion, challenger):
-        n_a, n_b = split(rng, 300, percent)
-        champion.add(requests=n_a)
-        challenger.add(requests=n_b)
-        label(champion, *correct(rng, n_a, 0.0, (0.0, 0.90)))
-        label(challenger, *correct(rng, n_b, 0.0, (0.0, 0.88)))
-
+    worse_accuracy = labels_world(300, (0.0, 0.90), (0.0, 0.88))
     answers = run(policy([ACCURACY], [5, 25, 50]), worse_accuracy, looks=1440, runs=runs,
                   seed=9)
     assert share(answers, "rollback") >= 0.8
 
-    def equal(rng, k, percent, champion, challenger):
-        n_a, n_b = split(rng, 3000, percent)
-        serve_errors(rng, champion, n_a, 0.005)
-        serve_errors(rng, challenger, n_b, 0.005)
-
+    equal = errors_world(3000, lambda k: 0.005, lambda k: 0.005)
     answers = run(policy([ERRORS], [5, 25, 50]), equal, looks=120, runs=runs, seed=10)
     assert share(answers, "promote") >= 0.8
