@@ -14,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from ..api.championchallenger import Gate
 from ..gating import evaluate
 from ..gating.records import NODATA
-from ..promsource import ArmSelector, CounterLedger, PrometheusSource, PrometheusUnavailable
+from ..promsource import (
+    ArmSelector,
+    CounterLedger,
+    CountsSource,
+    PrometheusSource,
+    PrometheusUnavailable,
+)
 from .controller import ChallengePolicy, Evaluation
 from .model import GateSignal, Status
 
@@ -31,7 +37,7 @@ def _substitute(query: str, values: Mapping[str, str]) -> str:
 
 
 async def _custom_values(
-    source: PrometheusSource,
+    source: CountsSource,
     gates: Sequence[Gate],
     namespace: str,
     deployment: str,
@@ -71,7 +77,7 @@ def kept_counters(previous: Evaluation) -> CounterLedger | None:
 
 
 async def evaluate_challenge(
-    source: PrometheusSource,
+    source: CountsSource,
     *,
     namespace: str,
     deployment: str,

@@ -1,7 +1,13 @@
 """Reads the gating engine's inputs from Prometheus: cumulative counts per arm since a start,
 taken as per-series increments between looks (`ledger.py`)."""
 
-from .client import CountsReading, PrometheusSettings, PrometheusSource, PrometheusUnavailable
+from .client import (
+    CountsReading,
+    CountsSource,
+    PrometheusSettings,
+    PrometheusSource,
+    PrometheusUnavailable,
+)
 from .counts import ArmSelector
 from .ledger import CounterLedger
 
@@ -9,6 +15,7 @@ __all__ = [
     "ArmSelector",
     "CounterLedger",
     "CountsReading",
+    "CountsSource",
     "PrometheusSettings",
     "PrometheusSource",
     "PrometheusUnavailable",

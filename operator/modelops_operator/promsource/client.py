@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -71,6 +71,28 @@ class CountsReading:
 def _selector(labels: Mapping[str, str]) -> str:
     # PromQL string literals escape like JSON's (backslash, double quote, control characters).
     return "{" + ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items())) + "}"
+
+
+class CountsSource(Protocol):
+    """Where the gates' inputs come from: per-arm counts since a challenge began, and the
+    instant queries of `prometheus` gates. `PrometheusSource` reads a Prometheus; the replay
+    (`modelops gating replay`) answers from recorded series through the same code."""
+
+    async def read_counts(
+        self,
+        *,
+        namespace: str,
+        deployment: str,
+        champion: ArmSelector,
+        challenger: ArmSelector,
+        started_at: float,
+        ledger: CounterLedger | None = None,
+        now: float | None = None,
+        paired: bool = False,
+        warm_up: float = 0.0,
+    ) -> CountsReading: ...
+
+    async def instant(self, query: str, at: float | None = None) -> list[Sample]: ...
 
 
 class PrometheusSource:
