@@ -12,6 +12,7 @@ from typing import Any
 import httpx2
 from lightkube import AsyncClient, codecs
 from lightkube.core.exceptions import ApiError
+from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import PersistentVolumeClaim, Secret
@@ -102,6 +103,21 @@ async def delete_deployment(client: AsyncClient, namespace: str, name: str) -> N
     except ApiError as error:
         if error.status.code != 404:
             raise
+
+
+async def read_object(
+    client: AsyncClient, api_version: str, kind: str, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """One namespaced object of a kind lightkube knows (built in, or defined in this module),
+    as a plain dict; None when it does not exist."""
+    try:
+        resource: Any = resource_registry.load(api_version, kind)
+        found: Any = await client.get(resource, name, namespace=namespace)
+    except ApiError as error:
+        if error.status.code == 404:
+            return None
+        raise
+    return dict(found.to_dict())
 
 
 async def _exists(client: AsyncClient, resource: Any, namespace: str, name: str) -> bool:

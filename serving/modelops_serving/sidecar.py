@@ -54,6 +54,8 @@ class Sidecar:
     timeout: float = 120.0
     # Labels counted when their prediction is this old (None: at arrival); see MaturingScores.
     maturing: MaturingScores | None = None
+    # Off (--feedback-capacity 0): POST /v2/feedback is refused and no prediction is kept.
+    feedback_on: bool = True
     # The hot path's bookkeeping (``account``), done in batches after the answers.
     after_answers: AfterWork = field(init=False)
 
@@ -98,6 +100,8 @@ class Sidecar:
         values, classification = found
         evicted_before = self.store.evicted
         self.metrics.observe_predictions(values)
+        if not self.feedback_on:
+            return
         self.store.remember(key, values, classification)
         response_id = response.get("id")
         if isinstance(response_id, str) and response_id != key:
@@ -145,8 +149,12 @@ class Sidecar:
         return json_reply({"error": message}, status)
 
     def feedback(self, request: Request) -> Reply:
-        self.after_answers.settle()  # the prediction it names may still wait there
         counters = self.metrics.feedback
+        if not self.feedback_on:
+            counters["invalid"].inc()
+            return json_reply({"error": "this model takes no feedback: its ModelDeployment's "
+                               "spec.monitoring.feedback.enabled is false"}, 404)
+        self.after_answers.settle()  # the prediction it names may still wait there
         if len(request.body) > MAX_FEEDBACK_BODY:
             counters["invalid"].inc()
             return json_reply(
@@ -273,7 +281,7 @@ def parse_args(argv: list[str] | None) -> Any:
     parser.add_flag("--max-body-bytes", type=int, default=64 * 1024**2,
                     help="largest request body forwarded")
     parser.add_flag("--feedback-capacity", type=int, default=50_000,
-                    help="predictions remembered for feedback")
+                    help="predictions remembered for feedback (0: feedback off)")
     parser.add_flag("--feedback-ttl", type=float, default=3600.0,
                     help="seconds a prediction waits for its feedback")
     parser.add_flag("--label-maturity", type=float, default=0.0,
@@ -294,7 +302,10 @@ def main(argv: list[str] | None = None) -> int:
                           "--prediction-buckets"),
             parse_buckets(args.latency_buckets, DEFAULT_LATENCY_BUCKETS, "--latency-buckets"),
         )
-        store = FeedbackStore(int(args.feedback_capacity), float(args.feedback_ttl))
+        capacity = int(args.feedback_capacity)
+        if capacity < 0:
+            raise ValueError("--feedback-capacity must be 0 (feedback off) or more")
+        store = FeedbackStore(max(capacity, 1), float(args.feedback_ttl))
         maturity = float(args.label_maturity)
         if maturity > store.ttl:
             raise ValueError(
@@ -305,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         return fail(str(exc))
     sidecar = Sidecar(args.upstream.rstrip("/"), metrics, store, args.task, args.prediction_output,
-                      timeout=float(args.upstream_timeout), maturing=maturing)
+                      timeout=float(args.upstream_timeout), maturing=maturing,
+                      feedback_on=capacity > 0)
     install_fast_event_loop()
     asyncio.run(serve(sidecar, args.host, int(args.port), int(args.metrics_port),
                       int(args.max_body_bytes)))

@@ -1,15 +1,22 @@
 """The controller with `spec.traffic.provider: gatewayAPI`, on the real Gateway API CRDs.
 
 Pods here are kwok's paper pods and no Prometheus is configured, so this checks the control
-path: the HTTPRoute carries the canary weights, no decision is taken without metrics (the
-condition says why), Ready holds while the challenge waits, and a person's rollback removes
-the challenger and its route weight.
+path: a gate the provider cannot feed is refused naming the field, the HTTPRoute carries the
+canary weights, no decision is taken without metrics (the condition says why), Ready holds
+while the challenge waits, and a person's rollback removes the challenger and its route weight
+only once the Gateway has accepted the route without it.
+
+No Gateway implementation runs here, so the test plays its controller's one part the operator
+reads: it writes the route's status (Accepted, ResolvedRefs) for each new generation.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -40,6 +47,46 @@ def backend_weights(devcluster: Any, namespace: str) -> dict[str, int]:
     return {b["name"]: b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]}
 
 
+@contextmanager
+def gateway_controller(devcluster: Any, namespace: str) -> Iterator[list[int]]:
+    """Accept each new generation of httproute/gw on Gateway `public`, as a Gateway
+    implementation would; yields the generations accepted so far."""
+    accepted: list[int] = []
+    stop = threading.Event()
+
+    def accept_new_generations() -> None:
+        while not stop.wait(0.5):
+            found = devcluster.kubectl("get", "-n", namespace, "httproute/gw", "-o", "json",
+                                       check=False)  # fmt: skip
+            if found.returncode != 0:
+                continue
+            generation = json.loads(found.stdout)["metadata"]["generation"]
+            if accepted and accepted[-1] == generation:
+                continue
+            conditions = [{"type": kind, "status": "True", "reason": kind,
+                           "message": "accepted by the test's Gateway controller",
+                           "observedGeneration": generation,
+                           "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                          for kind in ("Accepted", "ResolvedRefs")]  # fmt: skip
+            status = {"status": {"parents": [{
+                "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                              "name": "public"},
+                "controllerName": "modelops.io/test-gateway", "conditions": conditions}]}}
+            patched = devcluster.kubectl("patch", "-n", namespace, "httproute/gw",
+                                         "--subresource=status", "--type=merge",
+                                         "-p", json.dumps(status), check=False)  # fmt: skip
+            if patched.returncode == 0:
+                accepted.append(generation)
+
+    worker = threading.Thread(target=accept_new_generations, daemon=True)
+    worker.start()
+    try:
+        yield accepted
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+
+
 def test_gateway_api_route_follows_the_challenge(
     devcluster: Any, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -56,6 +103,7 @@ def test_gateway_api_route_follows_the_challenge(
         "spec": {
             "targetRef": {"name": "gw"},
             "strategy": {"type": "canary", "steps": [10, 50]},
+            # Labels sent through a Gateway reach an arm by weight, not the arm that answered.
             "gates": [{"name": "accuracy", "type": "accuracy", "margin": 0.02}],
             "decision": {"interval": "5s", "warmUp": "10s"},
             "traffic": {"provider": "gatewayAPI", "parentRefs": [{"name": "public"}]},
@@ -63,6 +111,16 @@ def test_gateway_api_route_follows_the_challenge(
     }
     for manifest in (mdep, cc):
         devcluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+    def failed() -> dict[str, Any] | None:
+        status = get_json(devcluster, "-n", namespace, "cc/gw-gate").get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    refused = wait_until(failed, timeout=90, what="the accuracy gate to be refused")
+    assert "spec.gates[0].type" in refused["message"], refused["message"]
+    assert "gatewayAPI" in refused["message"], refused["message"]
+    cc["spec"]["gates"] = [{"name": "errors", "type": "errorRate"}]
+    devcluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(cc))
     devcluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "mdep/gw", "cc/gw-gate",
                        "--timeout=90s")  # fmt: skip
     assert backend_weights(devcluster, namespace) == {"gw-champion": 100}
@@ -105,12 +163,19 @@ def test_gateway_api_route_follows_the_challenge(
     assert mdep_status["challenger"]["version"] == "1.1.0"
 
     assert "as admin" in kubectl_modelops(devcluster, namespace, "rollback", "gw-gate")
-    wait_until(
-        lambda: get_json(devcluster, "-n", namespace, "cc/gw-gate")["status"]["phase"]
-        == "RolledBack",
-        timeout=120,
-        what="the manual rollback to finish",
-    )
+    time.sleep(5)  # ten ticks: without the Gateway's word the swap does not go on
+    waiting = get_json(devcluster, "-n", namespace, "cc/gw-gate")["status"]
+    assert waiting["phase"] == "RollingBack", waiting
+    assert devcluster.kubectl("get", "-n", namespace, "deployment/gw-challenger",
+                              check=False).returncode == 0  # fmt: skip
+    with gateway_controller(devcluster, namespace) as accepted:
+        wait_until(
+            lambda: get_json(devcluster, "-n", namespace, "cc/gw-gate")["status"]["phase"]
+            == "RolledBack",
+            timeout=120,
+            what="the manual rollback to finish",
+        )
+    assert accepted, "the rollback finished before the Gateway accepted any route"
     assert backend_weights(devcluster, namespace) == {"gw-champion": 100}
     assert devcluster.kubectl(
         "get", "-n", namespace, "deployment/gw-challenger", check=False

@@ -9,6 +9,7 @@ import yaml
 
 from modelops_devcluster.cluster import DevCluster
 from modelops_operator.challenge import ModelRef, Topology
+from modelops_operator.challenge.providers import http_route_accepted
 from modelops_operator.challenge.traffic import http_route
 
 pytestmark = pytest.mark.e2e
@@ -38,3 +39,18 @@ def test_http_route_is_accepted_by_the_api_server(
     assert weights == [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]]
     filters = stored["spec"]["rules"][0].get("filters", [])
     assert bool(filters) == bool(mirror_percent)
+    # The operator's liveness check reads the route as the API server keeps it (with its
+    # defaults added): not live until a Gateway accepts this generation, live after.
+    assert not http_route_accepted(stored, route["spec"])
+    generation = stored["metadata"]["generation"]
+    conditions = [{"type": kind, "status": "True", "reason": kind, "message": "",
+                   "observedGeneration": generation,
+                   "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                  for kind in ("Accepted", "ResolvedRefs")]  # fmt: skip
+    status = {"status": {"parents": [{
+        "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public"},
+        "controllerName": "modelops.io/test-gateway", "conditions": conditions}]}}
+    patched = devcluster.kubectl("patch", "-n", namespace, "httproute/fraud",
+                                 "--subresource=status", "--type=merge", "-o", "json",
+                                 "-p", json.dumps(status))  # fmt: skip
+    assert http_route_accepted(json.loads(patched.stdout), route["spec"])

@@ -130,6 +130,25 @@ def test_a_label_counts_when_its_prediction_reaches_the_maturity_window(
     assert metric_value(final, "modelops_feedback_total", outcome="correct") == 1
 
 
+def test_with_feedback_off_labels_are_refused_and_no_prediction_is_kept(
+    models: Models, log_dir: Path, spawn
+) -> None:
+    """What a ModelDeployment without spec.monitoring.feedback.enabled runs."""
+    server = model_server("fraud", models.classifier_skops, "sklearn", "m1")
+    proxy = sidecar(server, "fraud", "m1", "champion", "--feedback-capacity", "0")
+    spawn.extend([server.start(log_dir), proxy.start(log_dir)])
+    server.wait_ready("/v2/health/ready")
+    proxy.wait_ready("/v2/health/ready")
+    rows = models.X[:1]
+    assert infer(proxy.url, v2_request(rows, "kept?")).status_code == 200
+    refused = httpx.post(f"{proxy.url}/v2/feedback", json={"id": "kept?", "truth": [1]})
+    assert refused.status_code == 404
+    assert "spec.monitoring.feedback.enabled" in refused.json()["error"]
+    metrics = httpx.get(proxy.metrics_url).text
+    assert metric_value(metrics, "modelops_feedback_store_entries") == 0
+    assert metric_value(metrics, "modelops_prediction_value_count") == 1  # still observed
+
+
 def test_upstream_down_is_a_502_not_a_crash(models: Models, log_dir: Path, spawn) -> None:
     server = model_server("fraud", models.classifier_skops, "sklearn", "v1")  # never started
     proxy = sidecar(server, "fraud", "v1", "champion")

@@ -216,7 +216,21 @@ class Runtime(KubeModel):
 class Feedback(KubeModel):
     """Ground-truth labels sent later by clients, joined to the predictions they judge."""
 
-    enabled: bool = Field(False, description="Accept feedback at /v2/feedback.")
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.maturity) || has(self.enabled) && self.enabled",
+                "spec.monitoring.feedback.maturity needs spec.monitoring.feedback.enabled: true",
+                field_path=".maturity",
+            ),
+        )
+    )
+
+    enabled: bool = Field(
+        False,
+        description="Accept ground-truth labels at POST /v2/feedback. Off, the sidecar refuses "
+        "them (404) and keeps no prediction; accuracy and regression gates need it on.",
+    )
     maturity: str | None = Field(
         None,
         max_length=32,

@@ -191,7 +191,9 @@ def build_sidecar_container(
     if buckets:
         args += ["--prediction-buckets", ",".join(format(b, "g") for b in buckets)]
     maturity = parse_duration(spec.monitoring.feedback.maturity)
-    if maturity:
+    if not spec.monitoring.feedback.enabled:
+        args += ["--feedback-capacity", "0"]  # refuse labels, remember no prediction
+    elif maturity:
         # The prediction must still be remembered when its label matures.
         ttl = max(maturity, DEFAULT_FEEDBACK_TTL_SECONDS)
         args += ["--label-maturity", format(maturity, "g"), "--feedback-ttl", format(ttl, "g")]

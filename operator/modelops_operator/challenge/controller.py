@@ -27,7 +27,6 @@ from ..api.championchallenger import ChampionChallengerSpec, Strategy
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..builders.challenge import (
     build_arm_service,
-    build_router_deployment,
     model_ref,
     spec_with_model,
 )
@@ -57,7 +56,7 @@ from .model import (
     Topology,
     Transition,
 )
-from .traffic import http_route, router_configmap
+from .providers import provider_for
 
 HISTORY_LIMIT = 20
 IN_FLIGHT = (Phase.PROGRESSING, Phase.AWAITING_APPROVAL, Phase.PROMOTING, Phase.ROLLING_BACK)
@@ -230,13 +229,7 @@ def plan_objects(
         )
     else:
         delete.append(("Deployment", f"{target}-{ROLE_CHALLENGER}"))
-    if spec.traffic.provider == "gatewayAPI":
-        parent_refs = [ref.to_wire() for ref in spec.traffic.parent_refs or ()]
-        objects.append(http_route(target, namespace, topology, parent_refs))
-    else:
-        sticky = spec.strategy.sticky_header
-        objects.append(router_configmap(target, namespace, topology, sticky))
-        objects.append(build_router_deployment(target, namespace, serving_image))
+    objects += provider_for(spec).objects(target, namespace, topology, serving_image)
     return ObjectPlan([_owned(o, cc_name, cc_uid) for o in objects], delete)
 
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from ..api.championchallenger import ChampionChallengerSpec
 from .machine import desired_topology
 from .model import Phase, Status
+from .providers import provider_for
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,15 @@ def challenge_view(body: Mapping[str, Any]) -> ChallengeView:
     topology = desired_topology(machine)
     running = machine.phase not in (Phase.IDLE, Phase.PROMOTED, Phase.ROLLED_BACK, Phase.FAILED)
     try:
-        routed_by = ChampionChallengerSpec.model_validate(spec).traffic.provider
+        fronts_service = provider_for(ChampionChallengerSpec.model_validate(spec)).fronts_service
     except ValidationError:
-        routed_by = None  # an invalid policy is Failed: its router never takes the Service
+        fronts_service = False  # an invalid policy is Failed: its router never takes the Service
     return ChallengeView(
         name=str(body.get("metadata", {}).get("name", "")),
         champion=topology.champion,
         challenger=machine.challenger if running else None,
         # Only once the router is up: the Service must never point at pods that do not exist.
-        routed=routed_by == "router" and bool(status.get("routerReady")),
+        routed=fronts_service and bool(status.get("routerReady")),
         history=tuple(status.get("history") or ()),
         promoting=_promotion_under_way(machine, status),
     )

@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx2
@@ -37,7 +37,7 @@ from ..challenge.controller import (
 from ..challenge.evaluation import evaluate_challenge, router_revisions
 from ..challenge.machine import GATED_PHASES, desired_topology, step
 from ..challenge.model import GateSignal, Phase, Status, Transition
-from ..challenge.traffic import ROUTER_CONFIG_KEY
+from ..challenge.providers import provider_for, unsupported
 from ..challenge.view import governing
 from ..conditions import format_time, merge_conditions, utc_now
 from ..constants import (
@@ -51,7 +51,7 @@ from ..constants import (
     ROLE_ROUTER,
     VERSION,
 )
-from ..kube import apply_manifest, delete_deployment, patch_challenge_status
+from ..kube import apply_manifest, delete_deployment, patch_challenge_status, read_object
 from ..promsource import PrometheusUnavailable
 from . import first_indexed
 
@@ -94,25 +94,26 @@ async def _apply_plan(memo: kopf.Memo, plan: Any, namespace: str, observed: Any)
             memo.applied.pop((kind, namespace, name), None)
 
 
-def _router_revision(plan: Any) -> str | None:
-    for manifest in plan.apply:
-        if manifest["kind"] == "ConfigMap":
-            return str(json.loads(manifest["data"][ROUTER_CONFIG_KEY])["revision"])
-    return None
+@dataclass(frozen=True)
+class _ClusterReads:
+    """What a traffic provider reads to tell whether its split is in force (`ClusterReads`)."""
 
+    memo: kopf.Memo
+    router: Any  # the router Deployment's observation, or None
 
-async def _route_live(memo: kopf.Memo, plan: Any, namespace: str, target: str, router: Any) -> bool:
-    """Is the traffic split of `plan` in force? For the router: every router pod reports the
-    revision we wrote (a mounted ConfigMap reaches pods only after a delay)."""
-    revision = _router_revision(plan)
-    if revision is None:
-        return True  # HTTPRoute: applied is live (no Gateway status to wait for)
-    try:
-        running = await router_revisions(memo.prometheus, namespace, target)
-    except PrometheusUnavailable:
-        return False
-    ready = router.ready_replicas if router is not None else 0
-    return bool(running) and len(running) >= ready and all(r == revision for r in running)
+    async def router_revisions(self, namespace: str, deployment: str) -> list[str] | None:
+        try:
+            return await router_revisions(self.memo.prometheus, namespace, deployment)
+        except PrometheusUnavailable:
+            return None
+
+    def router_ready_replicas(self) -> int:
+        return self.router.ready_replicas if self.router is not None else 0
+
+    async def object(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> Mapping[str, Any] | None:
+        return await read_object(self.memo.k8s, api_version, kind, namespace, name)
 
 
 def _config_error(
@@ -135,9 +136,10 @@ def _config_error(
             None,
         )
     try:
-        return None, ModelDeploymentSpec.model_validate(md["spec"])
+        md_spec = ModelDeploymentSpec.model_validate(md["spec"])
     except ValidationError as error:
         return f"the target's spec is invalid: {error.errors()[0]['msg']}", None
+    return unsupported(policy.spec, md_spec), md_spec
 
 
 def _due(evaluation: Evaluation, policy: ChallengePolicy, now: float) -> bool:
@@ -203,7 +205,8 @@ async def _tick(
     champion = first_indexed(model_deployments, (namespace, target, ROLE_CHAMPION))
     challenger = first_indexed(model_deployments, (namespace, target, ROLE_CHALLENGER))
     router = first_indexed(model_deployments, (namespace, target, ROLE_ROUTER))
-    routerless = policy is not None and policy.spec.traffic.provider != "router"
+    provider = provider_for(policy.spec) if policy is not None else None
+    routerless = provider is not None and not provider.fronts_service
     router_ready = routerless or rollout_done(router) is not None
 
     def plan_for(machine: Status) -> Any:
@@ -225,7 +228,10 @@ async def _tick(
         await _apply_plan(memo, plan, namespace, challenger)
         if status.phase in (Phase.PROMOTING, Phase.ROLLING_BACK):
             # Only a swap waits for the route; at rest no query is spent on it.
-            route_applied = await _route_live(memo, plan, namespace, target, router)
+            assert provider is not None
+            route_applied = await provider.route_live(
+                _ClusterReads(memo, router), namespace, plan.apply
+            )
 
     signal = GateSignal(None, status.message or "gates not evaluated yet", False)
     gated = status.phase in GATED_PHASES and status.started_at is not None

@@ -196,9 +196,13 @@ def test_model_fetch_plan(uri: str, fetched: str, served: str, claim: str | None
 def test_label_maturity_reaches_the_sidecar_with_a_store_that_remembers_long_enough() -> None:
     plain = make_spec()
     matured = ModelDeploymentSpec.model_validate(
-        {**plain.to_wire(), "monitoring": {"feedback": {"maturity": "90m"}}}
+        {**plain.to_wire(), "monitoring": {"feedback": {"enabled": True, "maturity": "90m"}}}
     )
     args = build_sidecar_container("iris", matured, "challenger")["args"]
     assert args[args.index("--label-maturity") + 1] == "5400"
     assert args[args.index("--feedback-ttl") + 1] == "5400"
-    assert "--label-maturity" not in build_sidecar_container("iris", plain, "champion")["args"]
+    assert "--feedback-capacity" not in args
+    plain_args = build_sidecar_container("iris", plain, "champion")["args"]
+    assert "--label-maturity" not in plain_args
+    # Feedback off (the default): the sidecar refuses labels and keeps no prediction.
+    assert plain_args[plain_args.index("--feedback-capacity") + 1] == "0"
