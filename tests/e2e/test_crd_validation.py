@@ -81,6 +81,13 @@ DELETE = object()
 # (case id, base manifest, mutation, field the message must name, words of the rule)
 CASES = [
     (
+        "maturity-without-feedback",
+        VALID_MDEP,
+        _set("spec.monitoring", {"feedback": {"maturity": "30m"}}),
+        "spec.monitoring.feedback.maturity",
+        "needs spec.monitoring.feedback.enabled",
+    ),
+    (
         "name-not-dns1035",
         VALID_MDEP,
         _set("metadata.name", "fraud.v2"),
