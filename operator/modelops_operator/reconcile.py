@@ -21,8 +21,8 @@ from .builders.pod import plan_model_fetch
 from .builders.workload import build_model_deployment, build_service
 from .challenge.view import ChallengeView
 from .constants import API_VERSION, DEFAULT_SERVING_IMAGE, MDEP_KIND, ROLE_CHAMPION
-from .drift import differences
 from .kube import apply_manifest, claim_exists, secret_exists
+from .manifestdiff import differences
 from .status import Blocker, ReconcileOutcome
 
 
