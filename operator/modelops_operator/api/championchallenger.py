@@ -1,4 +1,4 @@
-"""ChampionChallenger: the policy that gates changes of one ModelDeployment (DESIGN.md)."""
+"""ChampionChallenger: the policy that gates changes of one ModelDeployment (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ModelDeployment: one model endpoint with a stable name and Service (DESIGN.md)."""
+"""ModelDeployment: one model endpoint with a stable name and Service (docs/api.md)."""
 
 from __future__ import annotations
 
