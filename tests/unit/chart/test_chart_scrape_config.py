@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from modelops_operator.api.modeldeployment import ModelDeploymentSpec
-from modelops_operator.builders.challenge import build_router_deployment
 from modelops_operator.builders.workload import build_model_deployment
+from modelops_operator.challenge.workloads import build_router_deployment
 from modelops_operator.promsource.client import PrometheusSettings
 from tests.harness.chart import CHART
 
