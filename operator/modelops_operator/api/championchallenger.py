@@ -23,7 +23,6 @@ Phase = Literal[
     "Failed",
 ]
 # The same values as tuples, for code that iterates (a test ties the state machine to them).
-STRATEGIES: tuple[str, ...] = get_args(StrategyType)
 GATE_TYPES: tuple[str, ...] = get_args(GateType)
 PHASES: tuple[str, ...] = get_args(Phase)
 
