@@ -75,8 +75,9 @@ test: install system-deps cluster-build images lint typecheck
 demo: install system-deps cluster-build images
 	$(PY) -m modelops_demo --report-dir demo-report
 
+# As modules from the repository root, so a benchmark can import the test harness (tests/harness).
 bench: install system-deps cluster-build
-	@set -e; for b in benchmarks/bench_*.py; do echo ">> $$b"; $(PY) $$b; done
+	@set -e; for b in benchmarks/bench_*.py; do echo ">> $$b"; m=$${b%.py}; $(PY) -m $${m//\//.}; done
 
 run: install
 	@echo ">> kopf run --standalone --all-namespaces -m modelops_operator.main (KUBECONFIG=$${KUBECONFIG:-~/.kube/config})"

@@ -8,7 +8,7 @@ P(promote) / P(rollback) / P(undecided) and the median looks (minutes) to a deci
 1. error rates — 10% canary, champion 0.5% errors, margin ×1.5, alpha 0.05; challenger
    traffic 30 / 300 / 3,000 requests/min; true ratio 1 (identical), 1.5 (exactly the margin:
    every promotion is false), 2 and 4; plus the 5% → 25% → 50% ramp. Margin cells use 10,000
-   runs (the methods note's null-cell size), the others 2,000.
+   runs (the null cells, where the error rate is measured), the others 2,000.
 2. accuracy — champion 0.90, margin 1 point: challenger equal, at the margin, 2 points worse;
    split (10% canary, even arms) and shadow (paired and unpaired tests on the same data).
 3. paired vs unpaired speed-up in shadow mode at 3%, 5% and 10% discordance.

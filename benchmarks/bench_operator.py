@@ -14,7 +14,9 @@ as a subprocess with the chart's ServiceAccount token, exactly as the e2e tests 
     else PATCHes them during the run (kubectl creates them with POST);
   * Events posted by the operator: events in the namespace whose source is kopf.
 
-Results go to bench-results/bench_operator.json. Set MODELOPS_BENCH_OBJECTS to change 200.
+Results go to bench-results/bench_operator.json. Set MODELOPS_BENCH_OBJECTS to change 200. Run
+from the repository root as `python -m benchmarks.bench_operator` (as `make bench` does): the
+operator harness it shares with the e2e tests is test code, `tests/harness/`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from modelops_operator.testing import (
+from tests.harness.operator_process import (
     OperatorProcess,
     apiserver_writes,
     install_crds,

@@ -1,1 +1,2 @@
-"""Shared pytest configuration: the repository root is importable for `benchmarks` helpers."""
+"""Shared pytest configuration. The repository root is importable (`pythonpath` in pyproject.toml),
+for the `tests.harness` and `benchmarks` helpers."""

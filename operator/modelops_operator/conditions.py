@@ -76,10 +76,6 @@ def find_condition(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -
     return {}
 
 
-def is_true(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> bool:
-    return find_condition(conditions, type_).get("status") == "True"
-
-
 def ready(reason: str, message: str) -> list[ConditionState]:
     """Everything is live as specified."""
     return [

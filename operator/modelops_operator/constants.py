@@ -1,4 +1,4 @@
-"""Names that cross part boundaries (see DESIGN.md "Names that cross part boundaries")."""
+"""Names that cross part boundaries (operator, serving image, chart, docs): change them together."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ FIELD_MANAGER = "modelops"
 # One image carries the model server, the metrics sidecar and the fetch init container.
 DEFAULT_SERVING_IMAGE = "modelops/modelops-serving:0.1.0"
 
-# Ports (DESIGN.md): model server 8080, sidecar traffic 8000, sidecar metrics 9090.
+# Ports: model server 8080, sidecar traffic 8000, sidecar metrics 9090.
 MODEL_PORT = 8080
 SIDECAR_PORT = 8000
 METRICS_PORT = 9090

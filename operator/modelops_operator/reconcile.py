@@ -16,13 +16,13 @@ from lightkube import AsyncClient
 from pydantic import ValidationError
 
 from .api.modeldeployment import ModelDeploymentSpec
-from .builders.challenge import spec_with_model
 from .builders.pod import plan_model_fetch
 from .builders.workload import build_model_deployment, build_service
 from .challenge.view import ChallengeView
+from .challenge.workloads import spec_with_model
 from .constants import API_VERSION, DEFAULT_SERVING_IMAGE, MDEP_KIND, ROLE_CHAMPION
-from .drift import differences
 from .kube import apply_manifest, claim_exists, secret_exists
+from .manifestdiff import differences
 from .status import Blocker, ReconcileOutcome
 
 

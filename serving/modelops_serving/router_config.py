@@ -122,7 +122,6 @@ class ConfigWatcher:
         self.path = path
         self.signature: FileSignature | None = None
         self.digest: str | None = None
-        self.last_error: str | None = None
 
     def load_initial(self) -> RouterConfig:
         self.signature = FileSignature.of(self.path)
@@ -152,11 +151,9 @@ class ConfigWatcher:
         except ConfigError as exc:
             return self._reject(exc)
         self.digest = digest
-        self.last_error = None
         return config
 
     def _reject(self, error: ConfigError) -> ConfigError:
-        self.last_error = str(error)
         self.digest = None  # a later good file counts as a reload, even if unchanged
         log.error("rejected %s, keeping the last good configuration: %s", self.path, error)
         return error

@@ -14,7 +14,6 @@ from .router_config import RouterConfig
 ARMS = ("champion", "challenger")
 AGREEMENT_OUTCOMES = ("agree", "disagree", "error")
 MIRROR_OUTCOMES = ("sent", "dropped", "failed")
-FEEDBACK_CLASSES = ("correct", "incorrect")
 
 prometheus_client.disable_created_metrics()
 

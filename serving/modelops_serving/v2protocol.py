@@ -222,7 +222,3 @@ def encode_response(
         response["model_version"] = model_version
     response["outputs"] = [encode_tensor(name, value) for name, value in outputs.items()]
     return response
-
-
-def error_body(message: str) -> dict[str, str]:
-    return {"error": message}

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from modelops_operator.testing import (
+from tests.harness.operator_process import (
     OperatorProcess,
     install_crds,
     service_account_kubeconfig,

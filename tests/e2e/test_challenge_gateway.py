@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from modelops_operator.testing import OperatorProcess
+from tests.harness.operator_process import OperatorProcess
 
 from .operator_fixtures import *  # noqa: F403 - fixtures
 from .operator_fixtures import get_json, kubectl_modelops, wait_until

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modelops_operator.testing import helm_template
+from tests.harness.chart import helm_template
 
 pytestmark = pytest.mark.e2e
 

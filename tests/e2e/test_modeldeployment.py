@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modelops_operator.testing import OperatorProcess
+from tests.harness.operator_process import OperatorProcess
 
 from .operator_fixtures import *  # noqa: F403  (crds, operator_identity, operator)
 from .operator_fixtures import get_json, wait_until

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from modelops_operator.testing import OperatorProcess, apiserver_writes
+from tests.harness.operator_process import OperatorProcess, apiserver_writes
 
 from .operator_fixtures import *  # noqa: F403  (crds, operator_identity, operator)
 from .operator_fixtures import RESYNC_SECONDS, wait_until

@@ -1,4 +1,4 @@
-"""ChampionChallenger: the policy that gates changes of one ModelDeployment (DESIGN.md)."""
+"""ChampionChallenger: the policy that gates changes of one ModelDeployment (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ Phase = Literal[
     "Failed",
 ]
 # The same values as tuples, for code that iterates (a test ties the state machine to them).
-STRATEGIES: tuple[str, ...] = get_args(StrategyType)
 GATE_TYPES: tuple[str, ...] = get_args(GateType)
 PHASES: tuple[str, ...] = get_args(Phase)
 

@@ -1,4 +1,4 @@
-"""ModelDeployment: one model endpoint with a stable name and Service (DESIGN.md)."""
+"""ModelDeployment: one model endpoint with a stable name and Service (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,6 @@ from .base import (
     validations,
 )
 
-MODEL_FORMATS = ("sklearn", "onnx", "custom")
-URI_SCHEMES = ("file", "pvc", "http", "https", "s3")
-PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 # The operator derives "<name>-challenger" (11 more characters) from the object's name, and
 # Service names must be DNS-1035 labels of at most 63 characters.
 MAX_NAME_LENGTH = 52

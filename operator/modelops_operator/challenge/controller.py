@@ -25,11 +25,6 @@ from pydantic import ValidationError
 from .. import conditions as cond
 from ..api.championchallenger import ChampionChallengerSpec, Strategy
 from ..api.modeldeployment import ModelDeploymentSpec
-from ..builders.challenge import (
-    build_arm_service,
-    model_ref,
-    spec_with_model,
-)
 from ..builders.workload import build_model_deployment
 from ..conditions import format_time
 from ..constants import (
@@ -57,6 +52,7 @@ from .model import (
     Transition,
 )
 from .providers import provider_for
+from .workloads import build_arm_service, model_ref, spec_with_model
 
 HISTORY_LIMIT = 20
 IN_FLIGHT = (Phase.PROGRESSING, Phase.AWAITING_APPROVAL, Phase.PROMOTING, Phase.ROLLING_BACK)

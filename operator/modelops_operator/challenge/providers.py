@@ -16,9 +16,9 @@ from typing import Any, ClassVar, Protocol
 
 from ..api.championchallenger import ChampionChallengerSpec
 from ..api.modeldeployment import ModelDeploymentSpec
-from ..builders.challenge import build_router_deployment
 from .model import Topology
 from .traffic import ROUTER_CONFIG_KEY, http_route, router_configmap
+from .workloads import build_router_deployment
 
 # Gates scored from clients' labels (POST /v2/feedback) rather than from the traffic itself
 # (accuracy: the share correct, or the loss for a regression model).

@@ -180,8 +180,8 @@ class DecisionPolicy:
     * ``rollback_alpha``: bound on P(false rollback), split evenly (Bonferroni) over the gates
       that can roll back. Defaults to ``alpha``.
     * ``min_samples``: requests *each* arm must have answered before a promotion.
-    * ``min_duration``: seconds since the challenge began before a promotion (default 0; the
-      methods note recommends at least an hour, or a full diurnal cycle when traffic varies).
+    * ``min_duration``: seconds since the challenge began before a promotion (default 0; at
+      least an hour is wise, or a full diurnal cycle when traffic varies).
     * ``max_duration`` / ``on_timeout``: after this long without a decision, ``rollback``
       (default) or ``hold`` (keep both running, a person decides).
     * ``warm_up``: seconds after a pod starts during which its counts are left out (the

@@ -20,9 +20,9 @@ whatever the monitoring schedule. Inverting the test over :math:`\\theta_0` give
 confidence sequence (Howard, Ramdas, McAuliffe & Sekhon 2021, *Ann. Statist.* 49(2)).
 
 The variance is a plug-in estimate, so the guarantee is asymptotic (Waudby-Smith, Arbour, Sinha,
-Kennedy & Ramdas 2024, arXiv:2103.06476); callers apply a burn-in (:data:`BURN_IN_SAMPLES`,
-:data:`BURN_IN_EVENTS`) before the first look counts. The simulations in ``tests/unit/gating``
-check the resulting false-decision rates.
+Kennedy & Ramdas 2024, arXiv:2103.06476); callers apply a burn-in (:data:`BURN_IN_SAMPLES`)
+before the first look counts. The simulations in ``tests/unit/gating`` check the resulting
+false-decision rates.
 
 Everything here is vectorised: arguments broadcast like numpy arrays.
 """
@@ -36,8 +36,6 @@ from scipy.special import log_ndtr
 
 #: Observations per arm before a plug-in variance is trusted (see the module docstring).
 BURN_IN_SAMPLES = 200
-#: Successes *and* failures per arm (or discordant pairs) before a plug-in variance is trusted.
-BURN_IN_EVENTS = 10
 
 _LOG2 = math.log(2.0)
 

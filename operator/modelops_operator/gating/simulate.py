@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -399,13 +399,3 @@ def replay_engine(
         if d.action is not Action.WAIT:
             return (1 if d.action is Action.PROMOTE else -1), t, trace
     return 0, 0, trace
-
-
-def config_dict(cfg: SimConfig) -> dict[str, Any]:
-    d = asdict(cfg)
-    d["split"] = list(cfg.split)
-    return d
-
-
-def with_(cfg: SimConfig, **kw: Any) -> SimConfig:
-    return replace(cfg, **kw)

@@ -27,7 +27,7 @@ import pytest
 from modelops_demo.loadgen import LoadGenerator
 from modelops_demo.models import DemoStream, build_demo_models, build_miscalibrated_model
 from modelops_devcluster.nodeconfig import NODE_IP
-from modelops_operator.testing import OperatorProcess
+from tests.harness.operator_process import OperatorProcess
 
 from ..operator_fixtures import crds, get_json, kubectl_modelops, operator_identity, wait_until  # noqa: F401 - fixtures
 

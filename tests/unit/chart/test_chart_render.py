@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from modelops_operator.api import crdgen
-from modelops_operator.testing import CHART, HELM_KUBE_VERSION, helm_template
+from tests.harness.chart import CHART, HELM_KUBE_VERSION, helm_template
 
 
 def _find_helm() -> Path | None:

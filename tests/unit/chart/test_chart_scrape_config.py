@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from modelops_operator.api.modeldeployment import ModelDeploymentSpec
-from modelops_operator.builders.challenge import build_router_deployment
 from modelops_operator.builders.workload import build_model_deployment
+from modelops_operator.challenge.workloads import build_router_deployment
 from modelops_operator.promsource.client import PrometheusSettings
-from modelops_operator.testing import CHART
+from tests.harness.chart import CHART
 
 SCRAPE_CONFIG = CHART / "files" / "prometheus-scrape-config.yaml"
 PROMETHEUS_DOC = Path(__file__).resolve().parents[3] / "docs" / "prometheus.md"

@@ -2,8 +2,8 @@
 """Acceptance by simulation: validity under the null at 100 looks, power, paired vs unpaired.
 
 Each cell is ≥ 2,000 seeded runs × 100 looks, vectorised (a few seconds each). "Valid at α"
-means the false-promotion (and false-rollback) rate is at most α + 2 Monte-Carlo standard errors
-(methods note §9). The null for promotion is the challenger sitting exactly at the margin (the
+means the false-promotion (and false-rollback) rate is at most α + 2 Monte-Carlo standard errors.
+The null for promotion is the challenger sitting exactly at the margin (the
 worst case of the composite null), and for rollback the same point seen from the other side.
 """
 

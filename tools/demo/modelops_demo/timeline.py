@@ -114,9 +114,6 @@ class Timeline:
             timeline.add_event(event)
         return timeline
 
-    def save(self, path: Path) -> None:
-        Path(path).write_text(self.to_json())
-
     @classmethod
     def load(cls, path: Path) -> Timeline:
         return cls.from_json(Path(path).read_text())

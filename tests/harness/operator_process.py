@@ -11,47 +11,25 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART = REPO_ROOT / "charts" / "modelops"
+from modelops_devcluster.cluster import free_port
+
+from .chart import REPO_ROOT, helm_template
+
 CRDS = REPO_ROOT / "crds"
-RELEASE = "modelops"
 SYSTEM_NAMESPACE = "modelops-system"
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
-# `helm template` checks Chart.yaml's kubeVersion against a version it makes up unless told
-# (v1.20 for a helm built without its release ldflags): render for the oldest supported one.
-HELM_KUBE_VERSION = "1.30.0"
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def helm_template(helm: Path, namespace: str, *extra: str) -> list[dict[str, Any]]:
-    """The chart's manifests as dicts (no cluster needed)."""
-    command = [str(helm), "template", RELEASE, str(CHART), "--namespace", namespace]
-    out = subprocess.run(
-        [*command, "--kube-version", HELM_KUBE_VERSION, *extra],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def install_crds(kubectl: Kubectl) -> None:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from modelops_operator.drift import differences, parse_quantity
+from modelops_operator.manifestdiff import differences, parse_quantity
 
 
 @pytest.mark.parametrize(

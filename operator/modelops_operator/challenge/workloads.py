@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.modeldeployment import ModelDeploymentSpec
-from ..challenge.model import ModelRef
-from ..challenge.traffic import ROUTER_CONFIG_KEY, SIDECAR_TRAFFIC_PORT, arm_service_name
+from ..builders.pod import container_security_context, pod_security_context
+from ..builders.workload import object_labels, selector_labels
 from ..constants import (
     DEFAULT_SERVING_IMAGE,
     LABEL_NAME,
@@ -22,8 +22,8 @@ from ..constants import (
     ROUTER_APP_NAME,
     ROUTER_CONFIG_DIR,
 )
-from .pod import container_security_context, pod_security_context
-from .workload import object_labels, selector_labels
+from .model import ModelRef
+from .traffic import ROUTER_CONFIG_KEY, SIDECAR_TRAFFIC_PORT, arm_service_name
 
 ROUTER_CONFIG_VOLUME = "router-config"
 
