@@ -62,15 +62,19 @@ def test_buckets_feedback_and_regression_sums_are_grouped() -> None:
             [
                 sample(6, outcome="correct", **labels),
                 sample(2, outcome="incorrect", **labels),
-                sample(3, outcome="scored", **labels),
             ]
         ),
-        "absoluteError": per_series([sample(1.5, **labels)]),
-        "squaredError": per_series([sample(0.75, **labels)]),
     }
     counts = arm_counts(metrics, CHAMPION)
     assert counts["latencyBuckets"] == {"0.1": 8, "+Inf": 10}
     assert (counts["feedbackCorrect"], counts["feedbackTotal"]) == (6, 8)
+    assert "errorSum" not in counts
+    # A regression model's labels are scored rows: they are its labelled total.
+    metrics["feedback"] = per_series([sample(3, outcome="scored", **labels)])
+    metrics["absoluteError"] = per_series([sample(1.5, **labels)])
+    metrics["squaredError"] = per_series([sample(0.75, **labels)])
+    counts = arm_counts(metrics, CHAMPION)
+    assert (counts["feedbackCorrect"], counts["feedbackTotal"]) == (0, 3)
     assert (counts["errorSum"], counts["squaredErrorSum"]) == (1.5, 0.75)
 
 

@@ -99,7 +99,9 @@ def arm_counts(
         "latencyBuckets": sum_by(metrics.get("latency", {}), arm, "le"),
         "predictionBuckets": sum_by(metrics.get("prediction", {}), arm, "le"),
         "feedbackCorrect": feedback.get("correct", 0.0),
-        "feedbackTotal": feedback.get("correct", 0.0) + feedback.get("incorrect", 0.0),
+        # Labelled rows: classification's correct and incorrect, regression's scored ones.
+        "feedbackTotal": feedback.get("correct", 0.0) + feedback.get("incorrect", 0.0)
+        + feedback.get("scored", 0.0),
     }
     if feedback.get("scored"):
         counts["errorSum"] = sum(sum_by(metrics.get("absoluteError", {}), arm).values())
