@@ -198,7 +198,9 @@ def _add_gating(subparsers: Any) -> None:
             "Reads JSON lines on standard input, each {\"run\": ID, \"t\": SECONDS, "
             "\"series\": [{\"arm\": \"champion\"|\"challenger\", \"pod\": NAME, "
             "\"podStart\": SECONDS, \"requests\": N, \"errors\": N, \"slow\": N, "
-            "\"correct\": N, \"incorrect\": N}, ...]} (cumulative counters per series at t), "
+            "\"correct\": N, \"incorrect\": N}, ...]} (cumulative counters per series at t; "
+            "a regression model's series carry \"scored\", \"absoluteError\" and "
+            "\"squaredError\" instead of correct and incorrect), "
             "and answers one JSON line per input line: {\"run\", \"t\", \"phase\", "
             "\"decision\": wait|promote|rollback, \"challengerPercent\", \"reason\"}. "
             "Runs are independent; a bad line gets an {\"error\"} line. See docs/gating.md."
@@ -208,6 +210,13 @@ def _add_gating(subparsers: Any) -> None:
         "--policy",
         required=True,
         help="a ChampionChallenger manifest (or its spec) in YAML or JSON",
+    )
+    rep.add_argument(
+        "--loss-bound",
+        type=float,
+        default=None,
+        help="the target's spec.monitoring.feedback.lossBound (regression: the bound each "
+        "label's error was counted with)",
     )
     rep.set_defaults(func=_cmd_replay)
 
@@ -351,7 +360,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     try:
         with open(args.policy, encoding="utf-8") as handle:
             document = yaml.safe_load(handle)
-        policy = load_policy(document)
+        policy = load_policy(document, args.loss_bound)
     except (OSError, yaml.YAMLError, PolicyError) as exc:
         problem = " ".join(str(exc).split())
         print(f"modelops gating replay: {problem}", file=sys.stderr)

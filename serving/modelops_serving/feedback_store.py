@@ -120,9 +120,11 @@ class Score:
     squared_error: float = 0.0
 
 
-def score(remembered: Remembered, truth: list[Any]) -> Score:
+def score(remembered: Remembered, truth: list[Any], loss_bound: float | None = None) -> Score:
     """Compare true values with the remembered predictions, row by row.
 
+    A regression row's absolute error counts at most ``loss_bound`` (its square at most the
+    bound's square): bounded losses are what the accuracy gate's exact test needs.
     Raises ValueError (the message names the field) when the truth cannot be compared.
     """
     values = remembered.values
@@ -140,8 +142,9 @@ def score(remembered: Remembered, truth: list[Any]) -> Score:
         error = float(t) - float(p)
         if error != error or error in (float("inf"), float("-inf")):
             raise ValueError("truth: values must be finite numbers")
-        absolute += abs(error)
-        squared += error * error
+        size = abs(error) if loss_bound is None else min(abs(error), loss_bound)
+        absolute += size
+        squared += size * size
     return Score(scored=len(values), absolute_error=absolute, squared_error=squared)
 
 

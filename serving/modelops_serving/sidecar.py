@@ -56,6 +56,8 @@ class Sidecar:
     maturing: MaturingScores | None = None
     # Off (--feedback-capacity 0): POST /v2/feedback is refused and no prediction is kept.
     feedback_on: bool = True
+    # Regression: the largest absolute error one label counts for (None: unbounded).
+    loss_bound: float | None = None
     # The hot path's bookkeeping (``account``), done in batches after the answers.
     after_answers: AfterWork = field(init=False)
 
@@ -182,7 +184,7 @@ class Sidecar:
                                "error": "no remembered prediction for this id (unknown, "
                                "already scored, or expired)"}, 404)
         try:
-            result = score(remembered, truth)
+            result = score(remembered, truth, self.loss_bound)
         except ValueError as exc:
             counters["invalid"].inc()
             return json_reply({"error": str(exc)}, 400)
@@ -287,6 +289,8 @@ def parse_args(argv: list[str] | None) -> Any:
     parser.add_flag("--label-maturity", type=float, default=0.0,
                     help="count a label when its prediction is this many seconds old, and "
                     "drop later ones (0: count at arrival); at most --feedback-ttl")
+    parser.add_flag("--loss-bound", type=float, default=None,
+                    help="regression: the largest absolute error one label counts for")
     parser.add_flag("--log-level", default="INFO", help="logging level")
     return parser.parse_args(argv)
 
@@ -312,12 +316,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"--label-maturity ({maturity:g} s) must not exceed --feedback-ttl "
                 f"({store.ttl:g} s): a prediction would be forgotten before its label counts")
         maturing = MaturingScores(maturity) if maturity > 0 else None
+        loss_bound = None if args.loss_bound is None else float(args.loss_bound)
+        if loss_bound is not None and not 0 < loss_bound < float("inf"):
+            raise ValueError(f"--loss-bound ({loss_bound:g}) must be a positive finite number")
         UpstreamPool(args.upstream)  # validates the URL before anything listens
     except ValueError as exc:
         return fail(str(exc))
     sidecar = Sidecar(args.upstream.rstrip("/"), metrics, store, args.task, args.prediction_output,
                       timeout=float(args.upstream_timeout), maturing=maturing,
-                      feedback_on=capacity > 0)
+                      feedback_on=capacity > 0, loss_bound=loss_bound)
     install_fast_event_loop()
     asyncio.run(serve(sidecar, args.host, int(args.port), int(args.metrics_port),
                       int(args.max_body_bytes)))

@@ -109,6 +109,10 @@ def test_scoring_classification_and_regression() -> None:
     regression = score(store.take("r"), [2.0, 0.0])  # type: ignore[arg-type]
     assert regression.scored == 2 and regression.absolute_error == 3.0
     assert regression.squared_error == 5.0
+    store.remember("r", [1.0, 2.0, 0.0], classification=False)
+    bounded = score(store.take("r"), [2.0, 0.0, 100.0], loss_bound=1.5)  # type: ignore[arg-type]
+    # Each error counts up to the bound: 1, then 2 -> 1.5, then 100 -> 1.5.
+    assert bounded.absolute_error == 4.0 and bounded.squared_error == 1 + 2.25 + 2.25
     store.remember("bad", [1.0], classification=False)
     with pytest.raises(ValueError, match="truth: has 2 values"):
         score(store.take("bad"), [1.0, 2.0])  # type: ignore[arg-type]

@@ -220,6 +220,11 @@ class Feedback(KubeModel):
                 "spec.monitoring.feedback.maturity needs spec.monitoring.feedback.enabled: true",
                 field_path=".maturity",
             ),
+            cel(
+                "!has(self.lossBound) || has(self.enabled) && self.enabled",
+                "spec.monitoring.feedback.lossBound needs spec.monitoring.feedback.enabled: true",
+                field_path=".lossBound",
+            ),
         )
     )
 
@@ -242,6 +247,18 @@ class Feedback(KubeModel):
                 "spec.monitoring.feedback.maturity must be a duration in (0s, 24h], like 30m",
             )
         ),
+    )
+
+
+    loss_bound: float | None = Field(
+        None,
+        gt=0,
+        le=1e12,
+        description="Regression models: the largest absolute error one label counts for "
+        "(larger errors count as this bound). With it, the accuracy gate compares the mean "
+        "bounded error with an exact betting test; without it, with a normal approximation "
+        "that a few huge errors can fool. Set it where an error stops mattering more, in the "
+        "target's units.",
     )
 
 

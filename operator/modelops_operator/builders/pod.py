@@ -191,9 +191,12 @@ def build_sidecar_container(
     if buckets:
         args += ["--prediction-buckets", ",".join(format(b, "g") for b in buckets)]
     maturity = parse_duration(spec.monitoring.feedback.maturity)
+    bound = spec.monitoring.feedback.loss_bound
     if not spec.monitoring.feedback.enabled:
         args += ["--feedback-capacity", "0"]  # refuse labels, remember no prediction
-    elif maturity:
+    elif bound is not None:
+        args += ["--loss-bound", repr(bound)]  # exact: the gate divides by the same number
+    if spec.monitoring.feedback.enabled and maturity:
         # The prediction must still be remembered when its label matures.
         ttl = max(maturity, DEFAULT_FEEDBACK_TTL_SECONDS)
         args += ["--label-maturity", format(maturity, "g"), "--feedback-ttl", format(ttl, "g")]

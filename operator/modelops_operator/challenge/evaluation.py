@@ -85,8 +85,12 @@ async def evaluate_challenge(
     status: Status,
     previous: Evaluation,
     now: float,
+    loss_bound: float | None = None,
 ) -> tuple[GateSignal, Evaluation, str | None]:
-    """(signal for the state machine, evaluation to keep in status, metrics problem or None)."""
+    """(signal for the state machine, evaluation to keep in status, metrics problem or None).
+
+    `loss_bound`: the target's spec.monitoring.feedback.lossBound, by which its sidecars bound
+    each regression label's error."""
     assert status.champion is not None and status.challenger is not None
     assert status.started_at is not None
     arms = {
@@ -120,6 +124,8 @@ async def evaluate_challenge(
     weight = None if sticky else split_in_force(status, previous, reading.complete)
     if weight is not None:
         counts["challengerWeight"] = weight
+    if loss_bound is not None:
+        counts["lossBound"] = loss_bound
     for arm, values in custom.items():
         if values:
             counts[arm] = {**counts[arm], "custom": values}

@@ -38,6 +38,9 @@ ARMS = ("champion", "challenger")
 CHAMPION = ModelRef("champion")
 CHALLENGER = ModelRef("challenger")
 COUNTERS = ("requests", "errors", "slow", "correct", "incorrect")
+# Optional, for regression models: labels scored, Σ|error| and Σerror² (the sidecar's
+# modelops_feedback_total{outcome="scored"}, _absolute_error_total, _squared_error_total).
+LOSS_COUNTERS = ("scored", "absoluteError", "squaredError")
 DECISIONS = {
     Phase.PROMOTING: "promote",
     Phase.PROMOTED: "promote",
@@ -55,11 +58,16 @@ class PolicyError(ValueError):
 class ReplayPolicy:
     policy: ChallengePolicy
     latency_bound: float | None  # the latency gate's bound (seconds), the `slow` field's meaning
+    # The target's spec.monitoring.feedback.lossBound: the sidecars' bound on each regression
+    # label's error, which the `absoluteError` sums were counted with.
+    loss_bound: float | None = None
 
 
-def load_policy(document: Any) -> ReplayPolicy:
+def load_policy(document: Any, loss_bound: float | None = None) -> ReplayPolicy:
     """A ChampionChallenger manifest (or its bare spec), validated into the typed model the
     operator uses; gates these series cannot feed are refused by name."""
+    if loss_bound is not None and not 0 < loss_bound < math.inf:
+        raise PolicyError(f"--loss-bound: {loss_bound:g} is not a positive finite number")
     if not isinstance(document, Mapping):
         raise PolicyError("policy: not a mapping (a ChampionChallenger manifest or its spec)")
     raw = document.get("spec") if "spec" in document else document
@@ -87,7 +95,7 @@ def load_policy(document: Any) -> ReplayPolicy:
                 raise PolicyError(f"{where}: a second latencyThreshold cannot be replayed: the "
                                   "series' `slow` counts requests above one bound")
             bound = cfg.latency_threshold
-    return ReplayPolicy(parsed, bound)
+    return ReplayPolicy(parsed, bound, loss_bound)
 
 
 # ----------------------------------------------------------------------------- input lines
@@ -115,7 +123,9 @@ def parse_line(data: Any, latency_bound: float | None) -> tuple[str, float, Snap
         raise LineError("series: a list is required")
     if len(series) > MAX_SERIES:
         raise LineError(f"series: at most {MAX_SERIES} entries")
-    families: dict[str, list[Sample]] = {"requests": [], "latency": [], "feedback": []}
+    families: dict[str, list[Sample]] = {
+        "requests": [], "latency": [], "feedback": [], "absoluteError": [], "squaredError": []
+    }
     starts: list[Sample] = []
     seen: set[tuple[str, str]] = set()
     for index, item in enumerate(series):
@@ -131,7 +141,7 @@ def parse_line(data: Any, latency_bound: float | None) -> tuple[str, float, Snap
             raise LineError(f"{where}pod: {pod!r} appears twice for the {arm}")
         seen.add((arm, pod))
         start = _number(item, "podStart", where)
-        n = {name: _number(item, name, where, 0.0) for name in COUNTERS}
+        n = {name: _number(item, name, where, 0.0) for name in (*COUNTERS, *LOSS_COUNTERS)}
         if any(v < 0 for v in n.values()):
             raise LineError(f"{where}: counters are never negative")
         if n["errors"] > n["requests"] or n["slow"] > n["requests"]:
@@ -150,6 +160,10 @@ def parse_line(data: Any, latency_bound: float | None) -> tuple[str, float, Snap
                                     sample("le", "+Inf", n["requests"])]  # fmt: skip
         families["feedback"] += [sample("outcome", "correct", n["correct"]),
                                  sample("outcome", "incorrect", n["incorrect"])]  # fmt: skip
+        if n["scored"]:
+            families["feedback"].append(sample("outcome", "scored", n["scored"]))
+            families["absoluteError"].append(Sample(labels, n["absoluteError"], t))
+            families["squaredError"].append(Sample(labels, n["squaredError"], t))
     return str(run), t, Snapshot(families, starts), {arm for arm, _ in seen}
 
 
@@ -250,6 +264,7 @@ class Replayer:
                     status=run.status,
                     previous=run.evaluation,
                     now=t,
+                    loss_bound=self.policy.loss_bound,
                 )
                 # As the daemon does: retry at the next look, never decide on missing data.
                 run.evaluation = replace(evaluation, at=None) if problem else evaluation

@@ -12,6 +12,7 @@ JSON form (camelCase; snake_case is accepted too)::
 
     {"timestamp": 1732300000.0,          # when the counts were read (stale detection)
      "challengerWeight": 0.1,            # configured share this interval (enables the SRM alarm)
+     "lossBound": 50.0,                  # regression: the sidecars' bound on one label's error
      "champion":   {"requests": 9000, "errors": 41,
                     "latencyBuckets": {"0.1": 8000, "0.25": 8900, "+Inf": 9000},
                     "feedbackCorrect": 810, "feedbackTotal": 900,        # classification
@@ -163,12 +164,15 @@ class Counts:
     paired: PairedCounts | None = None
     timestamp: float | None = None
     challenger_weight: float | None = None
+    # Regression: each label's absolute error was counted at most this much (errorSum).
+    loss_bound: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | Counts | None) -> Counts | None:
         if d is None or isinstance(d, Counts):
             return d
         w = d.get("challengerWeight", d.get("challenger_weight"))
+        bound = d.get("lossBound", d.get("loss_bound"))
         ts = d.get("timestamp")
         return cls(
             champion=ArmCounts.from_dict(d.get("champion")),
@@ -176,6 +180,7 @@ class Counts:
             paired=PairedCounts.from_dict(d.get("paired")),
             timestamp=None if ts is None else float(ts),
             challenger_weight=None if w is None else float(w),
+            loss_bound=None if bound is None else float(bound),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,6 +194,8 @@ class Counts:
             out["timestamp"] = self.timestamp
         if self.challenger_weight is not None:
             out["challengerWeight"] = self.challenger_weight
+        if self.loss_bound is not None:
+            out["lossBound"] = self.loss_bound
         return out
 
     def same_data_as(self, other: Counts | None) -> bool:

@@ -57,6 +57,12 @@ def accuracy_inputs(counts: Counts) -> tuple[str, tuple[float, ...]]:
     both right, champion only, challenger only, neither) and ``regression`` (labels, Σ loss,
     Σ loss² per arm)."""
     a, b, p = counts.champion, counts.challenger, counts.paired
+    bound = counts.loss_bound
+    if is_regression(counts) and bound is not None and bound > 0:
+        # Bounded losses as fractions of the bound: "wrong answers" worth between 0 and 1.
+        return "bounded", (
+            a.feedback_total, a.error_sum / bound, b.feedback_total, b.error_sum / bound
+        )
     if is_regression(counts):
         return "regression", (
             a.feedback_total, a.error_sum, a.squared_error_sum,
@@ -70,10 +76,11 @@ def accuracy_inputs(counts: Counts) -> tuple[str, tuple[float, ...]]:
     )
 
 
-def accuracy_nulls(gate: GateConfig) -> np.ndarray:
-    """Betting nulls on Δ = accuracy_A − accuracy_B (the challenger's shortfall)."""
+def accuracy_nulls(gate: GateConfig, scale: float = 1.0) -> np.ndarray:
+    """Betting nulls on Δ = accuracy_A − accuracy_B (the challenger's shortfall), or, for
+    bounded regression losses, on Δ = (loss_B − loss_A)/scale with scale the loss bound."""
     promote = 0.0 if gate.test == "superiority" else gate.margin
-    return betting.nulls_for(promote, gate.effective_harm_margin)
+    return betting.nulls_for(promote / scale, gate.effective_harm_margin / scale)
 
 
 def _stratify(strata: tuple[float, ...] | None, n_a: float, n_b: float, diff: float,
@@ -95,9 +102,9 @@ def evaluate_accuracy_gate(
     report = GateReport(gate.name, gate.type, NODATA)
     null_ni = 0.0 if gate.test == "superiority" else -gate.margin
     null_h = -gate.effective_harm_margin
-    regression = kind == "regression"
+    regression = kind in ("regression", "bounded")
     if regression:
-        n_a, n_b = cum[0], cum[3]
+        n_a, n_b = (cum[0], cum[3]) if kind == "regression" else (cum[0], cum[2])
         report.unit = "mean loss difference challenger-champion"
         report.promote_if = f"upper < {-null_ni:+g}"
         report.rollback_if = f"lower > {-null_h:+g}"
@@ -117,17 +124,23 @@ def evaluate_accuracy_gate(
         inc = [increment(new, old) for new, old in zip(cum, prev or (None,) * len(cum),
                                                        strict=True)]
         state.last = tuple(cum)
-        if regression:
+        if kind == "regression":
             _regression_interval(state, inc)
         else:
-            _betting_interval(gate, kind, state, inc)
-    if regression:
+            _betting_interval(gate, kind, state, inc, scale=counts.loss_bound or 1.0)
+    if kind == "regression":
         return _regression_report(gate, report, cum, state, look, burn)
+    if kind == "bounded":
+        return _bounded_loss_report(gate, report, state, look, counts.loss_bound or 1.0)
     return _betting_report(gate, kind, report, state, look)
 
 
-def _betting_interval(gate: GateConfig, kind: str, state: GateState, inc: list[float]) -> None:
-    nulls = accuracy_nulls(gate)
+def _betting_interval(
+    gate: GateConfig, kind: str, state: GateState, inc: list[float], scale: float = 1.0
+) -> None:
+    """Bet on one interval: labels by who was right (paired), or per arm with the wrong
+    answers, or the bounded losses as fractions of ``scale`` (split, bounded)."""
+    nulls = accuracy_nulls(gate, scale)
     wealth = betting.Wealth.resume(nulls, state.wealth)
     if kind == "paired":
         both, champion_only, challenger_only, neither = inc
@@ -168,6 +181,43 @@ def _betting_report(
     )
     report.message = (
         f"accuracy difference {report.estimate:+.4g} (interval-stratified), bounds "
+        f"[{fmt_bound(report.lower)}, {fmt_bound(report.upper)}]; "
+        f"promote if {report.promote_if}, roll back if {report.rollback_if}"
+    )
+    return report
+
+
+def _bounded_loss_report(
+    gate: GateConfig, report: GateReport, state: GateState, look: Look, bound: float
+) -> GateReport:
+    """The betting test on losses in [0, bound]: a loss is a fraction of a wrong answer, and
+    each request's bet is worth at most what it would be on a 0/1 outcome of the same mean
+    (exp is convex), so the split accuracy test's e-process holds as it is."""
+    nulls = accuracy_nulls(gate, bound)
+    wealth = betting.Wealth.resume(nulls, state.wealth)
+    shortfall = wealth.observed_difference
+    report.statistic = e_statistics(state, look)
+    report.statistic["method"] = (
+        f"per-interval betting e-process, mean loss bounded by {bound:g}, stratified by interval"
+    )
+    if shortfall is None:
+        report.verdict = PENDING
+        report.message = "waiting for an interval with labels from both models"
+        return report
+    below, above = wealth.log_e()
+    lo, hi = betting.bounds(
+        below, above, nulls, alpha_lower=look.alpha_rollback, alpha_upper=look.alpha_promote
+    )
+    intersect_interval(state, lo * bound, hi * bound)
+    report.estimate = shortfall * bound
+    report.lower, report.upper = json_float(state.lower), json_float(state.upper)
+    report.verdict = sticky_verdict(state, look)
+    report.statistic = e_statistics(state, look)
+    report.statistic["method"] = (
+        f"per-interval betting e-process, mean loss bounded by {bound:g}, stratified by interval"
+    )
+    report.message = (
+        f"loss difference {report.estimate:+.4g} (errors counted up to {bound:g}), bounds "
         f"[{fmt_bound(report.lower)}, {fmt_bound(report.upper)}]; "
         f"promote if {report.promote_if}, roll back if {report.rollback_if}"
     )

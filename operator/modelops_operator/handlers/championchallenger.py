@@ -244,6 +244,7 @@ async def _tick(
             status=status,
             previous=evaluation,
             now=now,
+            loss_bound=md_spec.monitoring.feedback.loss_bound,
         )
         if tick.metrics_problem:
             # Retry soon, not a whole interval later, but never decide on missing data.

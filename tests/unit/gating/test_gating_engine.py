@@ -226,6 +226,34 @@ def test_regression_and_paired_feedback() -> None:
     assert d.action is Action.PROMOTE
 
 
+def test_bounded_regression_losses_are_bet_on_like_wrong_answers() -> None:
+    """With the sidecars' loss bound, a regression gate is the betting test on losses in
+    [0, bound]: no burn-in, bounds shown in the loss's units."""
+    reg = {"name": "mae", "type": "accuracy", "margin": 0.05}
+    champion = {"requests": 4000, "feedbackTotal": 4000, "errorSum": 4000 * 1.0,
+                "squaredErrorSum": 4000 * 1.25}
+    worse = {"requests": 4000, "feedbackTotal": 4000, "errorSum": 4000 * 1.3,
+             "squaredErrorSum": 4000 * 1.94}
+    state = None
+    for look in range(1, 4):  # three intervals of the same traffic
+        scale = {"requests": look, "feedbackTotal": look, "errorSum": look,
+                 "squaredErrorSum": look}
+        counts = {"lossBound": 5.0,
+                  "champion": {k: v * scale[k] for k, v in champion.items()},
+                  "challenger": {k: v * scale[k] for k, v in worse.items()}}
+        d = evaluate([reg], counts, 600 * look, state, LOOSE)
+        state = d.state
+    g = d.gates[0]
+    assert "bounded by 5" in g.statistic["method"]
+    assert g.estimate == pytest.approx(0.3)
+    assert g.lower is not None and 0.05 <= g.lower < 0.3
+    assert g.verdict == "Fail" and d.action is Action.ROLLBACK
+    first = {"requests": 150, "feedbackTotal": 150, "errorSum": 30.0, "squaredErrorSum": 12.0}
+    d = evaluate([reg], {"lossBound": 5.0, "champion": first, "challenger": first}, 60, None,
+                 LOOSE)
+    assert d.gates[0].verdict == "Pending" and "burn-in" not in d.gates[0].message
+
+
 def test_accuracy_bets_from_the_first_labels_and_regression_waits_for_its_burn_in() -> None:
     acc = {"name": "acc", "type": "accuracy", "margin": 0.01}
     arm = {"requests": 150, "feedbackCorrect": 100, "feedbackTotal": 150}

@@ -204,5 +204,11 @@ def test_label_maturity_reaches_the_sidecar_with_a_store_that_remembers_long_eno
     assert "--feedback-capacity" not in args
     plain_args = build_sidecar_container("iris", plain, "champion")["args"]
     assert "--label-maturity" not in plain_args
+    bounded = ModelDeploymentSpec.model_validate(
+        {**plain.to_wire(), "monitoring": {"feedback": {"enabled": True, "lossBound": 0.1 + 0.2}}}
+    )
+    bounded_args = build_sidecar_container("iris", bounded, "challenger")["args"]
+    # Exactly the number the gate divides by (0.30000000000000004, not 0.3).
+    assert float(bounded_args[bounded_args.index("--loss-bound") + 1]) == 0.1 + 0.2
     # Feedback off (the default): the sidecar refuses labels and keeps no prediction.
     assert plain_args[plain_args.index("--feedback-capacity") + 1] == "0"
