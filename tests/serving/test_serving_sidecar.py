@@ -171,3 +171,32 @@ def test_head_requests_pass_through_the_proxies(stack) -> None:
         response = httpx.head(f"{url}/v2/health/ready", timeout=5)
         assert response.status_code == 200 and response.content == b""
         assert httpx.get(f"{url}/v2/health/ready", timeout=5).json() == {"ready": True}
+
+
+def test_retries_without_a_router_are_counted_apart(stack, models: Models) -> None:
+    """Behind a Gateway API route: a standard attempt marker, or an id this sidecar answered
+    within the window, makes a retry; it is answered and its label scored all the same."""
+    rows = models.X[:1]
+    label = int(models.classifier.predict(rows)[0])
+    run = time.monotonic_ns()
+    before = httpx.get(stack.champion.metrics_url).text
+    first = infer(stack.champion.url, v2_request(rows), headers={"X-Request-Id": f"g-{run}"})
+    repeated = infer(stack.champion.url, v2_request(rows), headers={"X-Request-Id": f"g-{run}"})
+    envoy = infer(stack.champion.url, v2_request(rows),
+                  headers={"X-Request-Id": f"e-{run}", "x-envoy-attempt-count": "2"})
+    grpc = infer(stack.champion.url, v2_request(rows), headers={"grpc-previous-rpc-attempts": "1"})
+    assert [r.status_code for r in (first, repeated, envoy, grpc)] == [200] * 4
+    assert repeated.json() == first.json()
+    scored = httpx.post(f"{stack.champion.url}/v2/feedback", json={"id": f"e-{run}",
+                                                                    "truth": label})
+    assert scored.json()["correct"] == 1
+    after = httpx.get(stack.champion.metrics_url).text
+
+    def delta(name: str, **labels: str) -> float:
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    assert delta("modelops_requests_total") == 1
+    assert delta("modelops_request_duration_seconds_count") == 1
+    assert delta("modelops_prediction_value_count") == 1
+    assert delta("modelops_retries_total", code="200") == 3
+    assert delta("modelops_feedback_total", outcome="correct") == 1
