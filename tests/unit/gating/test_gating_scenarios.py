@@ -21,7 +21,12 @@ import numpy as np
 import pytest
 
 from modelops_operator.challenge.replay import Replayer, load_policy
-from modelops_serving.feedback_store import MaturingScores, Score
+from modelops_serving.feedback_store import FeedbackStore, MaturingScores, Score
+from modelops_serving.metrics import SidecarMetrics
+from modelops_serving.retries import RouteMemory, attempt_line, read_marks, route_arm
+from modelops_serving.router_config import RouterConfig
+from modelops_serving.routing import CHALLENGER, CHAMPION
+from modelops_serving.sidecar import Sidecar
 
 pytestmark = pytest.mark.slow
 
@@ -285,3 +290,90 @@ def test_power_is_kept() -> None:
     equal = errors_world(3000, lambda k: 0.005, lambda k: 0.005)
     answers = run(policy([ERRORS], [5, 25, 50]), equal, looks=120, runs=runs, seed=10)
     assert share(answers, "promote") >= 0.8
+
+
+def router_config(percent: int) -> RouterConfig:
+    return RouterConfig(apiVersion="router.modelops.io/v1alpha1",
+                        champion={"url": "http://champion"},  # type: ignore[arg-type]
+                        challenger={"url": "http://challenger"},  # type: ignore[arg-type]
+                        challengerWeight=percent)
+
+
+def new_sidecar(clock: Callable[[], float]) -> Sidecar:
+    metrics = SidecarMetrics({"deployment": "fraud", "model": "fraud", "version": "v", "role": ""})
+    return Sidecar("http://model", metrics, FeedbackStore(clock=clock))
+
+
+def retrying_world(champion: float, challenger: float, retries: int, again: float,
+                   recognised: bool, per_minute: float = 3000) -> Minute:
+    """Clients retry a failed request up to `retries` times, a second or two apart, until it
+    succeeds; a retry fails again with probability `again` (the input, not the model, was the
+    trouble). Each attempt goes through the router's `RouteMemory` and `route_arm`, carries the
+    head the router writes, and is counted or not by the sidecar's `is_retry`; with
+    `recognised=False` the router remembers nothing, as before retries were recognised, so a
+    retry is split like a new request and counted where it lands. First attempts that succeed
+    are counted in bulk: a fresh id and no marker, which every rule counts."""
+    state: dict[str, Any] = {}
+
+    def minute(rng, k, percent, champion_pod, challenger_pod):
+        if k == 1:  # a new run: a new router and new sidecars
+            state["clock"] = [0.0]
+            clock = lambda: state["clock"][0]  # noqa: E731
+            state["memory"] = RouteMemory(100_000, 3600.0, clock=clock)
+            state["sidecars"] = {CHAMPION: new_sidecar(clock), CHALLENGER: new_sidecar(clock)}
+        now, memory, sidecars = state["clock"], state["memory"], state["sidecars"]
+        pods = {CHAMPION: champion_pod, CHALLENGER: challenger_pod}
+        config = router_config(percent)
+
+        def attempt(request_id: str, drawn: str | None) -> tuple[str, bool]:
+            """Where one attempt goes (the split's `drawn` arm for a new request) and whether
+            its sidecar counts it."""
+            marks = read_marks(b"\r\nX-Request-Id: %s\r\n" % request_id.encode())
+            earlier, number = memory.earlier(marks) if recognised else (None, marks.standard)
+            arm = drawn or route_arm(config, earlier, None, rng.random)
+            if recognised:
+                memory.dispatched(marks.request_id, earlier, arm, f"http://{arm}", number)
+            seen = read_marks(b"\r\nX-Request-Id: %s%s\r\n" % (request_id.encode(),
+                                                                  attempt_line(number)))
+            return arm, not sidecars[arm].is_retry(seen.attempt, seen.request_id)
+
+        for arm, n in zip((CHAMPION, CHALLENGER), split(rng, per_minute, percent), strict=True):
+            failed = int(rng.binomial(n, champion if arm == CHAMPION else challenger))
+            pods[arm].add(requests=n - failed)
+            for i in range(failed):
+                request_id = f"{k}-{arm}-{i}"
+                now[0] = 60.0 * k + float(rng.uniform(0, 58))
+                where, counted = attempt(request_id, arm)
+                assert counted
+                pods[where].add(requests=1, errors=1)
+                for _ in range(retries):
+                    now[0] += float(rng.uniform(1, 2))
+                    where, counted = attempt(request_id, None)
+                    fails = bool(rng.random() < again)
+                    if counted:
+                        pods[where].add(requests=1, errors=int(fails))
+                    if not fails:
+                        break
+
+    return minute
+
+
+@pytest.mark.parametrize("retries", [1, 3])
+def test_retries_stay_on_their_arm_and_out_of_the_counts(retries: int) -> None:
+    """Counted as new requests where the split sends them, retries mix the arms' errors (with
+    a 5 % canary nearly all of the challenger's failures are retried on the champion, and the
+    champion's fill the challenger's small share with its error rate, so a worse challenger
+    looks like the champion) and come in clumps that the e-processes take for independent
+    evidence: false promotion 20 % (one retry) and 68 % (three) in 40 runs. Recognised by
+    their X-Request-Id, kept on their arm and counted apart: neither, and no false rollback."""
+    base, again, runs, looks = 0.005, 0.8, 100, 100
+    at_null = retrying_world(base, at_error_null(base), retries, again, recognised=True)
+    answers = run(policy([ERRORS], [5, 25, 50]), at_null, looks=looks, runs=runs, seed=20)
+    assert share(answers, "promote") <= limit(runs)
+    equal = retrying_world(base, base, retries, again, recognised=True)
+    answers = run(policy([ERRORS], [5, 25, 50]), equal, looks=looks, runs=runs, seed=21)
+    assert share(answers, "rollback") <= limit(runs)
+    # The control: the same worse challenger, its retries counted wherever the split sends them.
+    counted = retrying_world(base, at_error_null(base), retries, again, recognised=False)
+    answers = run(policy([ERRORS], [5, 25, 50]), counted, looks=looks, runs=40, seed=22)
+    assert share(answers, "promote") > limit(runs)
