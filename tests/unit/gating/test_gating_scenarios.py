@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 
 from modelops_operator.challenge.replay import Replayer, load_policy
 from modelops_serving.feedback_store import FeedbackStore, MaturingScores, Score
+from modelops_serving.feedback_store import score as score_label
 from modelops_serving.metrics import SidecarMetrics
 from modelops_serving.retries import RouteMemory, attempt_line, read_marks, route_arm
 from modelops_serving.router_config import RouterConfig
@@ -377,3 +379,50 @@ def test_retries_stay_on_their_arm_and_out_of_the_counts(retries: int) -> None:
     counted = retrying_world(base, at_error_null(base), retries, again, recognised=False)
     answers = run(policy([ERRORS], [5, 25, 50]), counted, looks=looks, runs=40, seed=22)
     assert share(answers, "promote") > limit(runs)
+
+
+def test_labels_sent_twice_count_once() -> None:
+    """30 % of labels are sent a second time, a minute or two after the first. Each request
+    (50 rows) is remembered in its sidecar's `FeedbackStore`; a label takes the prediction out
+    (`take_dated`), is scored and held by `MaturingScores` until the prediction is 4 minutes
+    old; every second label finds nothing (unmatched), so no request is counted twice."""
+    rows, duplicated, maturity = 50, 0.3, 240.0
+    state: dict[str, Any] = {}
+
+    def minute(rng, k, percent, champion_pod, challenger_pod):
+        if k == 1:  # a new run: new sidecars
+            state["clock"] = [0.0]
+            clock = lambda: state["clock"][0]  # noqa: E731
+            state["arms"] = {arm: (FeedbackStore(clock=clock), MaturingScores(maturity, clock),
+                                   defaultdict(list)) for arm in (CHAMPION, CHALLENGER)}
+        state["clock"][0] = 60.0 * k
+        for pod, n, accuracy in zip((champion_pod, challenger_pod), split(rng, 3000, percent),
+                                    (CHAMPION_ACCURACY, AT_ACCURACY_NULL), strict=True):
+            store, held, due = state["arms"][pod.arm]
+            for request_id, truth, second in due.pop(k, ()):
+                dated = store.take_dated(request_id)
+                assert (dated is None) == second  # a first label always finds its prediction
+                if dated is not None:
+                    held.add(dated[1], score_label(dated[0], truth))
+                else:
+                    state["unmatched"] = state.get("unmatched", 0) + 1
+            for result in held.release():
+                pod.add(correct=result.correct, incorrect=result.incorrect)
+            requests = n // rows
+            pod.add(requests=requests * rows)
+            p = 0.3 * accuracy[0] + 0.7 * accuracy[1]  # a row's chance, 30 % of rows hard
+            rights = rng.binomial(rows, p, size=requests)
+            delays = rng.integers(1, 4, size=requests)
+            again = rng.random(requests) < duplicated
+            for i in range(requests):
+                request_id = f"{k}-{i}"
+                store.remember(request_id, [1] * rows, classification=True)
+                truth = [1] * int(rights[i]) + [0] * (rows - int(rights[i]))
+                due[k + int(delays[i])].append((request_id, truth, False))
+                if again[i]:
+                    due[k + int(delays[i]) + 1 + i % 2].append((request_id, truth, True))
+
+    runs = 100
+    answers = run(policy([ACCURACY], [5, 25, 50]), minute, looks=120, runs=runs, seed=30)
+    assert share(answers, "promote") <= limit(runs)
+    assert state["unmatched"] > 0
