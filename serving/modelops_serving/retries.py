@@ -85,6 +85,8 @@ def marks_of(headers: list[tuple[bytes, bytes]]) -> Marks:
 
 
 def _marks(fields: list[tuple[bytes, bytes]]) -> Marks:
+    if not fields:
+        return _NO_MARKS
     request_id: str | None = None
     standard, ours = 1, 0
     for name, value in fields:
@@ -103,6 +105,9 @@ def _marks(fields: list[tuple[bytes, bytes]]) -> Marks:
         else:  # grpc-previous-rpc-attempts counts the attempts before this one
             standard = max(standard, number + 1)
     return Marks(request_id, standard, ours)
+
+
+_NO_MARKS = Marks(None, 1, 0)
 
 
 def attempt_line(attempt: int) -> bytes:
@@ -143,6 +148,9 @@ class RouteMemory:
                  clock: Callable[[], float] = time.monotonic):
         self.routes: BoundedTTLMap[str, Answered] = BoundedTTLMap(capacity, ttl, clock)
         self.retry_window = retry_window
+        # A first attempt's record names only its arm and URL: one shared object per arm (a
+        # frozen instance costs more to build than the rest of the hot path's bookkeeping).
+        self._first: dict[tuple[str, str], Answered] = {}
 
     def __len__(self) -> int:
         return len(self.routes)
@@ -168,7 +176,15 @@ class RouteMemory:
                               earlier.shadow_replica, attempt)
             if self.routes.replace(request_id, record):
                 return
-        self.routes.put(request_id, Answered(arm, url, None, attempt=attempt))
+        if attempt == 1:
+            record = self._first.get((arm, url))
+            if record is None:
+                if len(self._first) >= 16:  # arms' URLs change only with the configuration
+                    self._first.clear()
+                record = self._first[arm, url] = Answered(arm, url, None)
+        else:
+            record = Answered(arm, url, None, attempt=attempt)
+        self.routes.put(request_id, record)
 
     def answered(self, request_id: str, arm: str, url: str, shadow_url: str | None,
                  replica: str | None, attempt: int) -> None:
