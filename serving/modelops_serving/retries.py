@@ -176,15 +176,14 @@ class RouteMemory:
                               earlier.shadow_replica, attempt)
             if self.routes.replace(request_id, record):
                 return
-        if attempt == 1:
-            record = self._first.get((arm, url))
-            if record is None:
+        first = self._first.get((arm, url)) if attempt == 1 else None
+        if first is None:
+            first = Answered(arm, url, None, attempt=attempt)
+            if attempt == 1:
                 if len(self._first) >= 16:  # arms' URLs change only with the configuration
                     self._first.clear()
-                record = self._first[arm, url] = Answered(arm, url, None)
-        else:
-            record = Answered(arm, url, None, attempt=attempt)
-        self.routes.put(request_id, record)
+                self._first[arm, url] = first
+        self.routes.put(request_id, first)
 
     def answered(self, request_id: str, arm: str, url: str, shadow_url: str | None,
                  replica: str | None, attempt: int) -> None:
