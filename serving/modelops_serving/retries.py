@@ -20,6 +20,13 @@ answered itself less than ``retry_window`` seconds before (its feedback store st
 prediction). What stays counted as independent is in docs/gating.md ("Retries and duplicate
 labels").
 
+Not pinned to the replica: a client retries to get away from what failed, often one pod, and
+the evidence needs only the arm (the marker keeps the retry out of the counts on any replica;
+feedback follows the replica that answered the last attempt). Not recognised by a digest of
+the body, for clients that send no id: equal inputs from different users are common (a default
+feature vector, a popular item), hashing every body costs time on the request path in
+proportion to its size, and it would need a second memory of every request.
+
 Who may say "retry": the router drops any X-Modelops-Attempt a client sends before it writes its
 own (a shortcut's forwarded head and the general path alike), because the client's value would
 reach the sidecar of an arm the client can choose: reusing the id of a request it saw answered
