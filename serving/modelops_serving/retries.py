@@ -101,8 +101,7 @@ def _marks(fields: list[tuple[bytes, bytes]]) -> Marks:
         if name == b"x-request-id":
             request_id = value.strip(b" \t").decode("utf-8", "surrogateescape") or None
             continue
-        value = value.strip(b" \t")
-        number = min(int(value), MAX_ATTEMPT) if value.isdigit() else None
+        number = _count(value.strip(b" \t"))
         if name == b"x-modelops-attempt":
             ours = max(ours, number or 1)
         elif number is None:
@@ -115,6 +114,15 @@ def _marks(fields: list[tuple[bytes, bytes]]) -> Marks:
 
 
 _NO_MARKS = Marks(None, 1, 0)
+
+
+def _count(value: bytes) -> int | None:
+    """A marker's number, at most ``MAX_ATTEMPT``; None when it is not one. (Any number of
+    digits is a count, but ``int`` refuses thousands of them: they are cut first.)"""
+    if not value.isdigit():
+        return None
+    digits = value.lstrip(b"0")
+    return MAX_ATTEMPT if len(digits) > 4 else min(int(digits or b"0"), MAX_ATTEMPT)
 
 
 def attempt_line(attempt: int) -> bytes:

@@ -53,6 +53,8 @@ def head(*lines: str) -> bytes:
     (("X-Modelops-Attempt: 4",), Marks(None, 1, 4)),
     (("X-Modelops-Attempt: junk",), Marks(None, 1, 1)),  # there, so the router drops it
     (("x-envoy-attempt-count: 99999999999999999999",), Marks(None, 1000, 0)),
+    (("grpc-previous-rpc-attempts: " + "9" * 5000,), Marks(None, 1001, 0)),  # int() refuses it
+    (("X-Modelops-Attempt: 0002", "x-envoy-attempt-count: 000000001"), Marks(None, 1, 2)),
 ])
 def test_marks_read_alike_from_a_head_and_from_header_pairs(lines: tuple[str, ...],
                                                             expected: Marks) -> None:
