@@ -423,6 +423,6 @@ def test_labels_sent_twice_count_once() -> None:
                     due[k + int(delays[i]) + 1 + i % 2].append((request_id, truth, True))
 
     runs = 100
-    answers = run(policy([ACCURACY], [5, 25, 50]), minute, looks=120, runs=runs, seed=30)
+    answers = run(policy([ACCURACY], [5, 25, 50]), minute, looks=100, runs=runs, seed=30)
     assert share(answers, "promote") <= limit(runs)
     assert state["unmatched"] > 0
