@@ -60,6 +60,13 @@ class BoundedTTLMap(Generic[K, V]):
         found = self._entries.get(key)
         return None if found is None else found[1]
 
+    def get_aged(self, key: K) -> tuple[V, float] | None:
+        """The value and its age, the seconds since it was put; None if gone."""
+        now = self._clock()
+        self._purge_expired(now)
+        found = self._entries.get(key)
+        return None if found is None else (found[1], now - found[0] + self.ttl)
+
     def replace(self, key: K, value: V) -> bool:
         """A new value for a live entry, which keeps its place and expiry; False if gone."""
         self._purge_expired(self._clock())
@@ -101,8 +108,13 @@ class FeedbackStore(BoundedTTLMap[str, Remembered]):
         super().__init__(capacity, ttl, clock)
         self.max_values = max_values
 
-    def remember(self, request_id: str, values: list[Any], classification: bool) -> None:
-        self.put(request_id, Remembered(tuple(values[: self.max_values]), classification))
+    def remember(self, request_id: str, values: list[Any], classification: bool,
+                 keep_time: bool = False) -> None:
+        """``keep_time``: a live entry of the id keeps its age (a retry's answer replaces
+        its first attempt's, which the retry window is measured from)."""
+        remembered = Remembered(tuple(values[: self.max_values]), classification)
+        if not (keep_time and self.replace(request_id, remembered)):
+            self.put(request_id, remembered)
 
 
 def same_value(predicted: Any, truth: Any) -> bool:

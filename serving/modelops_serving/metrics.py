@@ -84,7 +84,15 @@ class SidecarMetrics:
             "modelops_process_start_time_seconds",
             "When this process's counters started from zero (unix seconds).",
             names, registry=self.registry).labels(*ident).set(time.time())
+        # Retries (retries.py) are counted here, not in the series above: the gates read those
+        # as independent requests, which a retry of one is not.
+        self._retries = Counter(
+            "modelops_retries", "Retried inference requests answered (marked by the router or "
+            "a standard attempt header, or a repeated X-Request-Id), by HTTP status code; not "
+            "in modelops_requests, its latency or its predictions.",
+            [*names, "code"], registry=self.registry)
         self._request_children: dict[int, Any] = {}
+        self._retry_children: dict[int, Any] = {}
         self._requests_family = self._requests
 
     def count_request(self, code: int) -> None:
@@ -92,6 +100,13 @@ class SidecarMetrics:
         if child is None:
             child = self._requests_family.labels(*self._ident, str(code))
             self._request_children[code] = child
+        child.inc()
+
+    def count_retry(self, code: int) -> None:
+        child = self._retry_children.get(code)
+        if child is None:
+            child = self._retries.labels(*self._ident, str(code))
+            self._retry_children[code] = child
         child.inc()
 
     def observe_predictions(self, values: list[Any]) -> None:

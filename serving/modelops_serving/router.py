@@ -31,7 +31,6 @@ from multidict import CIMultiDict
 
 from .afterwork import AfterWork
 from .cli import EnvArgumentParser, configure_logging, fail, install_fast_event_loop
-from .feedback_store import BoundedTTLMap
 from .httpkit import (
     HOP_BY_HOP_BYTES,
     JSONDecodeError,
@@ -49,27 +48,22 @@ from .leanhttp import (
     header_value,
     json_reply,
 )
+from .retries import (
+    RETRY_WINDOW_SECONDS,
+    RouteMemory,
+    marks_of,
+    route_arm,
+    with_attempt,
+)
 from .router_config import ConfigError, ConfigWatcher, RouterConfig
 from .router_metrics import RouterMetrics
 from .router_shortcut import RouterShortcut
-from .routing import CHAMPION, agreement, choose_arm, first_output, should_mirror
+from .routing import CHAMPION, agreement, first_output, should_mirror
 from .servedby import ReplicaPools, replica_address, take_served_by_line
 from .upstream import Answer, UpstreamPool, UpstreamUnreachable, failure_name
 
 log = logging.getLogger("modelops_serving.router")
 UPSTREAM_TIMEOUT = 120.0
-
-
-@dataclass(frozen=True)
-class Answered:
-    """Where one request went, so its feedback can follow it: the arm's URL, and the address
-    (``ip:port``) of the replica behind it that answered when it said so (``servedby.py``)."""
-
-    arm: str
-    url: str
-    shadow_url: str | None
-    replica: str | None = None
-    shadow_replica: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,11 +80,12 @@ class MirrorJob:
 class Router:
     def __init__(self, watcher: ConfigWatcher, config: RouterConfig, metrics: RouterMetrics,
                  mirror_queue: int, mirror_workers: int, mirror_timeout: float,
-                 memory: int, memory_ttl: float):
+                 memory: int, memory_ttl: float, retry_window: float = RETRY_WINDOW_SECONDS):
         self.watcher = watcher
         self.config = config
         self.metrics = metrics
-        self.answered: BoundedTTLMap[str, Answered] = BoundedTTLMap(memory, memory_ttl)
+        # Where each request id went: its feedback follows, and so do its retries (retries.py).
+        self.memory = RouteMemory(memory, memory_ttl, retry_window)
         self.queue: asyncio.Queue[MirrorJob] = asyncio.Queue(maxsize=mirror_queue)
         # The queue is bounded in bytes too: a few huge bodies must not pile up in memory.
         self.queued_bytes = 0
@@ -145,16 +140,18 @@ class Router:
                                         timeout=aiohttp.ClientTimeout(total=timeout)) as upstream:
             return upstream.status, forwardable(upstream.headers), await upstream.read()
 
-    async def _pass_on(self, request: Request, base_url: str) -> Answer:
-        """The request as it came (minus hop-by-hop headers) to a backend; its raw answer."""
+    async def _pass_on(self, request: Request, base_url: str,
+                       headers: list[tuple[bytes, bytes]]) -> Answer:
+        """The request as it came (minus hop-by-hop headers, with ``headers``) to a backend;
+        its raw answer."""
         pool = self.pool(base_url)
         if pool is None:
-            status, headers, payload = await self._forward(
+            status, answer_headers, payload = await self._forward(
                 request.method.decode("latin-1"), base_url, request.target.decode("latin-1"),
-                request.body, header_dict(request.headers))
-            return status, header_lines(headers), payload, None
+                request.body, header_dict(headers))
+            return status, header_lines(answer_headers), payload, None
         return await pool.send(
-            pool.serialise(request.method, request.target, request.headers, request.body),
+            pool.serialise(request.method, request.target, headers, request.body),
             UPSTREAM_TIMEOUT)
 
     async def handle(self, request: Request) -> Reply:
@@ -170,58 +167,77 @@ class Router:
         config = self.config
         started = time.perf_counter()
         is_inference = request.method == b"POST" and request.path.endswith(b"/infer")
-        arm = CHAMPION
-        if is_inference and config.mode == "split":
-            sticky = None
-            if config.stickyHeader:
-                value = request.header(config.stickyHeader.lower().encode("latin-1"))
-                sticky = None if value is None else value.decode("utf-8", "surrogateescape")
-            arm = choose_arm(config.challengerWeight, sticky)
+        arm, attempt, request_id, headers = CHAMPION, 1, None, request.headers
+        if is_inference:
+            arm, attempt, request_id, headers = self._route(config, request)
         backend = config.champion if arm == CHAMPION else config.challenger
         assert backend is not None
         try:
-            status, lines, payload, length = await self._pass_on(request, backend.url)
+            status, lines, payload, length = await self._pass_on(request, backend.url, headers)
         except TimeoutError:
-            return self.failed(arm, started, 504, "timed out", is_inference)
+            return self.failed(arm, started, 504, "timed out", is_inference, attempt)
         except (OSError, aiohttp.ClientError) as exc:
             return self.failed(arm, started, 502, f"is unavailable ({failure_name(exc)})",
-                               is_inference)
+                               is_inference, attempt)
         if is_inference:
             lines, served_by = take_served_by_line(lines)
             self.record(config, arm, backend.url, time.perf_counter() - started, status, payload,
-                        header_value(lines) or _text(request.header(b"x-request-id")), served_by,
-                        lambda: (request.target, request.body, request.headers))
+                        header_value(lines) or request_id, served_by,
+                        lambda: (request.target, request.body, request.headers), attempt)
         return Reply(status, header_block(lines), payload, length)
 
+    def _route(self, config: RouterConfig, request: Request
+               ) -> tuple[str, int, str | None, list[tuple[bytes, bytes]]]:
+        """An inference call's arm (its first attempt's, for a retry: ``retries.py``), its
+        attempt number and id, and the headers it goes on with."""
+        marks = marks_of(request.headers)
+        earlier, attempt = self.memory.earlier(marks)
+        sticky = None
+        if config.stickyHeader and config.mode == "split":
+            value = request.header(config.stickyHeader.lower().encode("latin-1"))
+            sticky = None if value is None else value.decode("utf-8", "surrogateescape")
+        arm = route_arm(config, earlier, sticky)
+        backend = config.champion if arm == CHAMPION else config.challenger
+        assert backend is not None
+        self.memory.dispatched(marks.request_id, earlier, arm, backend.url, attempt)
+        headers = request.headers
+        if attempt > 1 or marks.ours:  # a client's own X-Modelops-Attempt never passes
+            headers = with_attempt(headers, attempt)
+        return arm, attempt, marks.request_id, headers
+
     def failed(self, arm: str, started: float, status: int, what: str,
-               is_inference: bool = True) -> Reply:
+               is_inference: bool = True, attempt: int = 1) -> Reply:
         if is_inference:
-            self.metrics.count_request(arm, status)
+            self.metrics.count_request(arm, status, attempt)
             self.metrics.duration[arm].observe(time.perf_counter() - started)
         return json_reply({"error": f"the {arm} {what}"}, status)
 
     def record(self, config: RouterConfig, arm: str, url: str, elapsed: float, status: int,
                payload: bytes, request_id: str | None, served_by: bytes | None,
-               original: Callable[[], RequestParts]) -> None:
+               original: Callable[[], RequestParts], attempt: int = 1) -> None:
         """After an inference answer: where it went (for feedback: the arm's URL and the
         replica named by ``served_by``), its metrics, and in shadow mode the copy for the
         challenger (``original`` gives the request's target, body and raw headers, only then).
+        A retry (``attempt`` > 1) is not copied again: the challenger saw its first attempt.
         The hot path calls it in batches (``after_answers``)."""
         shadow_url = None
-        if config.mode == "shadow" and config.challenger and should_mirror(config.mirrorPercent):
+        if (attempt == 1 and config.mode == "shadow" and config.challenger
+                and should_mirror(config.mirrorPercent)):
             shadow_url = config.challenger.url
             target, body, raw_headers = original()
             self._enqueue_mirror(shadow_url, target.decode("latin-1"), body,
                                  header_dict(raw_headers), request_id, status, payload)
         if request_id:
-            self.answered.put(request_id, Answered(arm, url, shadow_url,
-                                                   _replica(url, served_by)))
-        self.metrics.count_request(arm, status)
+            self.memory.answered(request_id, arm, url, shadow_url, _replica(url, served_by),
+                                 attempt)
+        self.metrics.count_request(arm, status, attempt)
         self.metrics.duration[arm].observe(elapsed)
 
     def _enqueue_mirror(self, base_url: str, path_qs: str, body: bytes, headers: Any,
                         request_id: str | None, status: int, payload: bytes) -> None:
         mirror_headers = headers.copy()
+        # A client's own attempt header would reach the challenger's sidecar alone (retries.py).
+        mirror_headers.popall("X-Modelops-Attempt", None)
         if request_id:
             # The same id on both arms is what lets feedback score the pair.
             mirror_headers["X-Request-Id"] = request_id
@@ -260,9 +276,10 @@ class Router:
         if not job.request_id or len(served_by) != 1:
             return
         replica = _replica(job.base_url, served_by[0].encode("latin-1"))
-        answered = self.answered.get(job.request_id)
+        routes = self.memory.routes
+        answered = routes.get(job.request_id)
         if replica and answered is not None and answered.shadow_url == job.base_url:
-            self.answered.replace(job.request_id, replace(answered, shadow_replica=replica))
+            routes.replace(job.request_id, replace(answered, shadow_replica=replica))
 
     async def _send_feedback(self, replica: str | None, url: str, body: bytes,
                              headers: Any) -> tuple[int, Any, bytes]:
@@ -291,7 +308,7 @@ class Router:
             self.metrics.count_feedback("invalid")
             return json_reply({"error": "feedback body must be JSON {\"id\": ..., \"truth\": "
                                         "...} (or send the id in X-Request-Id)"}, 400)
-        answered = self.answered.take(request_id)
+        answered = self.memory.take(request_id)
         if answered is None:
             self.metrics.count_feedback("unmatched")
             return json_reply({"id": request_id, "outcome": "unmatched",
@@ -428,6 +445,9 @@ def parse_args(argv: list[str] | None) -> Any:
                     help="request ids remembered to route feedback")
     parser.add_flag("--feedback-ttl", type=float, default=3600.0,
                     help="seconds a request id is remembered")
+    parser.add_flag("--retry-window", type=float, default=RETRY_WINDOW_SECONDS,
+                    help="seconds after a request's first attempt in which another with its "
+                    "X-Request-Id is a retry: sent to the same arm, not counted again")
     parser.add_flag("--log-level", default="INFO", help="logging level")
     return parser.parse_args(argv)
 
@@ -442,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"{args.config}: {exc}")
     router = Router(watcher, config, RouterMetrics(args.deployment), int(args.mirror_queue),
                     int(args.mirror_workers), float(args.mirror_timeout),
-                    int(args.feedback_capacity), float(args.feedback_ttl))
+                    int(args.feedback_capacity), float(args.feedback_ttl),
+                    float(args.retry_window))
     install_fast_event_loop()
     asyncio.run(serve(router, args.host, int(args.port), int(args.metrics_port),
                       float(args.reload_interval), int(args.max_body_bytes)))

@@ -27,6 +27,12 @@ class RouterMetrics:
             ["deployment", "arm", "code"], registry=reg)
         self._children: dict[tuple[str, int], Any] = {}
         self._deployment = dep
+        retries = Counter(
+            "modelops_router_retries",
+            "Retries recognised (retries.py): sent to the arm of the first attempt, marked so "
+            "that its sidecar does not count them again. Also in modelops_router_requests.",
+            ["deployment", "arm"], registry=reg)
+        self.retries = {arm: retries.labels(dep, arm) for arm in ARMS}
         duration = Histogram(
             "modelops_router_request_duration_seconds", "Latency of routed inference requests.",
             ["deployment", "arm"], buckets=DEFAULT_LATENCY_BUCKETS, registry=reg)
@@ -78,12 +84,14 @@ class RouterMetrics:
             "modelops_router_mirror_queue_depth", "Shadow copies waiting to be sent.",
             ["deployment"], registry=reg).labels(dep)
 
-    def count_request(self, arm: str, code: int) -> None:
+    def count_request(self, arm: str, code: int, attempt: int = 1) -> None:
         child = self._children.get((arm, code))
         if child is None:
             child = self._requests.labels(self._deployment, arm, str(code))
             self._children[(arm, code)] = child
         child.inc()
+        if attempt > 1:
+            self.retries[arm].inc()
 
     def count_paired(self, champion: str, challenger: str) -> None:
         self._paired.labels(self._deployment, champion, challenger).inc()

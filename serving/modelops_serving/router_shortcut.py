@@ -17,7 +17,8 @@ import time
 from typing import TYPE_CHECKING
 
 from .leanhttp import Reply, RequestParts, header_block, header_value
-from .routing import CHAMPION, choose_arm
+from .retries import attempt_line, read_marks, route_arm
+from .routing import CHAMPION
 from .servedby import take_served_by, take_served_by_line
 from .shortcut import REQUEST_ID_FIELD, PlainRequest, PlainRequestReader, field_pattern
 from .upstream import PlainAnswer, failure_name
@@ -46,23 +47,29 @@ class RouterShortcut:
         request = self.reader.read(data)
         if request is None:
             return False
-        arm = CHAMPION
-        if config.mode == "split":
-            # The first value, as the general path reads it (Request.header).
-            sticky = (request.first_value(self._sticky_field(config.stickyHeader))
-                      if config.stickyHeader else None)
-            arm = choose_arm(config.challengerWeight, sticky)
+        # A retry goes where its first attempt went (retries.py); the memory is only read
+        # here, so that a request left to the general path is not taken for its own retry.
+        marks = read_marks(request.head)
+        earlier, attempt = router.memory.earlier(marks)
+        # The first value, as the general path reads it (Request.header).
+        sticky = (request.first_value(self._sticky_field(config.stickyHeader))
+                  if config.stickyHeader and config.mode == "split" else None)
+        arm = route_arm(config, earlier, sticky)
         backend = config.champion if arm == CHAMPION else config.challenger
         assert backend is not None
         pool = router.pool(backend.url)
         if pool is None or pool.prefix:
             return False  # the general path goes through aiohttp's client or adds the prefix
+        router.memory.dispatched(marks.request_id, earlier, arm, backend.url, attempt)
         started = time.perf_counter()
 
         def done(outcome: Answer | PlainAnswer | BaseException) -> None:
-            self._answer(connection, config, arm, backend.url, request, started, outcome)
+            self._answer(connection, config, arm, backend.url, request, started, attempt,
+                         outcome)
 
-        pool.dispatch(request.forwarded(pool.host_line), UPSTREAM_TIMEOUT, done)
+        # ``forwarded`` drops a client's X-Modelops-Attempt; ours follows the Host line.
+        pool.dispatch(request.forwarded(pool.host_line + attempt_line(attempt)),
+                      UPSTREAM_TIMEOUT, done)
         return True
 
     def _sticky_field(self, name: str) -> re.Pattern[bytes]:
@@ -71,7 +78,7 @@ class RouterShortcut:
         return self._sticky[1]
 
     def _answer(self, connection: _Connection, config: RouterConfig, arm: str, url: str,
-                request: PlainRequest, started: float,
+                request: PlainRequest, started: float, attempt: int,
                 outcome: Answer | PlainAnswer | BaseException) -> None:
         router = self.router
         if isinstance(outcome, BaseException):
@@ -79,7 +86,7 @@ class RouterShortcut:
                     else f"is unavailable ({failure_name(outcome)})")
             connection.finish_shortcut(
                 router.failed(arm, started, 504 if isinstance(outcome, TimeoutError) else 502,
-                              what))
+                              what, attempt=attempt))
             return
         # The replica's address is for feedback, not for the client: taken out of the answer.
         if isinstance(outcome, PlainAnswer):
@@ -96,7 +103,7 @@ class RouterShortcut:
             request_id = header_value(lines)
         router.after_answers.add(config, arm, url, time.perf_counter() - started, status,
                                  payload, request_id or request.last_value(REQUEST_ID_FIELD),
-                                 served_by, lambda: _original(request))
+                                 served_by, lambda: _original(request), attempt)
 
 
 def _original(request: PlainRequest) -> RequestParts:

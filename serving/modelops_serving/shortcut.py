@@ -31,6 +31,7 @@ from .requestids import (
     response_key,
     with_request_id,
 )
+from .retries import read_marks
 from .upstream import PlainAnswer, failure_name
 
 if TYPE_CHECKING:
@@ -43,7 +44,10 @@ if TYPE_CHECKING:
 _NOT_PLAIN = re.compile(rb"\r\n(?:expect|" + CONNECTION_LEVEL_FIELDS + rb")[ \t]*:",
                         re.IGNORECASE)
 _CONNECTION = re.compile(rb"\r\nconnection[ \t]*:([^\r\n]*)", re.IGNORECASE)
-_REPLACED = re.compile(rb"\r\n(?:host|connection)[ \t]*:[^\r\n]*", re.IGNORECASE)
+# Replaced on the way: Host, Connection, and X-Modelops-Attempt, which only the router writes
+# (retries.py): a client's never passes, and the model server has no use for the router's.
+_REPLACED = re.compile(rb"\r\n(?:host|connection|x-modelops-attempt)[ \t]*:[^\r\n]*",
+                       re.IGNORECASE)
 
 
 def plain_inference_request(data: bytes, max_body_bytes: int) -> tuple[int, int] | None:
@@ -95,8 +99,9 @@ class PlainRequest:
         self.head = data[line_end:head_end + 2]
 
     def forwarded(self, host_line: bytes) -> bytes:
-        """The request for the next hop: its Host (``host_line``, ``"\r\nHost: …"``) instead
-        of the client's, without a Connection line, otherwise as it came."""
+        """The request for the next hop: its Host (``host_line``, ``"\r\nHost: …"``, and any
+        line to add after it) instead of the client's, without a Connection or
+        X-Modelops-Attempt line, otherwise as it came."""
         data = self.data
         return b"%s%s%s\r\n%s" % (data[:self.line_end], host_line, _REPLACED.sub(b"", self.head),
                                   data[self.head_end + 4:])
@@ -164,20 +169,21 @@ class InferenceShortcut:
         if request is None:
             return False
         started = time.perf_counter()
-        client_id = request.last_value(REQUEST_ID_FIELD)
+        client_id, _, _ = marks = read_marks(request.head)
+        attempt = marks.attempt
 
         def done(outcome: Answer | PlainAnswer | BaseException) -> None:
-            self._answer(connection, started, client_id, outcome)
+            self._answer(connection, started, client_id, attempt, outcome)
 
         self.pool.dispatch(request.forwarded(self.pool.host_line), self.sidecar.timeout, done)
         return True
 
     def _answer(self, connection: _Connection, started: float, client_id: str | None,
-                outcome: Answer | PlainAnswer | BaseException) -> None:
+                attempt: int, outcome: Answer | PlainAnswer | BaseException) -> None:
         if isinstance(outcome, PlainAnswer):
             status, body = outcome.status, outcome.body
         elif isinstance(outcome, BaseException):
-            self._failed(connection, started, outcome)
+            self._failed(connection, started, attempt, client_id, outcome)
             return
         else:
             status, lines, body, _ = outcome
@@ -194,12 +200,16 @@ class InferenceShortcut:
         else:
             connection.finish_shortcut(Reply(
                 status, header_block(with_request_id(lines, key, connection.served_by)), body))
-        self.sidecar.after_answers.add(key, status, body, response, elapsed)
+        self.sidecar.after_answers.add(key, status, body, response, elapsed, attempt,
+                                       client_id is not None)
 
-    def _failed(self, connection: _Connection, started: float, error: BaseException) -> None:
+    def _failed(self, connection: _Connection, started: float, attempt: int,
+                client_id: str | None, error: BaseException) -> None:
         if isinstance(error, TimeoutError):
-            reply = self.sidecar.failed(True, started, 504, "the model server timed out")
+            reply = self.sidecar.failed(True, started, 504, "the model server timed out",
+                                        attempt, client_id)
         else:
             reply = self.sidecar.failed(
-                True, started, 502, f"the model server is unavailable: {failure_name(error)}")
+                True, started, 502, f"the model server is unavailable: {failure_name(error)}",
+                attempt, client_id)
         connection.finish_shortcut(reply)

@@ -4,7 +4,8 @@ Everything is forwarded unchanged to ``--upstream`` (ours, MLServer, Triton). In
 (``POST .../infer``) are counted and timed, their predicted values go into a histogram and are
 remembered by request id, so that ``POST /v2/feedback`` with the true value can score them.
 Their answers carry ``X-Modelops-Served-By`` (this replica's address, ``servedby.py``), so that
-a router in front of several replicas sends the feedback back to this one.
+a router in front of several replicas sends the feedback back to this one. Retries are served and
+remembered alike but counted apart (``retries.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .metrics import (
     parse_buckets,
 )
 from .requestids import UNPARSED, parse_response, response_key, with_request_id
+from .retries import RETRY_WINDOW_SECONDS, marks_of
 from .shortcut import InferenceShortcut
 from .upstream import UpstreamPool, failure_name
 
@@ -54,10 +56,13 @@ class Sidecar:
     timeout: float = 120.0
     # Labels counted when their prediction is this old (None: at arrival); see MaturingScores.
     maturing: MaturingScores | None = None
-    # Off (--feedback-capacity 0): POST /v2/feedback is refused and no prediction is kept.
+    # Off (--feedback off): POST /v2/feedback is refused. Predictions are still remembered:
+    # the store is also how a repeated X-Request-Id is told to be a retry.
     feedback_on: bool = True
     # Regression: the largest absolute error one label counts for (None: unbounded).
     loss_bound: float | None = None
+    # A request whose X-Request-Id this sidecar answered this recently is a retry.
+    retry_window: float = RETRY_WINDOW_SECONDS
     # The hot path's bookkeeping (``account``), done in batches after the answers.
     after_answers: AfterWork = field(init=False)
 
@@ -82,32 +87,51 @@ class Sidecar:
             classification = self.task == "classification"
         return values, classification
 
+    def is_retry(self, attempt: int, client_id: str | None) -> bool:
+        """Whether an inference attempt is counted apart: a marker calls it a retry
+        (``attempt`` > 1, ``retries.Marks.attempt``), or this sidecar answered the client's
+        X-Request-Id less than ``retry_window`` seconds before (the store still holds that
+        prediction; an answer that failed is not remembered, so only the router or a marker
+        recognises the retry of a failure)."""
+        if attempt > 1:
+            return True
+        if client_id is None:
+            return False
+        found = self.store.get_aged(client_id)
+        return found is not None and found[1] <= self.retry_window
+
     def account(self, key: str, status: int, body: bytes, response: Any,
-                elapsed: float) -> None:
+                elapsed: float, attempt: int = 1, client_named: bool = False) -> None:
         """Metrics and feedback memory for one answered inference; ``response`` is its parsed
-        body, or ``UNPARSED`` when the hot path did not need to read it."""
+        body, or ``UNPARSED`` when the hot path did not need to read it. ``key`` is the
+        client's X-Request-Id when ``client_named``. A retry is remembered for its feedback
+        as any answer, but counted only in ``modelops_retries_total``."""
+        retry = self.is_retry(attempt, key if client_named else None)
         if status == 200:
             if response is UNPARSED:
                 response = parse_response(body)
             if response is not None:
-                self.remember(key, response)
+                self.remember(key, response, retry)
+        if retry:
+            self.metrics.count_retry(status)
+            return
         self.metrics.count_request(status)
         self.metrics.duration.observe(elapsed)
 
-    def remember(self, key: str, response: Any) -> None:
-        """The predictions of one successful response: histogram and feedback memory."""
+    def remember(self, key: str, response: Any, retry: bool = False) -> None:
+        """The predictions of one successful response: histogram (not a retry's: its input
+        was counted once already) and feedback memory."""
         found = self._prediction_values(response)
         if found is None:
             return
         values, classification = found
         evicted_before = self.store.evicted
-        self.metrics.observe_predictions(values)
-        if not self.feedback_on:
-            return
-        self.store.remember(key, values, classification)
+        if not retry:
+            self.metrics.observe_predictions(values)
+        self.store.remember(key, values, classification, keep_time=retry)
         response_id = response.get("id")
         if isinstance(response_id, str) and response_id != key:
-            self.store.remember(response_id, values, classification)
+            self.store.remember(response_id, values, classification, keep_time=retry)
         self.metrics.store_entries.set(len(self.store))
         if self.store.evicted != evicted_before:
             self.metrics.store_evictions.inc(self.store.evicted - evicted_before)
@@ -123,31 +147,36 @@ class Sidecar:
         method = request.method
         is_inference = method == b"POST" and request.path.endswith(b"/infer")
         assert self.pool is not None
-        client_id: bytes | None = None  # the last one, as on the hot path
-        for name, value in request.headers:
-            if name.lower() == b"x-request-id":
-                client_id = value
-        payload = self.pool.serialise(method, request.target, request.headers, request.body)
+        marks = marks_of(request.headers)  # the last X-Request-Id, as on the hot path
+        client_id, attempt = marks.request_id, marks.attempt
+        headers = [(name, value) for name, value in request.headers
+                   if name.lower() != b"x-modelops-attempt"] if marks.ours else request.headers
+        payload = self.pool.serialise(method, request.target, headers, request.body)
         try:
             status, lines, payload, length = await self.pool.send(payload, self.timeout)
         except TimeoutError:
-            return self.failed(is_inference, started, 504, "the model server timed out")
+            return self.failed(is_inference, started, 504, "the model server timed out",
+                               attempt, client_id)
         except OSError as exc:  # refused, reset, or not HTTP (UpstreamError)
             return self.failed(is_inference, started, 502,
-                                f"the model server is unavailable: {failure_name(exc)}")
+                               f"the model server is unavailable: {failure_name(exc)}",
+                               attempt, client_id)
         if is_inference:
             response = parse_response(payload) if status == 200 else None
-            request_id = response_key(
-                None if client_id is None else client_id.decode("utf-8", "surrogateescape"),
-                response)
+            request_id = response_key(client_id, response)
             lines = with_request_id(lines, request_id, request.served_by)
-            self.account(request_id, status, payload, response, time.perf_counter() - started)
+            self.account(request_id, status, payload, response, time.perf_counter() - started,
+                         attempt, client_id is not None)
         return Reply(status, header_block(lines), payload, length)
 
-    def failed(self, is_inference: bool, started: float, status: int, message: str) -> Reply:
+    def failed(self, is_inference: bool, started: float, status: int, message: str,
+               attempt: int = 1, client_id: str | None = None) -> Reply:
         if is_inference:
-            self.metrics.count_request(status)
-            self.metrics.duration.observe(time.perf_counter() - started)
+            if self.is_retry(attempt, client_id):
+                self.metrics.count_retry(status)
+            else:
+                self.metrics.count_request(status)
+                self.metrics.duration.observe(time.perf_counter() - started)
         return json_reply({"error": message}, status)
 
     def feedback(self, request: Request) -> Reply:
@@ -282,8 +311,10 @@ def parse_args(argv: list[str] | None) -> Any:
                     help="how feedback is scored (auto: integer/string outputs are classes)")
     parser.add_flag("--max-body-bytes", type=int, default=64 * 1024**2,
                     help="largest request body forwarded")
+    parser.add_flag("--feedback", default="on", choices=("on", "off"),
+                    help="off: POST /v2/feedback is refused (404)")
     parser.add_flag("--feedback-capacity", type=int, default=50_000,
-                    help="predictions remembered for feedback (0: feedback off)")
+                    help="predictions remembered for feedback")
     parser.add_flag("--feedback-ttl", type=float, default=3600.0,
                     help="seconds a prediction waits for its feedback")
     parser.add_flag("--label-maturity", type=float, default=0.0,
@@ -291,6 +322,9 @@ def parse_args(argv: list[str] | None) -> Any:
                     "drop later ones (0: count at arrival); at most --feedback-ttl")
     parser.add_flag("--loss-bound", type=float, default=None,
                     help="regression: the largest absolute error one label counts for")
+    parser.add_flag("--retry-window", type=float, default=RETRY_WINDOW_SECONDS,
+                    help="seconds after this sidecar answered an X-Request-Id in which another "
+                    "request with it is a retry (counted in modelops_retries_total only)")
     parser.add_flag("--log-level", default="INFO", help="logging level")
     return parser.parse_args(argv)
 
@@ -306,10 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                           "--prediction-buckets"),
             parse_buckets(args.latency_buckets, DEFAULT_LATENCY_BUCKETS, "--latency-buckets"),
         )
-        capacity = int(args.feedback_capacity)
-        if capacity < 0:
-            raise ValueError("--feedback-capacity must be 0 (feedback off) or more")
-        store = FeedbackStore(max(capacity, 1), float(args.feedback_ttl))
+        store = FeedbackStore(int(args.feedback_capacity), float(args.feedback_ttl))
         maturity = float(args.label_maturity)
         if maturity > store.ttl:
             raise ValueError(
@@ -324,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     sidecar = Sidecar(args.upstream.rstrip("/"), metrics, store, args.task, args.prediction_output,
                       timeout=float(args.upstream_timeout), maturing=maturing,
-                      feedback_on=capacity > 0, loss_bound=loss_bound)
+                      feedback_on=args.feedback == "on", loss_bound=loss_bound,
+                      retry_window=float(args.retry_window))
     install_fast_event_loop()
     asyncio.run(serve(sidecar, args.host, int(args.port), int(args.metrics_port),
                       int(args.max_body_bytes)))

@@ -261,3 +261,57 @@ def test_expect_continue_is_answered_by_the_router_not_forwarded(stack, models: 
     assert response.status == 200, payload
     assert json.loads(payload)["outputs"][0]["data"] == models.classifier.predict(
         models.X[:3]).tolist()
+
+
+def http_10(port: int, body: bytes, *headers: str) -> tuple[int, dict]:
+    """One inference call over HTTP/1.0, which the router's hot path leaves to its general
+    path; the status and the JSON answer."""
+    lines = [f"POST {INFER} HTTP/1.0", "Content-Type: application/json", *headers,
+             f"Content-Length: {len(body)}"]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):  # HTTP/1.0: the router closes when done
+            answer += chunk
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(payload)
+
+
+async def test_a_retry_stays_on_its_first_arm_and_is_counted_apart(stack, models: Models) -> None:
+    stack.configure(mode="split", challengerWeight=50)
+    arms = {"v1": stack.champion, "v2": stack.challenger}
+    pages = [stack.router.metrics_url, *(arm.metrics_url for arm in arms.values())]
+    before = [httpx.get(url).text for url in pages]
+    run = time.monotonic_ns()
+    ids = [f"retried-{run}-{i}" for i in range(60)]
+    body = v2_request(models.X[:1])
+    first = await fire(stack.router.url, [body] * 60, headers=[{"X-Request-Id": i} for i in ids])
+    # The retries say they are first attempts: the router drops what a client says of that.
+    again = await fire(stack.router.url, [body] * 60, concurrency=4,
+                       headers=[{"X-Request-Id": i, "X-Modelops-Attempt": "1"} for i in ids])
+    landed = [b["model_version"] for _, b in first]
+    assert [b["model_version"] for _, b in again] == landed
+    assert 0 < landed.count("v2") < 60
+    encoded = json.dumps(body).encode()
+    for request_id, version in list(zip(ids, landed, strict=True))[:6]:  # the general path
+        status, answer = http_10(stack.router.port, encoded, f"X-Request-Id: {request_id}")
+        assert status == 200 and answer["model_version"] == version
+    # Marked by a retrying proxy in front (Envoy): counted apart wherever the split sends them.
+    await fire(stack.router.url, [body] * 20, headers=[
+        {"X-Request-Id": f"marked-{run}-{i}", "x-envoy-attempt-count": "2"} for i in range(20)])
+    # A client's own "retry" number on a fresh request is dropped: counted as fresh.
+    forged = await fire(stack.router.url, [body] * 20, headers=[
+        {"X-Request-Id": f"forged-{run}-{i}", "X-Modelops-Attempt": "9"} for i in range(20)])
+    after = [httpx.get(url).text for url in pages]
+
+    def delta(page: int, name: str, **labels: str) -> float:
+        return metric_value(after[page], name, **labels) - metric_value(before[page], name,
+                                                                         **labels)
+
+    fresh = Counter(landed) + Counter(b["model_version"] for _, b in forged)
+    for page, version in enumerate(arms, start=1):
+        assert delta(page, "modelops_requests_total") == fresh[version]
+        assert delta(page, "modelops_request_duration_seconds_count") == fresh[version]
+    assert sum(delta(page, "modelops_retries_total", code="200") for page in (1, 2)) == 86
+    assert delta(0, "modelops_router_retries_total") == 86
+    assert delta(0, "modelops_router_requests_total") == 60 + 86 + 20  # the router sees all

@@ -161,8 +161,9 @@ class Replicas:
 
     def warm_up(self) -> None:
         """One request first, so that the router has a pooled connection through the Service:
-        on it, its hot path gets the answer whole and passes it on as it came."""
-        status, _, _ = exchange(self.front.url, inference("warm-up"))
+        on it, its hot path gets the answer whole and passes it on as it came. Its id is new
+        each time: a repeated one would be a retry, which the router does not mirror."""
+        status, _, _ = exchange(self.front.url, inference(f"warm-up-{time.monotonic_ns()}"))
         assert status == 200
 
 

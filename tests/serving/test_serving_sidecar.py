@@ -130,12 +130,12 @@ def test_a_label_counts_when_its_prediction_reaches_the_maturity_window(
     assert metric_value(final, "modelops_feedback_total", outcome="correct") == 1
 
 
-def test_with_feedback_off_labels_are_refused_and_no_prediction_is_kept(
+def test_with_feedback_off_labels_are_refused(
     models: Models, log_dir: Path, spawn
 ) -> None:
     """What a ModelDeployment without spec.monitoring.feedback.enabled runs."""
     server = model_server("fraud", models.classifier_skops, "sklearn", "m1")
-    proxy = sidecar(server, "fraud", "m1", "champion", "--feedback-capacity", "0")
+    proxy = sidecar(server, "fraud", "m1", "champion", "--feedback", "off")
     spawn.extend([server.start(log_dir), proxy.start(log_dir)])
     server.wait_ready("/v2/health/ready")
     proxy.wait_ready("/v2/health/ready")
@@ -145,8 +145,8 @@ def test_with_feedback_off_labels_are_refused_and_no_prediction_is_kept(
     assert refused.status_code == 404
     assert "spec.monitoring.feedback.enabled" in refused.json()["error"]
     metrics = httpx.get(proxy.metrics_url).text
-    assert metric_value(metrics, "modelops_feedback_store_entries") == 0
     assert metric_value(metrics, "modelops_prediction_value_count") == 1  # still observed
+    assert metric_value(metrics, "modelops_feedback_total", outcome="invalid") == 1
 
 
 def test_upstream_down_is_a_502_not_a_crash(models: Models, log_dir: Path, spawn) -> None:
@@ -190,3 +190,32 @@ def test_head_requests_pass_through_the_proxies(stack) -> None:
         response = httpx.head(f"{url}/v2/health/ready", timeout=5)
         assert response.status_code == 200 and response.content == b""
         assert httpx.get(f"{url}/v2/health/ready", timeout=5).json() == {"ready": True}
+
+
+def test_retries_without_a_router_are_counted_apart(stack, models: Models) -> None:
+    """Behind a Gateway API route: a standard attempt marker, or an id this sidecar answered
+    within the window, makes a retry; it is answered and its label scored all the same."""
+    rows = models.X[:1]
+    label = int(models.classifier.predict(rows)[0])
+    run = time.monotonic_ns()
+    before = httpx.get(stack.champion.metrics_url).text
+    first = infer(stack.champion.url, v2_request(rows), headers={"X-Request-Id": f"g-{run}"})
+    repeated = infer(stack.champion.url, v2_request(rows), headers={"X-Request-Id": f"g-{run}"})
+    envoy = infer(stack.champion.url, v2_request(rows),
+                  headers={"X-Request-Id": f"e-{run}", "x-envoy-attempt-count": "2"})
+    grpc = infer(stack.champion.url, v2_request(rows), headers={"grpc-previous-rpc-attempts": "1"})
+    assert [r.status_code for r in (first, repeated, envoy, grpc)] == [200] * 4
+    assert repeated.json() == first.json()
+    scored = httpx.post(f"{stack.champion.url}/v2/feedback", json={"id": f"e-{run}",
+                                                                    "truth": label})
+    assert scored.json()["correct"] == 1
+    after = httpx.get(stack.champion.metrics_url).text
+
+    def delta(name: str, **labels: str) -> float:
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    assert delta("modelops_requests_total") == 1
+    assert delta("modelops_request_duration_seconds_count") == 1
+    assert delta("modelops_prediction_value_count") == 1
+    assert delta("modelops_retries_total", code="200") == 3
+    assert delta("modelops_feedback_total", outcome="correct") == 1

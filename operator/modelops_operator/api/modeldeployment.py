@@ -231,7 +231,7 @@ class Feedback(KubeModel):
     enabled: bool = Field(
         False,
         description="Accept ground-truth labels at POST /v2/feedback. Off, the sidecar refuses "
-        "them (404) and keeps no prediction; accuracy and regression gates need it on.",
+        "them (404); a ChampionChallenger's accuracy gate needs it on.",
     )
     maturity: str | None = Field(
         None,

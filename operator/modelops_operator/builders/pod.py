@@ -193,7 +193,7 @@ def build_sidecar_container(
     maturity = parse_duration(spec.monitoring.feedback.maturity)
     bound = spec.monitoring.feedback.loss_bound
     if not spec.monitoring.feedback.enabled:
-        args += ["--feedback-capacity", "0"]  # refuse labels, remember no prediction
+        args += ["--feedback", "off"]  # labels are refused (404)
     elif bound is not None:
         args += ["--loss-bound", repr(bound)]  # exact: the gate divides by the same number
     if spec.monitoring.feedback.enabled and maturity:

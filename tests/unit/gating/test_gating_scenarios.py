@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +23,13 @@ import pytest
 from scipy.optimize import brentq
 
 from modelops_operator.challenge.replay import Replayer, load_policy
-from modelops_serving.feedback_store import MaturingScores, Remembered, Score
-from modelops_serving.feedback_store import score as sidecar_score
+from modelops_serving.feedback_store import FeedbackStore, MaturingScores, Remembered, Score
+from modelops_serving.feedback_store import score as score_label
+from modelops_serving.metrics import SidecarMetrics
+from modelops_serving.retries import RouteMemory, attempt_line, read_marks, route_arm
+from modelops_serving.router_config import RouterConfig
+from modelops_serving.routing import CHALLENGER, CHAMPION
+from modelops_serving.sidecar import Sidecar
 
 pytestmark = pytest.mark.slow
 
@@ -289,6 +295,140 @@ def test_power_is_kept() -> None:
     assert share(answers, "promote") >= 0.8
 
 
+def router_config(percent: int) -> RouterConfig:
+    return RouterConfig(apiVersion="router.modelops.io/v1alpha1",
+                        champion={"url": "http://champion"},  # type: ignore[arg-type]
+                        challenger={"url": "http://challenger"},  # type: ignore[arg-type]
+                        challengerWeight=percent)
+
+
+def new_sidecar(clock: Callable[[], float]) -> Sidecar:
+    metrics = SidecarMetrics({"deployment": "fraud", "model": "fraud", "version": "v", "role": ""})
+    return Sidecar("http://model", metrics, FeedbackStore(clock=clock))
+
+
+def retrying_world(champion: float, challenger: float, retries: int, again: float,
+                   recognised: bool, per_minute: float = 3000) -> Minute:
+    """Clients retry a failed request up to `retries` times, a second or two apart, until it
+    succeeds; a retry fails again with probability `again` (the input, not the model, was the
+    trouble). Each attempt goes through the router's `RouteMemory` and `route_arm`, carries the
+    head the router writes, and is counted or not by the sidecar's `is_retry`; with
+    `recognised=False` the router remembers nothing, as before retries were recognised, so a
+    retry is split like a new request and counted where it lands. First attempts that succeed
+    are counted in bulk: a fresh id and no marker, which every rule counts."""
+    state: dict[str, Any] = {}
+
+    def minute(rng, k, percent, champion_pod, challenger_pod):
+        if k == 1:  # a new run: a new router and new sidecars
+            state["clock"] = [0.0]
+            clock = lambda: state["clock"][0]  # noqa: E731
+            state["memory"] = RouteMemory(100_000, 3600.0, clock=clock)
+            state["sidecars"] = {CHAMPION: new_sidecar(clock), CHALLENGER: new_sidecar(clock)}
+        now, memory, sidecars = state["clock"], state["memory"], state["sidecars"]
+        pods = {CHAMPION: champion_pod, CHALLENGER: challenger_pod}
+        config = router_config(percent)
+
+        def attempt(request_id: str, drawn: str | None) -> tuple[str, bool]:
+            """Where one attempt goes (the split's `drawn` arm for a new request) and whether
+            its sidecar counts it."""
+            marks = read_marks(b"\r\nX-Request-Id: %s\r\n" % request_id.encode())
+            earlier, number = memory.earlier(marks) if recognised else (None, marks.standard)
+            arm = drawn or route_arm(config, earlier, None, rng.random)
+            if recognised:
+                memory.dispatched(marks.request_id, earlier, arm, f"http://{arm}", number)
+            seen = read_marks(b"\r\nX-Request-Id: %s%s\r\n" % (request_id.encode(),
+                                                                  attempt_line(number)))
+            return arm, not sidecars[arm].is_retry(seen.attempt, seen.request_id)
+
+        for arm, n in zip((CHAMPION, CHALLENGER), split(rng, per_minute, percent), strict=True):
+            failed = int(rng.binomial(n, champion if arm == CHAMPION else challenger))
+            pods[arm].add(requests=n - failed)
+            for i in range(failed):
+                request_id = f"{k}-{arm}-{i}"
+                now[0] = 60.0 * k + float(rng.uniform(0, 58))
+                where, counted = attempt(request_id, arm)
+                assert counted
+                pods[where].add(requests=1, errors=1)
+                for _ in range(retries):
+                    now[0] += float(rng.uniform(1, 2))
+                    where, counted = attempt(request_id, None)
+                    fails = bool(rng.random() < again)
+                    if counted:
+                        pods[where].add(requests=1, errors=int(fails))
+                    if not fails:
+                        break
+
+    return minute
+
+
+@pytest.mark.parametrize("retries", [1, 3])
+def test_retries_stay_on_their_arm_and_out_of_the_counts(retries: int) -> None:
+    """Counted as new requests where the split sends them, retries mix the arms' errors (with
+    a 5 % canary nearly all of the challenger's failures are retried on the champion, and the
+    champion's fill the challenger's small share with its error rate, so a worse challenger
+    looks like the champion) and come in clumps that the e-processes take for independent
+    evidence: false promotion 20 % (one retry) and 68 % (three) in 40 runs. Recognised by
+    their X-Request-Id, kept on their arm and counted apart: neither, and no false rollback."""
+    base, again, runs, looks = 0.005, 0.8, 100, 100
+    at_null = retrying_world(base, at_error_null(base), retries, again, recognised=True)
+    answers = run(policy([ERRORS], [5, 25, 50]), at_null, looks=looks, runs=runs, seed=20)
+    assert share(answers, "promote") <= limit(runs)
+    equal = retrying_world(base, base, retries, again, recognised=True)
+    answers = run(policy([ERRORS], [5, 25, 50]), equal, looks=looks, runs=runs, seed=21)
+    assert share(answers, "rollback") <= limit(runs)
+    # The control: the same worse challenger, its retries counted wherever the split sends them.
+    counted = retrying_world(base, at_error_null(base), retries, again, recognised=False)
+    answers = run(policy([ERRORS], [5, 25, 50]), counted, looks=looks, runs=40, seed=22)
+    assert share(answers, "promote") > limit(runs)
+
+
+def test_labels_sent_twice_count_once() -> None:
+    """30 % of labels are sent a second time, a minute or two after the first. Each request
+    (50 rows) is remembered in its sidecar's `FeedbackStore`; a label takes the prediction out
+    (`take_dated`), is scored and held by `MaturingScores` until the prediction is 4 minutes
+    old; every second label finds nothing (unmatched), so no request is counted twice."""
+    rows, duplicated, maturity = 50, 0.3, 240.0
+    state: dict[str, Any] = {}
+
+    def minute(rng, k, percent, champion_pod, challenger_pod):
+        if k == 1:  # a new run: new sidecars
+            state["clock"] = [0.0]
+            clock = lambda: state["clock"][0]  # noqa: E731
+            state["arms"] = {arm: (FeedbackStore(clock=clock), MaturingScores(maturity, clock),
+                                   defaultdict(list)) for arm in (CHAMPION, CHALLENGER)}
+        state["clock"][0] = 60.0 * k
+        for pod, n, accuracy in zip((champion_pod, challenger_pod), split(rng, 3000, percent),
+                                    (CHAMPION_ACCURACY, AT_ACCURACY_NULL), strict=True):
+            store, held, due = state["arms"][pod.arm]
+            for request_id, truth, second in due.pop(k, ()):
+                dated = store.take_dated(request_id)
+                assert (dated is None) == second  # a first label always finds its prediction
+                if dated is not None:
+                    held.add(dated[1], score_label(dated[0], truth))
+                else:
+                    state["unmatched"] = state.get("unmatched", 0) + 1
+            for result in held.release():
+                pod.add(correct=result.correct, incorrect=result.incorrect)
+            requests = n // rows
+            pod.add(requests=requests * rows)
+            p = 0.3 * accuracy[0] + 0.7 * accuracy[1]  # a row's chance, 30 % of rows hard
+            rights = rng.binomial(rows, p, size=requests)
+            delays = rng.integers(1, 4, size=requests)
+            again = rng.random(requests) < duplicated
+            for i in range(requests):
+                request_id = f"{k}-{i}"
+                store.remember(request_id, [1] * rows, classification=True)
+                truth = [1] * int(rights[i]) + [0] * (rows - int(rights[i]))
+                due[k + int(delays[i])].append((request_id, truth, False))
+                if again[i]:
+                    due[k + int(delays[i]) + 1 + i % 2].append((request_id, truth, True))
+
+    runs = 100
+    answers = run(policy([ACCURACY], [5, 25, 50]), minute, looks=100, runs=runs, seed=30)
+    assert share(answers, "promote") <= limit(runs)
+    assert state["unmatched"] > 0
+
+
 LOSS_BOUND = 20.0
 LOSS_MARGIN = 0.1  # the accuracy gate's margin, in the loss's units for a regression model
 
@@ -309,7 +449,7 @@ def losses_world(per_minute: float, challenger_shift: float) -> Minute:
             pod.add(requests=n)
             if n:
                 truth = (lomax_errors(rng, n) + shift).tolist()
-                scored = sidecar_score(Remembered([0.0] * n, False), truth, LOSS_BOUND)
+                scored = score_label(Remembered([0.0] * n, False), truth, LOSS_BOUND)
                 pod.add(scored=scored.scored, absoluteError=scored.absolute_error,
                         squaredError=scored.squared_error)  # fmt: skip
 

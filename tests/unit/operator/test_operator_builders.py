@@ -201,7 +201,7 @@ def test_label_maturity_reaches_the_sidecar_with_a_store_that_remembers_long_eno
     args = build_sidecar_container("iris", matured, "challenger")["args"]
     assert args[args.index("--label-maturity") + 1] == "5400"
     assert args[args.index("--feedback-ttl") + 1] == "5400"
-    assert "--feedback-capacity" not in args
+    assert "--feedback" not in args
     plain_args = build_sidecar_container("iris", plain, "champion")["args"]
     assert "--label-maturity" not in plain_args
     bounded = ModelDeploymentSpec.model_validate(
@@ -210,5 +210,5 @@ def test_label_maturity_reaches_the_sidecar_with_a_store_that_remembers_long_eno
     bounded_args = build_sidecar_container("iris", bounded, "challenger")["args"]
     # Exactly the number the gate divides by (0.30000000000000004, not 0.3).
     assert float(bounded_args[bounded_args.index("--loss-bound") + 1]) == 0.1 + 0.2
-    # Feedback off (the default): the sidecar refuses labels and keeps no prediction.
-    assert plain_args[plain_args.index("--feedback-capacity") + 1] == "0"
+    # Feedback off (the default): the sidecar refuses labels.
+    assert plain_args[plain_args.index("--feedback") + 1] == "off"
