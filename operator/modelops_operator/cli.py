@@ -203,7 +203,9 @@ def _add_gating(subparsers: Any) -> None:
             "\"squaredError\" instead of correct and incorrect), "
             "and answers one JSON line per input line: {\"run\", \"t\", \"phase\", "
             "\"decision\": wait|promote|rollback, \"challengerPercent\", \"reason\"}. "
-            "Runs are independent; a bad line gets an {\"error\"} line. See docs/gating.md."
+            "Runs are independent; a bad line gets an {\"error\"} line. With --prometheus, "
+            "the series are read from a Prometheus between --start and --end instead, one look "
+            "per spec.decision.interval. See docs/gating.md."
         ),
     )
     rep.add_argument(
@@ -218,6 +220,20 @@ def _add_gating(subparsers: Any) -> None:
         help="the target's spec.monitoring.feedback.lossBound (regression: the bound each "
         "label's error was counted with)",
     )
+    rep.add_argument("--prometheus", metavar="URL",
+                     help="read the sidecars' series from this Prometheus, not standard input")
+    rep.add_argument("--start", help="with --prometheus: when the challenge began (unix "
+                     "seconds or ISO 8601, e.g. 2026-11-25T09:00:00Z)")
+    rep.add_argument("--end", help="with --prometheus: the last look (same forms)")
+    rep.add_argument("--namespace", help="with --prometheus: the ModelDeployment's namespace")
+    rep.add_argument("--deployment", help="with --prometheus: the ModelDeployment (default: "
+                     "the policy's spec.targetRef.name)")
+    rep.add_argument("--champion-version", help="with --prometheus: the champion's version "
+                     "(default: the only one in the span)")
+    rep.add_argument("--challenger-version", help="with --prometheus: the challenger's version "
+                     "(default: the only one in the span)")
+    rep.add_argument("--namespace-label", default="namespace",
+                     help="with --prometheus: the label holding the pod's namespace")
     rep.set_defaults(func=_cmd_replay)
 
 
@@ -352,25 +368,58 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(value: str | None, flag: str) -> float:
+    """Unix seconds, or an ISO 8601 time (UTC unless it says otherwise)."""
+    from datetime import UTC, datetime
+
+    from .challenge.replay import PolicyError
+
+    if not value:
+        raise PolicyError(f"{flag}: required with --prometheus")
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise PolicyError(f"{flag}: {value!r} is neither unix seconds nor ISO 8601") from error
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     import yaml
 
     from .challenge.replay import PolicyError, load_policy, replay
-
-    try:
-        with open(args.policy, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle)
-        policy = load_policy(document, args.loss_bound)
-    except (OSError, yaml.YAMLError, PolicyError) as exc:
-        problem = " ".join(str(exc).split())
-        print(f"modelops gating replay: {problem}", file=sys.stderr)
-        return 2
+    from .challenge.replay_prometheus import PrometheusReplay, replay_prometheus
 
     def write(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    replay(policy, sys.stdin, write)
+    try:
+        with open(args.policy, encoding="utf-8") as handle:
+            document = yaml.safe_load(handle)
+        policy = load_policy(document, args.loss_bound, lines=args.prometheus is None)
+        if args.prometheus is None:
+            replay(policy, sys.stdin, write)
+            return 0
+        if not args.namespace:
+            raise PolicyError("--namespace: required with --prometheus")
+        replay_prometheus(policy, PrometheusReplay(
+            url=args.prometheus,
+            start=_when(args.start, "--start"),
+            end=_when(args.end, "--end"),
+            namespace=args.namespace,
+            deployment=args.deployment or policy.policy.spec.target_ref.name,
+            champion_version=args.champion_version,
+            challenger_version=args.challenger_version,
+            namespace_label=args.namespace_label,
+        ), write)  # fmt: skip
+    except (OSError, yaml.YAMLError, PolicyError) as exc:
+        problem = " ".join(str(exc).split())
+        print(f"modelops gating replay: {problem}", file=sys.stderr)
+        return 2
     return 0
 
 

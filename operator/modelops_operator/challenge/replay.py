@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..promsource import ArmSelector, PrometheusSettings, PrometheusSource
+from ..promsource import ArmSelector, CountsSource, PrometheusSettings, PrometheusSource
 from ..promsource.counts import Sample
 from ..promsource.ledger import MAX_SERIES, Snapshot
 from .controller import ChallengePolicy, Evaluation, parse_policy, strategy_view
@@ -63,9 +63,12 @@ class ReplayPolicy:
     loss_bound: float | None = None
 
 
-def load_policy(document: Any, loss_bound: float | None = None) -> ReplayPolicy:
+def load_policy(
+    document: Any, loss_bound: float | None = None, lines: bool = True
+) -> ReplayPolicy:
     """A ChampionChallenger manifest (or its bare spec), validated into the typed model the
-    operator uses; gates these series cannot feed are refused by name."""
+    operator uses; with `lines` (series from JSON lines, not a Prometheus), gates those series
+    cannot feed are refused by name."""
     if loss_bound is not None and not 0 < loss_bound < math.inf:
         raise PolicyError(f"--loss-bound: {loss_bound:g} is not a positive finite number")
     if not isinstance(document, Mapping):
@@ -79,6 +82,8 @@ def load_policy(document: Any, loss_bound: float | None = None) -> ReplayPolicy:
     bound: float | None = None
     shadow = parsed.spec.strategy.type == "shadow"
     for index, (gate, cfg) in enumerate(zip(parsed.spec.gates, parsed.gating.gates, strict=True)):
+        if not lines:
+            break  # a Prometheus has every series the operator reads
         where = f"spec.gates[{index}] ({gate.name})"
         if gate.type == "predictionDrift":
             raise PolicyError(f"{where}: a predictionDrift gate cannot be replayed: it needs the "
@@ -206,14 +211,36 @@ class _Run:
     answer: dict[str, Any] | None = None  # set once the run is concluded
 
 
-class Replayer:
-    """Feeds lines to independent runs; `answer(line)` gives the line's JSON answer."""
+@dataclass(frozen=True)
+class ReplayTarget:
+    """Whose series a replay reads: the ModelDeployment and its two versions. Lines name the
+    arms "champion" and "challenger"; a Prometheus has the versions' own names."""
 
-    def __init__(self, policy: ReplayPolicy) -> None:
+    namespace: str = "replay"
+    deployment: str = "replay"
+    champion: ModelRef = CHAMPION
+    challenger: ModelRef = CHALLENGER
+
+
+class Replayer:
+    """Feeds lines to independent runs; `answer(line)` gives the line's JSON answer.
+
+    `source`: where an evaluation reads counts; by default the current line's series
+    (`ReplaySource`); `replay_prometheus` gives it a Prometheus and calls `look_at`."""
+
+    def __init__(
+        self,
+        policy: ReplayPolicy,
+        source: CountsSource | None = None,
+        target: ReplayTarget = ReplayTarget(),
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.policy = policy
-        self.source = ReplaySource()
+        self.source: CountsSource = source or ReplaySource()
+        self.target = target
         self.runs: dict[str, _Run] = {}
-        self._loop = asyncio.new_event_loop()
+        # The source's HTTP client, if any, must live on the loop the looks run on.
+        self._loop = loop or asyncio.new_event_loop()
 
     def close(self) -> None:
         self._loop.close()
@@ -240,7 +267,7 @@ class Replayer:
             return out
 
     async def _look(
-        self, run_id: str, t: float, snapshot: Snapshot, arms: set[str]
+        self, run_id: str, t: float, snapshot: Snapshot | None = None, arms: set[str] | None = None
     ) -> dict[str, Any]:
         run = self.runs.get(run_id)
         if run is not None and run.answer is not None:
@@ -254,12 +281,13 @@ class Replayer:
             run.last_t = t
             signal = GateSignal(None, run.status.message or "gates not evaluated yet", False)
             if self._due(run, t):
-                self.source.now = (t, snapshot, arms)
-                self.source.at_start = run.at_start or Snapshot({})
+                if isinstance(self.source, ReplaySource) and snapshot is not None:
+                    self.source.now = (t, snapshot, arms or set())
+                    self.source.at_start = run.at_start or Snapshot({})
                 signal, evaluation, problem = await evaluate_challenge(
                     self.source,
-                    namespace="replay",
-                    deployment="replay",
+                    namespace=self.target.namespace,
+                    deployment=self.target.deployment,
                     policy=self.policy.policy,
                     status=run.status,
                     previous=run.evaluation,
@@ -304,9 +332,9 @@ class Replayer:
         spec = self.policy.policy.spec
         return Observation(
             now=t,
-            desired=CHALLENGER,
+            desired=self.target.challenger,
             strategy=strategy_view(spec.strategy),
-            live_champion=CHAMPION,
+            live_champion=self.target.champion,
             challenger_ready=True,
             gates=signal,
             step_interval_seconds=self.policy.policy.gating.policy.interval,
@@ -314,12 +342,16 @@ class Replayer:
             paused=spec.paused,
         )
 
-    def _begin(self, t: float, snapshot: Snapshot) -> _Run:
+    def _begin(self, t: float, snapshot: Snapshot | None) -> _Run:
         """The challenge starts at the run's first line: Idle → Progressing → first step."""
-        status = Status(champion=CHAMPION)
+        status = Status(champion=self.target.champion)
         for _ in range(2):
             status = step(status, self._observation(t, GateSignal())).status
         return _Run(status, Evaluation(), t, snapshot)
+
+    def look_at(self, run_id: str, t: float) -> dict[str, Any]:
+        """One look of a run at `t`, its counts read from the source (not from a line)."""
+        return self._loop.run_until_complete(self._look(run_id, t))
 
 
 def replay(policy: ReplayPolicy, lines: Iterable[str], write: Callable[[str], Any]) -> None:
