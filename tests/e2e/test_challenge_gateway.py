@@ -163,7 +163,13 @@ def test_gateway_api_route_follows_the_challenge(
     assert mdep_status["challenger"]["version"] == "1.1.0"
 
     assert "as admin" in kubectl_modelops(devcluster, namespace, "rollback", "gw-gate")
-    time.sleep(5)  # ten ticks: without the Gateway's word the swap does not go on
+    wait_until(
+        lambda: get_json(devcluster, "-n", namespace, "cc/gw-gate")["status"]["phase"]
+        == "RollingBack",
+        timeout=60,
+        what="the manual rollback to start",
+    )
+    time.sleep(5)  # several ticks: without the Gateway's word the swap does not go on
     waiting = get_json(devcluster, "-n", namespace, "cc/gw-gate")["status"]
     assert waiting["phase"] == "RollingBack", waiting
     assert devcluster.kubectl("get", "-n", namespace, "deployment/gw-challenger",

@@ -5,8 +5,10 @@ Each scenario simulates pods serving traffic minute by minute, split as the repl
 (closed loop), and hands the replay the cumulative counters each pod's sidecar would export
 (restarts reset them; labels go through the sidecar's own `MaturingScores` where the scenario
 says so). The challenger sits exactly on the null it must not pass (the worst case) unless the
-scenario measures power. Each table row of the issue is one test; `RUNS` runs each, and a rate
-"holds" when it is at most alpha + 2 Monte-Carlo standard errors (`limit`).
+scenario measures power; with the default harmMargin (the margin) that is also the edge of the
+rollback null, so the same runs measure false promotion and false rollback. Each table row of
+the issue is one test; `RUNS` runs each, and a rate "holds" when it is at most alpha + 2
+Monte-Carlo standard errors (`limit`).
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ def test_an_error_burst_on_both_arms_during_the_first_step_promotes_nobody() -> 
     minute = errors_world(3000, base, lambda k: at_error_null(base(k)))
     answers = run(policy([ERRORS], [5, 25, 50]), minute, looks=150, runs=RUNS, seed=1)
     assert share(answers, "promote") <= limit()
+    assert share(answers, "rollback") <= limit()
 
 
 def correct(rng: np.random.Generator, n: int, hard: float, accuracy: tuple[float, float]
@@ -184,6 +187,7 @@ def test_the_mix_getting_easier_during_the_ramp_promotes_nobody() -> None:
                           hard=lambda k: 0.5 if k < 4 else 0.1)
     answers = run(policy([ACCURACY], [5, 25, 50]), minute, looks=150, runs=RUNS, seed=2)
     assert share(answers, "promote") <= limit()
+    assert share(answers, "rollback") <= limit()
 
 
 def diurnal_hard_share(k: int) -> float:
@@ -233,6 +237,7 @@ def test_challenger_labels_an_hour_later_compare_the_same_hours_with_a_maturity_
                        seed=1000 + r)
     if maturity:
         assert share(answers, "promote") <= limit(runs)
+        assert share(answers, "rollback") <= limit(runs)
     else:  # the scenario bites: the control shows why the window exists
         assert share(answers, "promote") > 0.3
 
@@ -254,8 +259,10 @@ def test_a_challenger_restarting_every_one_to_two_hours_promotes_nobody() -> Non
 
     errors_only = run(policy([ERRORS], [5, 25, 50]), minute, looks=240, runs=RUNS, seed=4)
     assert share(errors_only, "promote") <= limit()
+    assert share(errors_only, "rollback") <= limit()
     accuracy = run(policy([ACCURACY], [5, 25, 50]), minute, looks=240, runs=RUNS, seed=5)
     assert share(accuracy, "promote") <= limit()
+    assert share(accuracy, "rollback") <= limit()
 
 
 def test_a_minute_of_cold_start_errors_rolls_back_no_good_challenger() -> None:
@@ -273,6 +280,7 @@ def test_accuracy_near_one_on_a_small_canary_promotes_nobody() -> None:
     minute = labels_world(3000, (0.0, 0.995), (0.0, 0.985))
     answers = run(policy([ACCURACY], [5, 10]), minute, looks=240, runs=RUNS, seed=7)
     assert share(answers, "promote") <= limit()
+    assert share(answers, "rollback") <= limit()
 
 
 def test_power_is_kept() -> None:
@@ -373,6 +381,7 @@ def test_retries_stay_on_their_arm_and_out_of_the_counts(retries: int) -> None:
     at_null = retrying_world(base, at_error_null(base), retries, again, recognised=True)
     answers = run(policy([ERRORS], [5, 25, 50]), at_null, looks=looks, runs=runs, seed=20)
     assert share(answers, "promote") <= limit(runs)
+    assert share(answers, "rollback") <= limit(runs)
     equal = retrying_world(base, base, retries, again, recognised=True)
     answers = run(policy([ERRORS], [5, 25, 50]), equal, looks=looks, runs=runs, seed=21)
     assert share(answers, "rollback") <= limit(runs)
@@ -426,6 +435,7 @@ def test_labels_sent_twice_count_once() -> None:
     runs = 100
     answers = run(policy([ACCURACY], [5, 25, 50]), minute, looks=100, runs=runs, seed=30)
     assert share(answers, "promote") <= limit(runs)
+    assert share(answers, "rollback") <= limit(runs)
     assert state["unmatched"] > 0
 
 
@@ -480,6 +490,7 @@ def test_heavy_tailed_regression_loss_promotes_nobody_at_the_margin() -> None:
     runs = 100
     answers = run(loss_policy(), losses_world(300, shift), looks=240, runs=runs, seed=12)
     assert share(answers, "promote") <= limit(runs)
+    assert share(answers, "rollback") <= limit(runs)
     # Not by never deciding: an equal challenger at 1,000 a minute is promoted within 4 h.
     equal = run(loss_policy(), losses_world(1000, 0.0), looks=240, runs=20, seed=13)
     assert share(equal, "promote") >= 0.8
