@@ -130,9 +130,8 @@ def evaluate_accuracy_gate(
             _betting_interval(gate, kind, state, inc, scale=counts.loss_bound or 1.0)
     if kind == "regression":
         return _regression_report(gate, report, cum, state, look, burn)
-    if kind == "bounded":
-        return _bounded_loss_report(gate, report, state, look, counts.loss_bound or 1.0)
-    return _betting_report(gate, kind, report, state, look)
+    bound = counts.loss_bound if kind == "bounded" else None
+    return _betting_report(gate, kind, report, state, look, bound)
 
 
 def _betting_interval(
@@ -156,11 +155,27 @@ def _betting_interval(
 
 
 def _betting_report(
-    gate: GateConfig, kind: str, report: GateReport, state: GateState, look: Look
+    gate: GateConfig,
+    kind: str,
+    report: GateReport,
+    state: GateState,
+    look: Look,
+    bound: float | None = None,
 ) -> GateReport:
-    nulls = accuracy_nulls(gate)
+    """The betting test's verdict and bounds. Accuracy: bounds on the shortfall Δ shown as the
+    accuracy difference −Δ. Bounded losses (``bound``): a loss is a fraction of a wrong answer,
+    and each request's bet is worth at most what it would be on a 0/1 outcome of the same mean
+    (exp is convex), so the same e-process holds; Δ·bound is the loss difference shown."""
+    nulls = accuracy_nulls(gate, bound or 1.0)
     wealth = betting.Wealth.resume(nulls, state.wealth)
     shortfall = wealth.observed_difference
+    if bound is not None:
+        method, what = f"mean loss bounded by {bound:g}", "loss difference"
+    else:
+        method = "paired shadow pairs" if kind == "paired" else "split traffic"
+        what = "accuracy difference"
+    report.statistic = e_statistics(state, look)
+    report.statistic["method"] = f"per-interval betting e-process, {method}, stratified by interval"
     if shortfall is None:
         report.verdict = PENDING
         report.message = "waiting for an interval with labels from both models"
@@ -169,55 +184,18 @@ def _betting_report(
     lo, hi = betting.bounds(
         below, above, nulls, alpha_lower=look.alpha_rollback, alpha_upper=look.alpha_promote
     )
-    # Bounds on the shortfall Δ, shown as the accuracy difference −Δ.
-    intersect_interval(state, -hi, -lo)
-    report.estimate = -shortfall
+    if bound is not None:
+        intersect_interval(state, lo * bound, hi * bound)
+        report.estimate = shortfall * bound
+    else:
+        intersect_interval(state, -hi, -lo)
+        report.estimate = -shortfall
     report.lower, report.upper = json_float(state.lower), json_float(state.upper)
     report.verdict = sticky_verdict(state, look)
     report.statistic = e_statistics(state, look)
-    report.statistic["method"] = (
-        "per-interval betting e-process, "
-        + ("paired shadow pairs" if kind == "paired" else "split traffic, stratified by interval")
-    )
+    report.statistic["method"] = f"per-interval betting e-process, {method}, stratified by interval"
     report.message = (
-        f"accuracy difference {report.estimate:+.4g} (interval-stratified), bounds "
-        f"[{fmt_bound(report.lower)}, {fmt_bound(report.upper)}]; "
-        f"promote if {report.promote_if}, roll back if {report.rollback_if}"
-    )
-    return report
-
-
-def _bounded_loss_report(
-    gate: GateConfig, report: GateReport, state: GateState, look: Look, bound: float
-) -> GateReport:
-    """The betting test on losses in [0, bound]: a loss is a fraction of a wrong answer, and
-    each request's bet is worth at most what it would be on a 0/1 outcome of the same mean
-    (exp is convex), so the split accuracy test's e-process holds as it is."""
-    nulls = accuracy_nulls(gate, bound)
-    wealth = betting.Wealth.resume(nulls, state.wealth)
-    shortfall = wealth.observed_difference
-    report.statistic = e_statistics(state, look)
-    report.statistic["method"] = (
-        f"per-interval betting e-process, mean loss bounded by {bound:g}, stratified by interval"
-    )
-    if shortfall is None:
-        report.verdict = PENDING
-        report.message = "waiting for an interval with labels from both models"
-        return report
-    below, above = wealth.log_e()
-    lo, hi = betting.bounds(
-        below, above, nulls, alpha_lower=look.alpha_rollback, alpha_upper=look.alpha_promote
-    )
-    intersect_interval(state, lo * bound, hi * bound)
-    report.estimate = shortfall * bound
-    report.lower, report.upper = json_float(state.lower), json_float(state.upper)
-    report.verdict = sticky_verdict(state, look)
-    report.statistic = e_statistics(state, look)
-    report.statistic["method"] = (
-        f"per-interval betting e-process, mean loss bounded by {bound:g}, stratified by interval"
-    )
-    report.message = (
-        f"loss difference {report.estimate:+.4g} (errors counted up to {bound:g}), bounds "
+        f"{what} {report.estimate:+.4g} (interval-stratified), bounds "
         f"[{fmt_bound(report.lower)}, {fmt_bound(report.upper)}]; "
         f"promote if {report.promote_if}, roll back if {report.rollback_if}"
     )
