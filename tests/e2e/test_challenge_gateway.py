@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.gateway import accepted_status
 from tests.harness.operator_process import OperatorProcess
 
 from .operator_fixtures import *  # noqa: F403 - fixtures
@@ -63,15 +64,7 @@ def gateway_controller(devcluster: Any, namespace: str) -> Iterator[list[int]]:
             generation = json.loads(found.stdout)["metadata"]["generation"]
             if accepted and accepted[-1] == generation:
                 continue
-            conditions = [{"type": kind, "status": "True", "reason": kind,
-                           "message": "accepted by the test's Gateway controller",
-                           "observedGeneration": generation,
-                           "lastTransitionTime": "2026-01-01T00:00:00Z"}
-                          for kind in ("Accepted", "ResolvedRefs")]  # fmt: skip
-            status = {"status": {"parents": [{
-                "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway",
-                              "name": "public"},
-                "controllerName": "modelops.io/test-gateway", "conditions": conditions}]}}
+            status = {"status": accepted_status(generation)}
             patched = devcluster.kubectl("patch", "-n", namespace, "httproute/gw",
                                          "--subresource=status", "--type=merge",
                                          "-p", json.dumps(status), check=False)  # fmt: skip

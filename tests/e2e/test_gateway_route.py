@@ -11,6 +11,7 @@ from modelops_devcluster.cluster import DevCluster
 from modelops_operator.challenge import ModelRef, Topology
 from modelops_operator.challenge.providers import http_route_accepted
 from modelops_operator.challenge.traffic import http_route
+from tests.harness.gateway import accepted_status
 
 pytestmark = pytest.mark.e2e
 
@@ -43,13 +44,7 @@ def test_http_route_is_accepted_by_the_api_server(
     # defaults added): not live until a Gateway accepts this generation, live after.
     assert not http_route_accepted(stored, route["spec"])
     generation = stored["metadata"]["generation"]
-    conditions = [{"type": kind, "status": "True", "reason": kind, "message": "",
-                   "observedGeneration": generation,
-                   "lastTransitionTime": "2026-01-01T00:00:00Z"}
-                  for kind in ("Accepted", "ResolvedRefs")]  # fmt: skip
-    status = {"status": {"parents": [{
-        "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public"},
-        "controllerName": "modelops.io/test-gateway", "conditions": conditions}]}}
+    status = {"status": accepted_status(generation)}
     patched = devcluster.kubectl("patch", "-n", namespace, "httproute/fraud",
                                  "--subresource=status", "--type=merge", "-o", "json",
                                  "-p", json.dumps(status))  # fmt: skip

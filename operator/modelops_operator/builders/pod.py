@@ -190,13 +190,13 @@ def build_sidecar_container(
     buckets = spec.monitoring.prediction_buckets
     if buckets:
         args += ["--prediction-buckets", ",".join(format(b, "g") for b in buckets)]
-    maturity = parse_duration(spec.monitoring.feedback.maturity)
-    bound = spec.monitoring.feedback.loss_bound
-    if not spec.monitoring.feedback.enabled:
+    feedback = spec.monitoring.feedback
+    maturity = parse_duration(feedback.maturity)
+    if not feedback.enabled:
         args += ["--feedback", "off"]  # labels are refused (404)
-    elif bound is not None:
-        args += ["--loss-bound", repr(bound)]  # exact: the gate divides by the same number
-    if spec.monitoring.feedback.enabled and maturity:
+    elif feedback.loss_bound is not None:
+        args += ["--loss-bound", repr(feedback.loss_bound)]  # the number the gate divides by
+    if feedback.enabled and maturity:
         # The prediction must still be remembered when its label matures.
         ttl = max(maturity, DEFAULT_FEEDBACK_TTL_SECONDS)
         args += ["--label-maturity", format(maturity, "g"), "--feedback-ttl", format(ttl, "g")]

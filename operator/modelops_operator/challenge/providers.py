@@ -82,7 +82,7 @@ class RouterProvider:
     async def route_live(
         self, reads: ClusterReads, namespace: str, objects: Sequence[Mapping[str, Any]]
     ) -> bool:
-        config = next(o for o in objects if o["kind"] == "ConfigMap")
+        config = _router_config(objects)
         deployment = config["metadata"]["labels"]["modelops.io/deployment"]
         running = await reads.router_revisions(namespace, deployment)
         return routers_run(running, reads.router_ready_replicas(), self.revision(objects))
@@ -90,8 +90,11 @@ class RouterProvider:
     @staticmethod
     def revision(objects: Sequence[Mapping[str, Any]]) -> str:
         """The configuration revision the router pods must report (written in the ConfigMap)."""
-        config = next(o for o in objects if o["kind"] == "ConfigMap")
-        return str(json.loads(config["data"][ROUTER_CONFIG_KEY])["revision"])
+        return str(json.loads(_router_config(objects)["data"][ROUTER_CONFIG_KEY])["revision"])
+
+
+def _router_config(objects: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    return next(o for o in objects if o["kind"] == "ConfigMap")
 
 
 def routers_run(running: list[str] | None, ready_replicas: int, wanted: str) -> bool:

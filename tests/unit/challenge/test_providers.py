@@ -17,6 +17,7 @@ from modelops_operator.challenge.providers import (
     provider_for,
     unsupported,
 )
+from tests.harness.gateway import accepted_status
 
 V1 = ModelRef("1.0.0", "s3://models/fraud-1.skops", "sha256:" + "1" * 64)
 V2 = ModelRef("1.1.0", "s3://models/fraud-2.skops", "sha256:" + "2" * 64)
@@ -98,12 +99,7 @@ def accepted_route(objects: list[dict[str, Any]], generation: int = 3) -> dict[s
     stored["metadata"]["generation"] = generation
     for backend in stored["spec"]["rules"][0]["backendRefs"]:
         backend.update({"group": "", "kind": "Service"})  # the API server's defaults
-    conditions = [{"type": t, "status": "True", "observedGeneration": generation,
-                   "reason": t} for t in ("Accepted", "ResolvedRefs")]
-    stored["status"] = {"parents": [{
-        "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway",
-                      "name": "public", "namespace": "edge"},
-        "controllerName": "example.com/gateway", "conditions": conditions}]}
+    stored["status"] = accepted_status(generation, "public", namespace="edge")
     return stored
 
 
