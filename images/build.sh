@@ -51,7 +51,7 @@ rootfs() {
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*'
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*'
     --customize-hook="$here/images/rootfs-hook.sh")
-  local key; key=$(cat <(declare -f rootfs) images/rootfs-hook.sh <(echo "$LAYER_EPOCH") | sha)
+  local key; key=$(cat <(declare -f rootfs) images/rootfs-hook.sh <(echo "$LAYER_EPOCH $include") | sha)
   local tar=$cache/rootfs/$name-$key.tar
   if [ ! -s "$tar" ]; then
     step "debootstrapping the $name root filesystem (bookworm + $include; ~1-2 min)" >&2
@@ -188,7 +188,8 @@ labels() {  # title, description, version, source, licenses, created epoch[, rev
 
 python_image() {  # $1 image (operator|serving), $2 package, $3 description, then the command
   local image=$1 package=$2 description=$3 arg base deps app; shift 3
-  base=$(rootfs python python3,ca-certificates,libstdc++6)  # manylinux wheels expect libstdc++
+  # manylinux wheels expect libstdc++; LightGBM links the system OpenMP (libgomp1)
+  base=$(rootfs python python3,ca-certificates,libstdc++6,libgomp1)
   deps=$(deps_layer "$image" "$base") && app=$(app_layer "$image" "$package" "$base")
   local cfg=(--created "$(iso "$app_epoch")" --config.user 65532:65532 --config.workingdir /home/nonroot
     --config.env PATH=/usr/local/bin:/usr/bin:/bin --config.env PYTHONPATH=/opt/modelops/app:/opt/modelops/lib

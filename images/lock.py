@@ -2,7 +2,7 @@
 pinned to one exact version and the sha256 of the one wheel pip picked for the images' platform.
 
 The dependency lists come from pyproject.toml (operator: the base dependencies; serving: the base
-dependencies plus the `serving`, `sklearn` and `onnx` extras). pip resolves them itself
+dependencies plus the `serving`, `sklearn`, `onnx`, `xgboost` and `lightgbm` extras). pip resolves them itself
 (`pip install --dry-run --report`) for CPython 3.11 on manylinux x86_64, the platform of
 Debian 12's python3, so the lock needs no tool besides pip. Run it when pyproject.toml's
 dependencies change: `python3 images/lock.py`.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-IMAGE_EXTRAS = {"operator": [], "serving": ["serving", "sklearn", "onnx"]}
+IMAGE_EXTRAS = {"operator": [], "serving": ["serving", "sklearn", "onnx", "xgboost", "lightgbm"]}
 PYTHON_VERSION = "3.11"
 # pip expands only manylinux2014/2010 by itself; glibc 2.36 is Debian 12's.
 PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 16, -1)] + [

@@ -9,32 +9,20 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from . import boosters
+from .mlflow_model import read_mlflow_model
+from .modelfiles import ModelLoadError, TensorSpec, find_model_file, require
 from .v2protocol import DATATYPES, ProtocolError, datatype_of
 
-FORMATS = ("sklearn", "onnx", "custom")
+FORMATS = ("sklearn", "onnx", "xgboost", "lightgbm", "mlflow", "custom")
 SKOPS_SUFFIXES = (".skops",)
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 ONNX_SUFFIXES = (".onnx",)
-
-
-class ModelLoadError(RuntimeError):
-    """The model cannot be loaded; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    datatype: str
-    shape: tuple[int, ...]  # -1 marks a variable dimension
-
-    def as_metadata(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
 class Runtime(Protocol):
@@ -47,43 +35,21 @@ class Runtime(Protocol):
     ) -> dict[str, np.ndarray]: ...
 
 
-def _require(module: str, extra: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ModelLoadError(
-            f"the '{extra}' model format needs the Python package '{module}', which is not "
-            f"installed: pip install modelops[{extra}]"
-        ) from exc
-
-
-def _find_model_file(path: Path, suffixes: tuple[str, ...]) -> Path:
-    """A URI may name the model file or a directory holding exactly one model file."""
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise ModelLoadError(f"model path {path} does not exist")
-    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in suffixes)
-    if len(found) != 1:
-        names = ", ".join(p.name for p in found) or "none"
-        raise ModelLoadError(
-            f"model directory {path} must hold exactly one file ending in "
-            f"{' or '.join(suffixes)}; found {names}"
-        )
-    return found[0]
-
-
 class SklearnRuntime:
     """A scikit-learn estimator; output ``predict`` by default, ``predict_proba`` on request."""
 
-    platform = "sklearn"
-
-    def __init__(self, estimator: Any):
+    def __init__(self, estimator: Any, platform: str = "sklearn",
+                 inputs: tuple[TensorSpec, ...] = (), columns: tuple[str, ...] = ()):
+        """``inputs`` and ``columns`` come from a signature saved with the model, if any."""
         self.estimator = estimator
+        self.platform = platform
+        # Boosters behind BoosterEstimator do not read scikit-learn's configuration.
+        self.is_sklearn = type(estimator).__module__.startswith("sklearn.")
         self.allows_nan = _allows_nan(estimator)
         self.n_features = getattr(estimator, "n_features_in_", None)
-        self.feature_names = [str(n) for n in getattr(estimator, "feature_names_in_", [])]
-        self.inputs: tuple[TensorSpec, ...] = (
+        names = getattr(estimator, "feature_names_in_", None)
+        self.feature_names = [str(n) for n in names] if names is not None else list(columns)
+        self.inputs: tuple[TensorSpec, ...] = inputs or (
             TensorSpec("input-0", "FP64", (-1, self.n_features or -1)),
         )
         outputs = [TensorSpec("predict", "FP64", (-1,))]
@@ -95,24 +61,8 @@ class SklearnRuntime:
     def load(
         cls, path: Path, allow_unsafe_pickle: bool, trusted: tuple[str, ...]
     ) -> SklearnRuntime:
-        model_file = _find_model_file(path, SKOPS_SUFFIXES + PICKLE_SUFFIXES)
-        if model_file.suffix in SKOPS_SUFFIXES:
-            sio = _require("skops.io", "sklearn")
-            untrusted = [t for t in sio.get_untrusted_types(file=model_file) if t not in trusted]
-            if untrusted:
-                raise ModelLoadError(
-                    f"{model_file.name} contains types skops does not trust by default: "
-                    f"{', '.join(untrusted)}; review them and pass --trusted-types to allow"
-                )
-            return cls(sio.load(model_file, trusted=list(trusted) or None))
-        if not allow_unsafe_pickle:
-            raise ModelLoadError(
-                f"refusing to load {model_file.name}: unpickling runs arbitrary code from the "
-                "file. Save the model with skops (.skops) or pass --allow-unsafe-pickle if you "
-                "trust its source"
-            )
-        joblib = _require("joblib", "sklearn")
-        return cls(joblib.load(model_file))
+        model_file = find_model_file(path, SKOPS_SUFFIXES + PICKLE_SUFFIXES)
+        return cls(load_estimator(model_file, allow_unsafe_pickle, trusted))
 
     def _matrix(self, inputs: dict[str, np.ndarray], order: tuple[str, ...]) -> np.ndarray:
         if len(inputs) == 1:
@@ -146,7 +96,8 @@ class SklearnRuntime:
         self, inputs: dict[str, np.ndarray], order: tuple[str, ...], wanted: tuple[str, ...]
     ) -> dict[str, np.ndarray]:
         x = self._matrix(inputs, order)
-        _assume_finite_in_this_thread()
+        if self.is_sklearn:
+            _assume_finite_in_this_thread()
         results: dict[str, np.ndarray] = {}
         for name in wanted or ("predict",):
             if name == "predict":
@@ -157,6 +108,31 @@ class SklearnRuntime:
                 allowed = ", ".join(o.name for o in self.outputs)
                 raise ProtocolError(f"outputs: unknown output '{name[:80]}'; allowed: {allowed}")
         return results
+
+
+def load_estimator(
+    model_file: Path, allow_unsafe_pickle: bool, trusted: tuple[str, ...],
+    skops: bool | None = None,
+) -> Any:
+    """A scikit-learn-style estimator from a skops file, or from a pickle when allowed (the
+    file's suffix says which unless ``skops`` does)."""
+    if skops if skops is not None else model_file.suffix in SKOPS_SUFFIXES:
+        sio = require("skops.io", "sklearn")
+        untrusted = [t for t in sio.get_untrusted_types(file=model_file) if t not in trusted]
+        if untrusted:
+            raise ModelLoadError(
+                f"{model_file.name} contains types skops does not trust by default: "
+                f"{', '.join(untrusted)}; review them and pass --trusted-types to allow"
+            )
+        return sio.load(model_file, trusted=list(trusted) or None)
+    if not allow_unsafe_pickle:
+        raise ModelLoadError(
+            f"refusing to load {model_file.name}: unpickling runs arbitrary code from the "
+            "file. Save the model with skops (.skops) or pass --allow-unsafe-pickle if you "
+            "trust its source"
+        )
+    joblib = require("joblib", "sklearn")
+    return joblib.load(model_file)
 
 
 def _allows_nan(estimator: Any) -> bool:
@@ -214,8 +190,8 @@ class OnnxRuntime:
 
     @classmethod
     def load(cls, path: Path, threads: int = 1) -> OnnxRuntime:
-        ort = _require("onnxruntime", "onnx")
-        model_file = _find_model_file(path, ONNX_SUFFIXES)
+        ort = require("onnxruntime", "onnx")
+        model_file = find_model_file(path, ONNX_SUFFIXES)
         options = ort.SessionOptions()
         # One intra-op thread: the server runs many small requests, not one big one.
         options.intra_op_num_threads = threads
@@ -321,6 +297,22 @@ class CustomRuntime:
         return outputs
 
 
+def _load_mlflow(path: Path, allow_unsafe_pickle: bool, trusted: tuple[str, ...]) -> Runtime:
+    model = read_mlflow_model(path)
+    platform = f"mlflow_{model.flavor}"
+    if model.flavor == "onnx":
+        runtime = OnnxRuntime.load(model.artefact)
+        runtime.platform = platform
+        return runtime
+    if model.serialization == "native":
+        load = boosters.load_xgboost if model.flavor == "xgboost" else boosters.load_lightgbm
+        estimator = load(model.artefact)
+    else:
+        skops = model.serialization == "skops"
+        estimator = load_estimator(model.artefact, allow_unsafe_pickle, trusted, skops)
+    return SklearnRuntime(estimator, platform, model.inputs, model.columns)
+
+
 def load_runtime(
     model_format: str,
     path: Path,
@@ -333,6 +325,14 @@ def load_runtime(
         return SklearnRuntime.load(path, allow_unsafe_pickle, trusted_types)
     if model_format == "onnx":
         return OnnxRuntime.load(path)
+    if model_format == "xgboost":
+        model_file = find_model_file(path, boosters.XGBOOST_SUFFIXES)
+        return SklearnRuntime(boosters.load_xgboost(model_file), "xgboost")
+    if model_format == "lightgbm":
+        model_file = find_model_file(path, boosters.LIGHTGBM_SUFFIXES)
+        return SklearnRuntime(boosters.load_lightgbm(model_file), "lightgbm")
+    if model_format == "mlflow":
+        return _load_mlflow(path, allow_unsafe_pickle, trusted_types)
     if model_format == "custom":
         if not custom_class:
             raise ModelLoadError("the custom format needs --custom-class module:Class")

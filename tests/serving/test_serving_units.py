@@ -267,10 +267,10 @@ def test_upstream_parser_handles_lengths_chunks_and_close() -> None:
 
 
 def test_a_missing_runtime_names_the_extra_to_install() -> None:
-    from modelops_serving.runtimes import ModelLoadError, _require, load_runtime
+    from modelops_serving.runtimes import ModelLoadError, load_runtime, require
 
     with pytest.raises(ModelLoadError, match=r"pip install modelops\[onnx\]"):
-        _require("onnxruntime_that_is_not_installed", "onnx")
+        require("onnxruntime_that_is_not_installed", "onnx")
     with pytest.raises(ModelLoadError, match="--format 'tensorflow' is not one of sklearn"):
         load_runtime("tensorflow", Path("."))
 
