@@ -2,8 +2,8 @@
 pinned to one exact version and the sha256 of the one wheel pip picked for the images' platform.
 
 The dependency lists come from pyproject.toml (operator: the base dependencies; serving: the base
-dependencies plus the `serving`, `sklearn`, `onnx`, `xgboost` and `lightgbm` extras). pip resolves them itself
-(`pip install --dry-run --report`) for CPython 3.11 on manylinux x86_64, the platform of
+dependencies plus the `serving`, `sklearn`, `onnx`, `xgboost` and `lightgbm` extras). pip resolves
+them itself (`pip install --dry-run --report`) for CPython 3.11 on manylinux x86_64, the platform of
 Debian 12's python3, so the lock needs no tool besides pip. Run it when pyproject.toml's
 dependencies change: `python3 images/lock.py`.
 """

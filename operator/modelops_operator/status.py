@@ -17,6 +17,7 @@ from . import conditions as cond
 from .api.modeldeployment import ModelDeploymentSpec
 from .builders.workload import endpoint_url, selector_string, workload_name
 from .challenge.view import ChallengeView
+from .challenge.workloads import serving_of
 from .conditions import format_time
 from .constants import ROLE_CHAMPION
 from .observe import DeploymentObservation, PodFailure, rollout_complete
@@ -193,11 +194,13 @@ def _champion_and_history(
         "uri": spec.model.uri,
         "digest": spec.model.digest,
     }
+    serving = serving_of(spec)
     if champion and all(champion.get(k) == v for k, v in live.items()):
-        return champion, history[-HISTORY_LIMIT:]
+        # The same model; how it is served may be recorded now (older statuses lack it).
+        return {**champion, "serving": serving}, history[-HISTORY_LIMIT:]
     if champion:
         history.append(_change_entry(champion.get("version", ""), live, challenge, now))
-    return {**live, "since": format_time(now)}, history[-HISTORY_LIMIT:]
+    return {**live, "serving": serving, "since": format_time(now)}, history[-HISTORY_LIMIT:]
 
 
 def compute_status(

@@ -169,7 +169,7 @@ CASES = [
         "memory-not-quantity",
         VALID_MDEP,
         _set("spec.runtime.resources.limits", {"memory": "lots"}),
-        "spec.runtime.resources.limits.memory",
+        "spec.runtime.resources.limits[memory]",
         "Kubernetes quantity",
     ),
     (
@@ -178,6 +178,62 @@ CASES = [
         _set("spec.runtime.env", [{"name": "MODELOPS_PORT", "value": "1"}]),
         "spec.runtime.env[0].name",
         "reserved",
+    ),
+    (
+        "mlserver-sklearn-needs-unsafe-pickle",
+        VALID_MDEP,
+        _set("spec.runtime.server", "mlserver"),
+        "spec.runtime.options.allowUnsafePickle",
+        "unpickles the model file",
+    ),
+    (
+        "custom-server-needs-image",
+        VALID_MDEP,
+        _set("spec.runtime.server", "custom"),
+        "spec.runtime.image",
+        "required with server custom",
+    ),
+    (
+        "custom-port-taken-by-the-sidecar",
+        VALID_MDEP,
+        lambda m: m["spec"]["runtime"].update(server="custom", image="x/y:1", port=9090),
+        "spec.runtime.port",
+        "must not be 8000 or 9090",
+    ),
+    (
+        "triton-serves-onnx",
+        VALID_MDEP,
+        _set("spec.runtime.server", "triton"),
+        "spec.model.format",
+        "server triton loads onnx",
+    ),
+    (
+        "mlflow-is-a-directory",
+        VALID_MDEP,
+        _set("spec.model.format", "mlflow"),
+        "spec.model.uri",
+        "for format mlflow",
+    ),
+    (
+        "gpu-only-requested",
+        VALID_MDEP,
+        _set("spec.runtime.resources", {"requests": {"nvidia.com/gpu": 1}}),
+        "spec.runtime.resources",
+        "must be in limits",
+    ),
+    (
+        "resource-name",
+        VALID_MDEP,
+        _set("spec.runtime.resources", {"limits": {"gpus": 1}}),
+        "spec.runtime.resources.limits",
+        "extended resource such as nvidia.com/gpu",
+    ),
+    (
+        "toleration-exists-with-value",
+        VALID_MDEP,
+        _set("spec.runtime.tolerations", [{"key": "gpu", "operator": "Exists", "value": "x"}]),
+        "spec.runtime.tolerations[0].value",
+        "must be empty when operator is Exists",
     ),
     (
         "buckets-not-increasing",
@@ -363,7 +419,10 @@ def test_defaults_are_filled_by_the_api_server(devcluster: Any, crds: None, name
         input=yaml.safe_dump(minimal),
     ).stdout  # fmt: skip
     spec = yaml.safe_load(out)["spec"]
-    assert spec["runtime"] == {"replicas": 1, "imagePullPolicy": "IfNotPresent"}
+    assert spec["runtime"] == {
+        "replicas": 1, "imagePullPolicy": "IfNotPresent", "server": "modelops", "port": 8080,
+        "readinessPath": "/v2/health/ready", "options": {"allowUnsafePickle": False},
+    }
     assert spec["monitoring"]["sampleRate"] == 1.0
     assert spec["monitoring"]["feedback"] == {"enabled": False}
 

@@ -77,10 +77,10 @@ def test_a_booster_refuses_the_wrong_width_and_takes_missing_values(tmp_path: Pa
 
 def test_a_file_that_is_not_a_model_is_a_load_error(tmp_path: Path) -> None:
     (tmp_path / "model.ubj").write_bytes(b"not a model")
-    with pytest.raises(ModelLoadError, match="xgboost cannot load model.ubj"):
+    with pytest.raises(ModelLoadError, match=r"xgboost cannot load model\.ubj"):
         load_runtime("xgboost", tmp_path)
     (tmp_path / "model.txt").write_text("tree\nnonsense\n")
-    with pytest.raises(ModelLoadError, match="lightgbm cannot load model.txt"):
+    with pytest.raises(ModelLoadError, match=r"lightgbm cannot load model\.txt"):
         load_runtime("lightgbm", tmp_path / "model.txt")
 
 
@@ -129,7 +129,7 @@ def test_mlflow_xgboost_and_lightgbm_flavors(tmp_path: Path) -> None:
     wrapped = lgb.LGBMClassifier(n_estimators=5, verbose=-1).fit(X, Y)
     mlflow.lightgbm.save_model(wrapped, tmp_path / "l")
     # Saved with skops: the types it needs beyond skops' defaults must be trusted by name.
-    with pytest.raises(ModelLoadError, match="lightgbm.sklearn.LGBMClassifier"):
+    with pytest.raises(ModelLoadError, match=r"lightgbm\.sklearn\.LGBMClassifier"):
         load_runtime("mlflow", tmp_path / "l")
     trusted = ("lightgbm.sklearn.LGBMClassifier", "lightgbm.basic.Booster",
                "collections.OrderedDict")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -18,6 +18,7 @@ from .base import (
     cel,
     validations,
 )
+from .scheduling import Affinity, Toleration
 
 # The operator derives "<name>-challenger" (11 more characters) from the object's name, and
 # Service names must be DNS-1035 labels of at most 63 characters.
@@ -51,26 +52,31 @@ class ModelSource(KubeModel):
         pattern=LABEL_VALUE,
     )
     uri: str = Field(
-        description="Where the model file is: file:///path (inside the image), "
-        "pvc://<claim>/<path>, http(s)://host/path or s3://bucket/key. Fetched by an init "
-        "container and verified against digest before the server loads it.",
+        description="Where the model is: file:///path (inside the image), "
+        "pvc://<claim>/<path>, http(s)://host/path, s3://bucket/key or gs://bucket/object. A "
+        "path ending in '/' is a directory (an s3:// or gs:// prefix too); one ending in "
+        ".tar.gz, .tgz, .tar or .zip is an archive, unpacked. Fetched by an init container "
+        "and verified against digest before the server loads it.",
         min_length=1,
         max_length=2048,
         json_schema_extra=validations(
             cel(
-                "self.matches('^(file|pvc|http|https|s3)://.+')",
-                "spec.model.uri must start with one of file://, pvc://, http://, https://, s3:// "
-                "and name a location after it",
+                "self.matches('^(file|pvc|http|https|s3|gs)://.+')",
+                "spec.model.uri must start with one of file://, pvc://, http://, https://, s3://, "
+                "gs:// and name a location after it",
             )
         ),
     )
-    format: Literal["sklearn", "onnx", "custom"] = Field(
-        description="Serialization format of the model file: sklearn (skops), onnx, or custom "
-        "(a Python class shipped in a custom runtime image)."
+    format: Literal["sklearn", "onnx", "xgboost", "lightgbm", "mlflow", "custom"] = Field(
+        description="Serialization format: sklearn (skops, or joblib/pickle with "
+        "spec.runtime.options.allowUnsafePickle), onnx, xgboost (.ubj or .json), lightgbm "
+        "(text model file), mlflow (a model directory with an MLmodel file: a directory or "
+        "archive URI), or custom (a Python class, spec.runtime.options.customClass)."
     )
     digest: str = Field(
-        description="SHA-256 digest of the model file as sha256:<64 lower-case hex digits>. The "
-        "pod refuses to serve a file that does not match.",
+        description="SHA-256 digest of the model file as sha256:<64 lower-case hex digits>; for "
+        "a directory or archive, of its manifest (`modelops-fetch --print-digest PATH` prints "
+        "it). The pod refuses to serve a model that does not match.",
         max_length=71,
         json_schema_extra=validations(
             cel(
@@ -84,7 +90,8 @@ class ModelSource(KubeModel):
         description="Name of a Secret in the same namespace whose keys become environment "
         "variables of the fetch container, for example AWS_ACCESS_KEY_ID, "
         "AWS_SECRET_ACCESS_KEY, AWS_REGION and AWS_ENDPOINT_URL_S3 for s3:// URIs. Only for "
-        "s3:// and http(s):// URIs.",
+        "s3://, gs:// and http(s):// URIs. Without it, s3:// and gs:// use the pod's identity "
+        "(spec.runtime.serviceAccountName: IRSA, EKS Pod Identity, GKE Workload Identity).",
         max_length=253,
         pattern=DNS1123_SUBDOMAIN,
     )
@@ -98,62 +105,112 @@ class ModelSource(KubeModel):
             ),
             cel(
                 "!has(self.credentialsSecret) || self.uri.startsWith('s3://') "
+                "|| self.uri.startsWith('gs://') "
                 "|| self.uri.startsWith('http://') || self.uri.startsWith('https://')",
-                "spec.model.credentialsSecret is only used with s3:// and http(s):// URIs",
+                "spec.model.credentialsSecret is only used with s3://, gs:// and http(s):// URIs",
                 field_path=".credentialsSecret",
+            ),
+            cel(
+                "self.format != 'mlflow' || self.uri.endsWith('/') || "
+                "self.uri.matches('[.](tar[.]gz|tgz|tar|zip)$')",
+                "spec.model.uri must name a directory (ending in '/') or an archive (.tar.gz, "
+                ".tgz, .tar, .zip) for format mlflow: an MLflow model is a directory",
+                field_path=".uri",
+            ),
+            cel(
+                "!self.uri.matches('^https?://.*/$')",
+                "spec.model.uri: an http(s):// URI cannot name a directory (HTTP cannot list "
+                "one); pack the directory as an archive (.tar.gz) and name that",
+                field_path=".uri",
             ),
         )
     )
 
 
-class ResourceAmounts(KubeModel):
-    """CPU and memory amounts, as Kubernetes quantities."""
-
-    cpu: Quantity | None = Field(
-        None,
-        description="CPU, in cores or millicores: 1, 0.5, 500m.",
+RESOURCE_NAME = (
+    r"^(cpu|memory|ephemeral-storage|hugepages-[0-9]+[KMG]i|[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+    r"([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$"
+)
+ResourceQuantity = Annotated[
+    Quantity,
+    Field(
+        description="An amount, as a Kubernetes quantity.",
         json_schema_extra=validations(
-            cel(_QUANTITY_RULE["rule"], "cpu " + _QUANTITY_RULE["message"])
+            cel(_QUANTITY_RULE["rule"],
+                "spec.runtime.resources: every amount " + _QUANTITY_RULE["message"]),
+            maxLength=64,
         ),
-    )
-    memory: Quantity | None = Field(
+    ),
+]
+
+
+def _amounts(kind: str, description: str) -> Any:
+    return Field(
         None,
-        description="Memory, in bytes with a suffix: 512Mi, 2Gi.",
+        description=description,
         json_schema_extra=validations(
-            cel(_QUANTITY_RULE["rule"], "memory " + _QUANTITY_RULE["message"])
+            cel(
+                f"self.all(name, name.matches('{RESOURCE_NAME}'))",
+                f"spec.runtime.resources.{kind} names must be cpu, memory, ephemeral-storage, "
+                "hugepages-<size> or an extended resource such as nvidia.com/gpu",
+            ),
+            maxProperties=8,
         ),
     )
 
 
 def _not_above_limit(resource: str) -> dict[str, str]:
     both = (
-        f"has(self.requests) && has(self.limits) && has(self.requests.{resource}) "
-        f"&& has(self.limits.{resource})"
+        f"has(self.requests) && has(self.limits) && '{resource}' in self.requests "
+        f"&& '{resource}' in self.limits"
     )
     compare = (
-        f"quantity(string(self.requests.{resource}))"
-        f".compareTo(quantity(string(self.limits.{resource}))) <= 0"
+        f"quantity(string(self.requests['{resource}']))"
+        f".compareTo(quantity(string(self.limits['{resource}']))) <= 0"
     )
     return cel(
         f"!({both}) || {compare}",
         f"spec.runtime.resources.requests.{resource} must not exceed "
         f"spec.runtime.resources.limits.{resource}",
-        field_path=f".requests.{resource}",
+        field_path=".requests",
     )
+
+
+# Extended resources (GPUs) cannot be overcommitted: Kubernetes wants them in limits, in whole
+# units, and equal to the request if there is one.
+_EXTENDED_IN_LIMITS = cel(
+    "!has(self.requests) || self.requests.all(name, !name.contains('/') || "
+    "has(self.limits) && name in self.limits && "
+    "quantity(string(self.requests[name])).compareTo(quantity(string(self.limits[name]))) == 0)",
+    "spec.runtime.resources: an extended resource such as nvidia.com/gpu must be in limits, "
+    "equal to its request",
+    field_path=".requests",
+)
+_EXTENDED_WHOLE = cel(
+    "!has(self.limits) || self.limits.all(name, !name.contains('/') || "
+    "quantity(string(self.limits[name])).isInteger())",
+    "spec.runtime.resources.limits: an extended resource such as nvidia.com/gpu is counted in "
+    "whole units",
+    field_path=".limits",
+)
 
 
 class Resources(KubeModel):
-    """Compute resources of the model-server container."""
+    """Compute resources of the model-server container: cpu, memory, and extended resources
+    such as GPUs (nvidia.com/gpu: 1, in limits)."""
 
-    requests: ResourceAmounts | None = Field(
-        None, description="Guaranteed amounts, used for scheduling."
+    requests: dict[str, ResourceQuantity] | None = _amounts(
+        "requests", "Guaranteed amounts, used for scheduling: cpu, memory, ..."
     )
-    limits: ResourceAmounts | None = Field(
-        None, description="Upper bounds; memory above the limit kills the container."
+    limits: dict[str, ResourceQuantity] | None = _amounts(
+        "limits", "Upper bounds; memory above the limit kills the container. GPUs go here."
     )
 
     model_config = ConfigDict(
-        json_schema_extra=validations(_not_above_limit("cpu"), _not_above_limit("memory"))
+        json_schema_extra=validations(
+            _not_above_limit("cpu"), _not_above_limit("memory"), _EXTENDED_IN_LIMITS,
+            _EXTENDED_WHOLE,
+        )
     )
 
 
@@ -177,13 +234,44 @@ class EnvVar(KubeModel):
     value: str = Field("", description="Variable value.", max_length=32768)
 
 
+class ServerOptions(KubeModel):
+    """Options of the model server that would otherwise need an image of your own."""
+
+    allow_unsafe_pickle: bool = Field(
+        False,
+        description="Load joblib/pickle files (sklearn, pickled MLflow models; MLServer's "
+        "sklearn runtime always unpickles, so it needs this too). Unpickling runs code from "
+        "the file: only for models from a source you trust.",
+    )
+    trusted_types: list[Annotated[str, Field(max_length=256, pattern=r"^[A-Za-z_][\w.]*$")]] = (
+        Field(
+            default_factory=list,
+            max_length=64,
+            description="Types a skops file may hold beyond skops' defaults, such as "
+            "lightgbm.sklearn.LGBMClassifier (the pod's error lists the ones it needs).",
+        )
+    )
+    custom_class: str | None = Field(
+        None,
+        max_length=256,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:Class of a custom model (format custom); the module is imported "
+        "from the image or from the model directory.",
+    )
+
+
+SERVERS = ("modelops", "mlserver", "triton", "custom")
+# Ports the pod's other containers use, which a custom server must leave free.
+RESERVED_PORTS = (8000, 9090)
+
+
 class Runtime(KubeModel):
-    """How the model server runs: image, replicas, resources, environment."""
+    """How the model server runs: which server and image, replicas, resources, placement."""
 
     image: str | None = Field(
         None,
-        description="Model-server image; any server speaking the Open Inference Protocol "
-        "(KServe V2) works. Empty means this operator's own serving image.",
+        description="Model-server image. Empty: this operator's serving image for server "
+        "modelops, the upstream image for mlserver and triton; required for custom.",
         max_length=512,
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
@@ -207,6 +295,74 @@ class Runtime(KubeModel):
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["name"],
         },
+    )
+    server: Literal["modelops", "mlserver", "triton", "custom"] = Field(
+        "modelops",
+        description="The model server: modelops (this project's, every format), mlserver "
+        "(Seldon's MLServer: sklearn with allowUnsafePickle, xgboost, lightgbm, mlflow), triton "
+        "(NVIDIA Triton: onnx) or custom (your image: spec.runtime.image, command, port). The "
+        "operator sets each one's command, port, probes and model path; docs/runtimes.md.",
+    )
+    command: list[Annotated[str, Field(max_length=4096)]] | None = Field(
+        None,
+        max_length=32,
+        description="Entry point of a custom server (default: the image's own).",
+    )
+    args: list[Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra arguments, appended to the ones the operator passes the server.",
+    )
+    port: int = Field(
+        8080,
+        ge=1024,
+        le=65535,
+        description="Port a custom server listens on for V2 HTTP (the others use 8080). Not "
+        "8000 or 9090: the metrics sidecar has them.",
+        json_schema_extra=validations(
+            cel("self != 8000 && self != 9090",
+                "spec.runtime.port must not be 8000 or 9090: the metrics sidecar uses them")
+        ),
+    )
+    readiness_path: str = Field(
+        "/v2/health/ready",
+        max_length=256,
+        pattern=r"^/[!-~]*$",
+        description="HTTP path that answers 200 when a custom server can serve.",
+    )
+    options: ServerOptions = Field(
+        default_factory=lambda: ServerOptions.model_validate({}),
+        description="Server options (unsafe pickle, trusted skops types, custom class).",
+        json_schema_extra={"default": {}},
+    )
+    service_account_name: str | None = Field(
+        None,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="ServiceAccount of the model pods: the identity s3:// and gs:// fetches use "
+        "without credentialsSecret (IRSA, EKS Pod Identity, GKE Workload Identity).",
+    )
+    image_pull_secrets: list[Annotated[str, Field(max_length=253, pattern=DNS1123_SUBDOMAIN)]] = (
+        Field(
+            default_factory=list,
+            max_length=16,
+            description="Names of Secrets in the namespace holding registry credentials.",
+        )
+    )
+    node_selector: dict[str, Annotated[str, Field(max_length=63, description="Label value.")]] = (
+        Field(
+            default_factory=dict,
+            description="Node labels the model pods must run on, such as "
+            "nvidia.com/gpu.present: 'true'.",
+            json_schema_extra={"maxProperties": 32},
+        )
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Taints the model pods tolerate."
+    )
+    affinity: Affinity | None = Field(
+        None, description="Pod affinity as in a pod spec (nodeAffinity, podAffinity, "
+        "podAntiAffinity)."
     )
 
 
@@ -291,8 +447,72 @@ class Monitoring(KubeModel):
     )
 
 
+# Which formats each server loads; custom servers load what they like.
+SERVER_FORMATS = {
+    "modelops": ("sklearn", "onnx", "xgboost", "lightgbm", "mlflow", "custom"),
+    "mlserver": ("sklearn", "xgboost", "lightgbm", "mlflow", "custom"),
+    "triton": ("onnx", "custom"),
+}
+
+
+def _server_rules() -> list[dict[str, str]]:
+    per_server = [
+        cel(
+            f"self.runtime.server != '{server}' || self.model.format in {list(formats)}",
+            f"spec.model.format: server {server} loads {', '.join(formats)}",
+            field_path=".model.format",
+        )
+        for server, formats in SERVER_FORMATS.items()
+    ]
+    return [
+        *per_server,
+        cel(
+            "self.runtime.server != 'custom' || has(self.runtime.image)",
+            "spec.runtime.image is required with server custom",
+            field_path=".runtime.image",
+        ),
+        cel(
+            "self.runtime.server == 'custom' || self.runtime.port == 8080",
+            "spec.runtime.port is only for server custom (the others listen on 8080)",
+            field_path=".runtime.port",
+        ),
+        cel(
+            "self.runtime.server == 'custom' || !has(self.runtime.command)",
+            "spec.runtime.command is only for server custom",
+            field_path=".runtime.command",
+        ),
+        cel(
+            "self.runtime.server == 'custom' || self.runtime.readinessPath == '/v2/health/ready'",
+            "spec.runtime.readinessPath is only for server custom",
+            field_path=".runtime.readinessPath",
+        ),
+        cel(
+            "!(self.runtime.server in ['mlserver', 'triton']) || "
+            "!self.model.uri.startsWith('file://')",
+            "spec.model.uri: file:// names a file inside the modelops serving image, which "
+            "MLServer's and Triton's images are not; use pvc://, http(s)://, s3:// or gs://",
+            field_path=".model.uri",
+        ),
+        cel(
+            "self.runtime.server != 'mlserver' || self.model.format != 'sklearn' || "
+            "self.runtime.options.allowUnsafePickle",
+            "spec.runtime.options.allowUnsafePickle: MLServer's sklearn runtime unpickles the "
+            "model file (it runs code from it); set it to true if you trust the file's source",
+            field_path=".runtime.options.allowUnsafePickle",
+        ),
+        cel(
+            "self.model.format != 'custom' || self.runtime.server in ['triton', 'custom'] || "
+            "has(self.runtime.options.customClass)",
+            "spec.runtime.options.customClass (module:Class) is required for format custom",
+            field_path=".runtime.options.customClass",
+        ),
+    ]
+
+
 class ModelDeploymentSpec(KubeModel):
     """What should be live: the model, how it runs and what is measured about it."""
+
+    model_config = ConfigDict(json_schema_extra=validations(*_server_rules()))
 
     model: ModelSource = Field(description="The model to serve.")
     runtime: Runtime = Field(
@@ -314,6 +534,13 @@ class LiveModel(KubeModel):
     version: str = Field(description="Model version.")
     uri: str = Field("", description="Where the model file came from.")
     digest: str = Field("", description="SHA-256 digest of the model file.")
+    serving: str = Field(
+        "",
+        max_length=16384,
+        description="How this version is served: its format and server setup (spec.runtime's "
+        "server, image, command, args, port, readinessPath, options) as JSON. Under a "
+        "ChampionChallenger the champion keeps it while the challenger runs the new one.",
+    )
     since: datetime | None = Field(None, description="When it started serving in this role.")
 
 

@@ -21,6 +21,7 @@ from ..constants import (
     SIDECAR_PORT,
 )
 from ..gating.config import parse_duration
+from .servers import TRITON_VERSION_DIR, plan_server
 
 PVC_MOUNT = "/mnt/model-source"
 TERMINATION_LOG = "/dev/termination-log"
@@ -32,24 +33,48 @@ TMP_VOLUME = "tmp"
 SOURCE_VOLUME = "model-source"
 
 
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+
+
 @dataclass(frozen=True)
 class ModelFetchPlan:
-    """How the init container reaches the model file, and where the server then finds it."""
+    """How the init container reaches the model, where it puts it, and where the server then
+    finds it (modelops-fetch's layout: a file lands as DEST/<file name>, a directory or an
+    archive as DEST/<name>/)."""
 
     fetch_uri: str
-    served_uri: str
+    fetch_dest: str
+    served_path: str
     pvc_claim: str | None
 
 
-def plan_model_fetch(uri: str) -> ModelFetchPlan:
-    """Map spec.model.uri to the fetch container's source and the model server's local file."""
+def _landing_name(path: str) -> tuple[str, bool]:
+    """The name the fetched model lands under, and whether it is a directory."""
+    path = unquote(path)
+    if path.endswith("/"):
+        return posixpath.basename(path.rstrip("/")) or "model", True
+    name = posixpath.basename(path) or "model"
+    for suffix in ARCHIVE_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], True
+    return name, False
+
+
+def plan_model_fetch(uri: str, server: str = "modelops", model_name: str = "") -> ModelFetchPlan:
+    """Map spec.model.uri to the fetch container's source and destination and the path the
+    model server loads."""
     parts = urlsplit(uri)
-    file_name = posixpath.basename(unquote(parts.path)) or "model"
-    served = f"file://{MODEL_DIR}/{file_name}"
+    name, is_tree = _landing_name(parts.path)
+    fetch_uri, claim = uri, None
     if parts.scheme == "pvc":
         # pvc://claim/path: the claim is mounted read-only, the fetch reads it as a local file.
-        return ModelFetchPlan(f"file://{PVC_MOUNT}{parts.path}", served, parts.netloc)
-    return ModelFetchPlan(uri, served, None)
+        fetch_uri, claim = f"file://{PVC_MOUNT}{parts.path}", parts.netloc
+    if server == "triton" and not is_tree:
+        # Triton loads a repository: <repository>/<model name>/<integer version>/model.<ext>.
+        extension = posixpath.splitext(name)[1] or ".onnx"
+        destination = f"{MODEL_DIR}/{model_name}/{TRITON_VERSION_DIR}/model{extension}"
+        return ModelFetchPlan(fetch_uri, destination, MODEL_DIR, claim)
+    return ModelFetchPlan(fetch_uri, f"{MODEL_DIR}/", f"{MODEL_DIR}/{name}", claim)
 
 
 def container_security_context() -> dict[str, Any]:
@@ -77,18 +102,16 @@ def _common_env() -> list[dict[str, str]]:
     return [{"name": "MODELOPS_TERMINATION_LOG", "value": TERMINATION_LOG}]
 
 
-def model_image(spec: ModelDeploymentSpec, serving_image: str = DEFAULT_SERVING_IMAGE) -> str:
-    return spec.runtime.image or serving_image
-
-
 def build_fetch_container(
     spec: ModelDeploymentSpec, serving_image: str = DEFAULT_SERVING_IMAGE
 ) -> dict[str, Any]:
     """Init container: copy the model into the shared emptyDir, refusing a wrong digest."""
-    plan = plan_model_fetch(spec.model.uri)
+    plan = fetch_plan(spec)
     # A file:// model lives inside the model image, so the fetch must run that image.
+    # (file:// is refused with MLServer and Triton, whose images have no modelops-fetch.)
     image = (
-        model_image(spec, serving_image) if spec.model.uri.startswith("file://") else serving_image
+        spec.runtime.image or serving_image
+        if spec.model.uri.startswith("file://") else serving_image
     )
     mounts: list[dict[str, Any]] = [
         {"name": MODEL_VOLUME, "mountPath": MODEL_DIR},
@@ -101,7 +124,7 @@ def build_fetch_container(
         "image": image,
         "imagePullPolicy": spec.runtime.image_pull_policy,
         "command": ["modelops-fetch"],
-        "args": [plan.fetch_uri, f"{MODEL_DIR}/", "--digest", spec.model.digest],
+        "args": [plan.fetch_uri, plan.fetch_dest, "--digest", spec.model.digest],
         "env": _common_env(),
         "volumeMounts": mounts,
         "securityContext": container_security_context(),
@@ -116,52 +139,44 @@ def build_fetch_container(
 def build_model_container(
     spec: ModelDeploymentSpec, serving_image: str = DEFAULT_SERVING_IMAGE
 ) -> dict[str, Any]:
-    """The model server: loads the verified file and speaks the Open Inference Protocol."""
-    plan = plan_model_fetch(spec.model.uri)
-    model = spec.model
+    """The model server (spec.runtime.server): loads the verified model and speaks the Open
+    Inference Protocol on its port, which only the sidecar in the same pod calls."""
+    server = plan_server(spec, fetch_plan(spec).served_path, serving_image)
     container: dict[str, Any] = {
         "name": "model",
-        "image": model_image(spec, serving_image),
+        "image": server.image,
         "imagePullPolicy": spec.runtime.image_pull_policy,
-        "args": [
-            "--name",
-            model.name,
-            "--uri",
-            plan.served_uri,
-            "--format",
-            model.format,
-            "--digest",
-            model.digest,
-            "--version",
-            model.version,
-            "--port",
-            str(MODEL_PORT),
-        ],
-        "ports": [{"name": "model", "containerPort": MODEL_PORT, "protocol": "TCP"}],
-        "env": _common_env() + [{"name": e.name, "value": e.value} for e in spec.runtime.env],
+        "args": server.args,
+        "ports": [{"name": "model", "containerPort": server.port, "protocol": "TCP"}],
+        "env": _common_env() + server.env,
         "volumeMounts": [
             {"name": MODEL_VOLUME, "mountPath": MODEL_DIR, "readOnly": True},
             {"name": TMP_VOLUME, "mountPath": "/tmp"},
         ],
         "readinessProbe": {
-            "httpGet": {"path": "/v2/health/ready", "port": "model"},
+            "httpGet": {"path": server.readiness_path, "port": "model"},
             "periodSeconds": 5,
             "failureThreshold": 3,
         },
-        "livenessProbe": {
-            "httpGet": {"path": "/v2/health/live", "port": "model"},
-            "periodSeconds": 10,
-            "failureThreshold": 6,
-        },
+        "livenessProbe": {**server.liveness, "periodSeconds": 10, "failureThreshold": 6},
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if not spec.runtime.image:
-        # Our own image: the entry point is named; a foreign server keeps its own entry point.
-        container["command"] = ["modelops-serve"]
+    if server.command is not None:
+        container["command"] = server.command
+    if server.working_dir:
+        container["workingDir"] = server.working_dir
     if spec.runtime.resources:
         container["resources"] = spec.runtime.resources.to_wire()
     return container
+
+
+def fetch_plan(spec: ModelDeploymentSpec) -> ModelFetchPlan:
+    return plan_model_fetch(spec.model.uri, spec.runtime.server, spec.model.name)
+
+
+def model_port(spec: ModelDeploymentSpec) -> int:
+    return spec.runtime.port if spec.runtime.server == "custom" else MODEL_PORT
 
 
 def build_sidecar_container(
@@ -173,7 +188,7 @@ def build_sidecar_container(
     """The metrics sidecar in front of the model server (traffic 8000, /metrics 9090)."""
     args = [
         "--upstream",
-        f"http://127.0.0.1:{MODEL_PORT}",
+        f"http://127.0.0.1:{model_port(spec)}",
         "--port",
         str(SIDECAR_PORT),
         "--metrics-port",
@@ -218,12 +233,31 @@ def build_sidecar_container(
     }
 
 
+def pod_placement(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """The pod-level fields of spec.runtime: identity, registry credentials, scheduling."""
+    runtime = spec.runtime
+    fields: dict[str, Any] = {}
+    if runtime.service_account_name:
+        # The token stays unmounted: IRSA and EKS Pod Identity project their own, GKE's
+        # Workload Identity uses the metadata server, and the server needs no API access.
+        fields["serviceAccountName"] = runtime.service_account_name
+    if runtime.image_pull_secrets:
+        fields["imagePullSecrets"] = [{"name": n} for n in runtime.image_pull_secrets]
+    if runtime.node_selector:
+        fields["nodeSelector"] = dict(runtime.node_selector)
+    if runtime.tolerations:
+        fields["tolerations"] = [t.to_wire() for t in runtime.tolerations]
+    if runtime.affinity:
+        fields["affinity"] = runtime.affinity.to_wire()
+    return fields
+
+
 def build_volumes(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = [
         {"name": MODEL_VOLUME, "emptyDir": {}},
         {"name": TMP_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
     ]
-    claim = plan_model_fetch(spec.model.uri).pvc_claim
+    claim = fetch_plan(spec).pvc_claim
     if claim:
         volumes.append(
             {"name": SOURCE_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}

@@ -28,6 +28,7 @@ from .pod import (
     build_model_container,
     build_sidecar_container,
     build_volumes,
+    pod_placement,
     pod_security_context,
 )
 
@@ -119,6 +120,7 @@ def build_model_deployment(
                     ],
                     "volumes": build_volumes(spec),
                     "terminationGracePeriodSeconds": 30,
+                    **pod_placement(spec),
                 },
             },
         },

@@ -131,7 +131,8 @@ def live_champion_of(
     version = reported.get("version")
     if not version or rollout_done(champion) != version:
         return None
-    return ModelRef(version, reported.get("uri", ""), reported.get("digest", ""))
+    return ModelRef(version, reported.get("uri", ""), reported.get("digest", ""),
+                    reported.get("serving", ""))
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ class ModelRef:
     version: str
     uri: str = ""
     digest: str = ""
+    # How the version is served (format and server setup, `workloads.serving_of`): it travels
+    # with the version, so a challenger may run another server than its champion.
+    serving: str = ""
 
     def same_model(self, other: ModelRef | None) -> bool:
         return other is not None and (self.version, self.uri, self.digest) == (

@@ -9,9 +9,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from ..api.modeldeployment import ModelDeploymentSpec
+from ..api.modeldeployment import ModelDeploymentSpec, Runtime
 from ..builders.pod import container_security_context, pod_security_context
 from ..builders.workload import object_labels, selector_labels
 from ..constants import (
@@ -28,16 +29,40 @@ from .traffic import ROUTER_CONFIG_KEY, SIDECAR_TRAFFIC_PORT, arm_service_name
 ROUTER_CONFIG_VOLUME = "router-config"
 
 
+# The parts of spec.runtime that say how a version is served; replicas, resources, placement
+# and environment stay the ModelDeployment's current ones for both arms.
+SERVING_FIELDS = ("server", "image", "command", "args", "port", "readiness_path", "options")
+
+
+def serving_of(spec: ModelDeploymentSpec) -> str:
+    """The model's format and server setup, as the compact JSON a ModelRef carries."""
+    runtime = spec.runtime.model_dump(by_alias=True, exclude_defaults=True, mode="json",
+                                      include=set(SERVING_FIELDS))
+    return json.dumps({"format": spec.model.format, "runtime": runtime},
+                      sort_keys=True, separators=(",", ":"))
+
+
 def spec_with_model(spec: ModelDeploymentSpec, model: ModelRef) -> ModelDeploymentSpec:
-    """The ModelDeployment's spec with another version of its model (same name and format)."""
-    changed = spec.model.model_copy(
-        update={"version": model.version, "uri": model.uri, "digest": model.digest}
-    )
-    return spec.model_copy(update={"model": changed})
+    """The ModelDeployment's spec with another version of its model, served as that version
+    was (its format and server) when the reference records it."""
+    update: dict[str, Any] = {"version": model.version, "uri": model.uri, "digest": model.digest}
+    runtime = spec.runtime
+    if model.serving:
+        serving = json.loads(model.serving)
+        update["format"] = serving["format"]
+        wire = {**spec.runtime.to_wire(), **serving["runtime"]}
+        for name in SERVING_FIELDS:  # a field the recorded setup left unset is unset
+            alias = Runtime.model_fields[name].alias or name
+            if alias not in serving["runtime"]:
+                wire.pop(alias, None)
+        runtime = Runtime.model_validate(wire)
+    return spec.model_copy(update={"model": spec.model.model_copy(update=update),
+                                   "runtime": runtime})
 
 
 def model_ref(spec: ModelDeploymentSpec) -> ModelRef:
-    return ModelRef(version=spec.model.version, uri=spec.model.uri, digest=spec.model.digest)
+    return ModelRef(version=spec.model.version, uri=spec.model.uri, digest=spec.model.digest,
+                    serving=serving_of(spec))
 
 
 def build_arm_service(deployment: str, namespace: str, role: str) -> dict[str, Any]:

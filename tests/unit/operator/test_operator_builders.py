@@ -177,20 +177,26 @@ def test_children_are_owned_by_the_model_deployment() -> None:
 @pytest.mark.parametrize(
     ("uri", "fetched", "served", "claim"),
     [
-        ("https://h/x/m.onnx", "https://h/x/m.onnx", "file:///models/m.onnx", None),
-        ("s3://b/k/model.skops", "s3://b/k/model.skops", "file:///models/model.skops", None),
-        (
-            "pvc://claim/a/b.onnx",
-            "file:///mnt/model-source/a/b.onnx",
-            "file:///models/b.onnx",
-            "claim",
-        ),
-        ("https://h/dir/", "https://h/dir/", "file:///models/model", None),
+        ("https://h/x/m.onnx", "https://h/x/m.onnx", "/models/m.onnx", None),
+        ("s3://b/k/model.skops", "s3://b/k/model.skops", "/models/model.skops", None),
+        ("pvc://claim/a/b.onnx", "file:///mnt/model-source/a/b.onnx", "/models/b.onnx", "claim"),
+        # Directories and archives land as a directory named after them (modelops-fetch).
+        ("s3://b/models/fraud/", "s3://b/models/fraud/", "/models/fraud", None),
+        ("gs://b/m/mlflow-model/", "gs://b/m/mlflow-model/", "/models/mlflow-model", None),
+        ("https://h/x/fraud-2.tar.gz", "https://h/x/fraud-2.tar.gz", "/models/fraud-2", None),
+        ("pvc://claim/dir/", "file:///mnt/model-source/dir/", "/models/dir", "claim"),
     ],
 )
 def test_model_fetch_plan(uri: str, fetched: str, served: str, claim: str | None) -> None:
     plan = plan_model_fetch(uri)
-    assert (plan.fetch_uri, plan.served_uri, plan.pvc_claim) == (fetched, served, claim)
+    assert (plan.fetch_uri, plan.fetch_dest, plan.served_path, plan.pvc_claim) == (
+        fetched, "/models/", served, claim
+    )
+
+
+def test_triton_gets_a_model_repository() -> None:
+    plan = plan_model_fetch("s3://b/k/fraud.onnx", "triton", "fraud")
+    assert (plan.fetch_dest, plan.served_path) == ("/models/fraud/1/model.onnx", "/models")
 
 
 def test_label_maturity_reaches_the_sidecar_with_a_store_that_remembers_long_enough() -> None:

@@ -77,6 +77,7 @@ def test_complete_rollout_is_ready_with_champion_and_endpoint() -> None:
         "version": "1.0.0",
         "uri": "s3://b/m.skops",
         "digest": DIGEST,
+        "serving": '{"format":"sklearn","runtime":{}}',
         "since": "2025-01-01T12:00:00Z",
     }
     assert status["endpoint"] == "http://fraud.ns.svc.cluster.local"
