@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from modelops_serving.digests import file_digest, path_digest, tree_digest
 from modelops_serving.fetch import DigestMismatch, FetchError, fetch
 
 ACCESS, SECRET, REGION = "AKIDTEST", "secret/for+tests", "eu-west-3"
@@ -134,3 +135,52 @@ def test_file_fetch_via_the_cli(tmp_path: Path) -> None:
 def test_unsupported_scheme_is_named(tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="scheme 'gs' is not supported"):
         fetch("gs://bucket/model", tmp_path)
+
+
+# --- tree digests -------------------------------------------------------------------------------
+
+
+def make_tree(root: Path) -> Path:
+    """A model directory whose names sort differently by bytes than by a locale."""
+    files = {"MLmodel": b"flavors: {}\n", "a b/é.txt": b"accent", "B/upper": b"upper",
+             "_x": b"", ".hidden": b"dot", "data/model.pkl": b"\x00\x01" * 5000,
+             "data/sub/deep.bin": b"deep"}
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    (root / "empty-dir").mkdir()
+    return root
+
+
+def shell_tree_digest(root: Path) -> str:
+    pipeline = ("find . -type f -printf '%P\\0' | LC_ALL=C sort -z | xargs -0 sha256sum "
+                "| sha256sum")
+    out = subprocess.run(["bash", "-c", pipeline], cwd=root, capture_output=True, text=True,
+                         check=True, timeout=60)
+    return "sha256:" + out.stdout.split()[0]
+
+
+def test_tree_digest_is_the_shell_pipelines(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "model")
+    assert tree_digest(root) == shell_tree_digest(root) == path_digest(root)
+    single = root / "data/model.pkl"
+    assert file_digest(single) == path_digest(single) == digest_of(single.read_bytes())
+    # Directories are not part of it: an empty one more changes nothing.
+    (root / "data/another-empty").mkdir()
+    assert tree_digest(root) == shell_tree_digest(root)
+
+
+def test_tree_digest_refuses_what_it_cannot_vouch_for(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "model")
+    (root / "link").symlink_to("/etc/hostname")
+    with pytest.raises(ValueError, match=r"link in .* is a symlink"):
+        tree_digest(root)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no files"):
+        tree_digest(empty)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "back\\slash").write_bytes(b"x")
+    with pytest.raises(ValueError, match="backslash"):
+        tree_digest(odd)
