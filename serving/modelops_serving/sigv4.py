@@ -26,18 +26,24 @@ def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode(), hashlib.sha256).digest()
 
 
+def canonical_query(query: dict[str, str]) -> str:
+    """The query string as signed; send it exactly so."""
+    return "&".join(
+        f"{quote(k, safe='~')}={quote(v, safe='~')}" for k, v in sorted(query.items())
+    )
+
+
 def canonical_request(
     method: str, path: str, query: dict[str, str], headers: dict[str, str], payload_hash: str
 ) -> tuple[str, str]:
     """Return the canonical request and the signed-headers list."""
     canonical_path = quote(path, safe="/~")
-    canonical_query = "&".join(
-        f"{quote(k, safe='~')}={quote(v, safe='~')}" for k, v in sorted(query.items())
-    )
     lowered = {k.lower().strip(): " ".join(v.strip().split()) for k, v in headers.items()}
     signed = ";".join(sorted(lowered))
     header_block = "".join(f"{k}:{lowered[k]}\n" for k in sorted(lowered))
-    text = "\n".join([method, canonical_path, canonical_query, header_block, signed, payload_hash])
+    text = "\n".join(
+        [method, canonical_path, canonical_query(query), header_block, signed, payload_hash]
+    )
     return text, signed
 
 
