@@ -74,7 +74,9 @@ def plan_model_fetch(uri: str, server: str = "modelops", model_name: str = "") -
         extension = posixpath.splitext(name)[1] or ".onnx"
         destination = f"{MODEL_DIR}/{model_name}/{TRITON_VERSION_DIR}/model{extension}"
         return ModelFetchPlan(fetch_uri, destination, MODEL_DIR, claim)
-    return ModelFetchPlan(fetch_uri, f"{MODEL_DIR}/", f"{MODEL_DIR}/{name}", claim)
+    # A directory keeps its trailing '/': that is how the server tells it from a file.
+    served = f"{MODEL_DIR}/{name}/" if is_tree else f"{MODEL_DIR}/{name}"
+    return ModelFetchPlan(fetch_uri, f"{MODEL_DIR}/", served, claim)
 
 
 def container_security_context() -> dict[str, Any]:

@@ -181,10 +181,10 @@ def test_children_are_owned_by_the_model_deployment() -> None:
         ("s3://b/k/model.skops", "s3://b/k/model.skops", "/models/model.skops", None),
         ("pvc://claim/a/b.onnx", "file:///mnt/model-source/a/b.onnx", "/models/b.onnx", "claim"),
         # Directories and archives land as a directory named after them (modelops-fetch).
-        ("s3://b/models/fraud/", "s3://b/models/fraud/", "/models/fraud", None),
-        ("gs://b/m/mlflow-model/", "gs://b/m/mlflow-model/", "/models/mlflow-model", None),
-        ("https://h/x/fraud-2.tar.gz", "https://h/x/fraud-2.tar.gz", "/models/fraud-2", None),
-        ("pvc://claim/dir/", "file:///mnt/model-source/dir/", "/models/dir", "claim"),
+        ("s3://b/models/fraud/", "s3://b/models/fraud/", "/models/fraud/", None),
+        ("gs://b/m/mlflow-model/", "gs://b/m/mlflow-model/", "/models/mlflow-model/", None),
+        ("https://h/x/fraud-2.tar.gz", "https://h/x/fraud-2.tar.gz", "/models/fraud-2/", None),
+        ("pvc://claim/dir/", "file:///mnt/model-source/dir/", "/models/dir/", "claim"),
     ],
 )
 def test_model_fetch_plan(uri: str, fetched: str, served: str, claim: str | None) -> None:

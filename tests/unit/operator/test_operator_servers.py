@@ -89,7 +89,7 @@ def test_a_custom_server_on_its_own_port_is_what_the_sidecar_and_probes_call() -
     assert model["command"] == ["/srv/run"]
     assert model["ports"][0]["containerPort"] == 7070
     assert model["readinessProbe"]["httpGet"]["path"] == "/healthz"
-    assert env(model)["MODELOPS_MODEL_URI"] == "file:///models/fraud"
+    assert env(model)["MODELOPS_MODEL_URI"] == "file:///models/fraud/"
     sidecar = named(template["containers"], "metrics-sidecar")
     assert sidecar["args"][sidecar["args"].index("--upstream") + 1] == "http://127.0.0.1:7070"
 
