@@ -142,7 +142,7 @@ def apply(cluster: Any, namespace: str, manifest: dict[str, Any]) -> None:
 
 
 def deploy(cluster: Any, namespace: str, champion: ServedModel, replicas: int = 1,
-           **cc_spec: Any) -> None:
+           runtime: dict[str, Any] | None = None, **cc_spec: Any) -> None:
     apply(
         cluster,
         namespace,
@@ -152,7 +152,7 @@ def deploy(cluster: Any, namespace: str, champion: ServedModel, replicas: int = 
             "metadata": {"name": TARGET},
             "spec": {
                 "model": model_spec(champion),
-                "runtime": {"replicas": replicas},
+                "runtime": {"replicas": replicas, **(runtime or {})},
                 "monitoring": {"predictionBuckets": [0.5], "feedback": {"enabled": True}},
             },
         },
@@ -182,8 +182,12 @@ def deploy(cluster: Any, namespace: str, champion: ServedModel, replicas: int = 
                     "--timeout=120s")  # fmt: skip
 
 
-def challenge(cluster: Any, namespace: str, model: ServedModel) -> None:
-    patch = {"spec": {"model": model_spec(model)}}
+def challenge(cluster: Any, namespace: str, model: ServedModel,
+              runtime: dict[str, Any] | None = None) -> None:
+    """A new version (and, with `runtime`, a new way to serve it: a merge patch)."""
+    patch: dict[str, Any] = {"spec": {"model": model_spec(model)}}
+    if runtime:
+        patch["spec"]["runtime"] = runtime
     cluster.kubectl("patch", "-n", namespace, f"mdep/{TARGET}", "--type=merge", "-p",
                     json.dumps(patch))  # fmt: skip
 
