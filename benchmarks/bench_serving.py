@@ -43,12 +43,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.thirdparty_servers import launches
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results" / "serving"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "modelops" / "bench"
-MLSERVER_VENV = CACHE / "mlserver-venv"
-# uvloop 0.22+ breaks MLServer 1.7.1's parallel workers (get_event_loop without a loop).
-MLSERVER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"]
 HOST = "127.0.0.1"
 DURATION = int(os.environ.get("BENCH_SECONDS", "3"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -206,34 +204,6 @@ http {{
     path = directory / "nginx.conf"
     path.write_text(text)
     return path
-
-
-def ensure_mlserver() -> Path | None:
-    """MLServer in a throwaway venv (never the project's); None when it cannot be installed."""
-    binary = MLSERVER_VENV / "bin" / "mlserver"
-    if binary.exists():
-        return binary
-    print(f">> installing {' '.join(MLSERVER_PINS)} into {MLSERVER_VENV}", flush=True)
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
-        subprocess.run([str(MLSERVER_VENV / "bin" / "pip"), "install", "--quiet", *MLSERVER_PINS],
-                       check=True, timeout=1200)
-    except (subprocess.SubprocessError, OSError) as exc:
-        print(f"!! MLServer not available, its comparison is skipped: {exc}", flush=True)
-        return None
-    return binary
-
-
-def mlserver_dir(directory: Path, joblib_path: Path, parallel_workers: int) -> tuple[Path, int]:
-    http_port = free_port()
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "settings.json").write_text(json.dumps({
-        "http_port": http_port, "grpc_port": free_port(), "metrics_port": free_port(),
-        "parallel_workers": parallel_workers, "debug": False, "host": HOST}))
-    (directory / "model-settings.json").write_text(json.dumps({
-        "name": "fraud", "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": str(joblib_path), "version": "v1"}}))
-    return directory, http_port
 
 
 # -- load generation ---------------------------------------------------------------------------
@@ -632,19 +602,18 @@ def main() -> int:
             url = f"http://{HOST}:{port}{infer_path}"
             wait_ready(f"http://{HOST}:{port}/v2/health/ready", process)
             expect_same_predictions(url, X[:64], model, name)
-        # MLServer runs beside ours (idle servers cost nothing), so all are measured alike:
-        # once with default settings, once with inference on the event loop as ours runs.
-        binary = ensure_mlserver()
-        for scenario, workers in (("mlserver", 1), ("mlserver-pw0", 0)) if binary else ():
-            directory, port = mlserver_dir(work / scenario, joblib_path, workers)
-            process = procs.start(scenario, [str(binary), "start", str(directory)], cwd=directory)
+        # Third-party servers run beside ours (idle servers cost nothing), so all are measured
+        # alike; see thirdparty_servers for what runs and with which settings.
+        for launch in launches(work, joblib_path, HOST, free_port):
+            process = procs.start(launch.scenario, launch.argv, cwd=launch.cwd)
             try:
-                wait_ready(f"http://{HOST}:{port}/v2/models/fraud/ready", process, timeout=180)
-                url = f"http://{HOST}:{port}{infer_path}"
-                expect_same_predictions(url, X[:64], model, scenario)
-                targets[scenario] = (port, process)
+                wait_ready(f"http://{HOST}:{launch.port}/v2/models/fraud/ready", process,
+                           timeout=180)
+                url = f"http://{HOST}:{launch.port}{infer_path}"
+                expect_same_predictions(url, X[:64], model, launch.scenario)
+                targets[launch.scenario] = (launch.port, process)
             except RuntimeError as exc:
-                print(f"!! {scenario} left out: {exc}; see {work / scenario}.log")
+                print(f"!! {launch.scenario} left out: {exc}; see {work / launch.scenario}.log")
         print(">> measuring (every path's predictions were checked against the model first)",
               flush=True)
         groups = {name: process.pid for name, (_, process) in targets.items()}
