@@ -1,4 +1,5 @@
-"""Serving data-plane benchmark: what each hop costs, and our model server against MLServer.
+"""Serving data-plane benchmark: what each hop costs, and our model server against MLServer and
+KServe's Python model server.
 
 All in one run, same machine, same model, same request (one row, 10 features, a scikit-learn
 LogisticRegression), load from wrk (or a Python closed-loop generator when wrk is missing) at
@@ -9,6 +10,9 @@ fixed concurrency, every scenario once per round for several rounds (medians rep
   router+sidecar client -> modelops-router -> modelops-sidecar -> modelops-serve
   nginx          client -> nginx (plain reverse proxy, keep-alive upstream) -> modelops-serve
   mlserver       client -> MLServer (PyPI, sklearn runtime) serving the same model
+  mlserver-pw0   the same with parallel_workers 0 (inference on the event loop, as ours)
+  kserve         client -> KServe's Python model server (PyPI ``kserve``, one worker, a
+                 ``kserve.Model`` subclass as sklearnserver's, which is not on PyPI)
 
 Concurrency 1 measures the latency a hop adds, twice: with wrk in 15 rounds of 1 s (a hop's added
 p50 is the median over rounds of its p50 minus direct's in the same round), and with a blocking
@@ -16,12 +20,13 @@ Python client whose targets take turns every request, then every 20 requests, so
 machine's drift, which moves whole 1 s rounds by more than a hop costs, hits every target alike
 (the figure the sidecar's 0.5 ms target is judged on: the larger of the two). Concurrency 16
 measures throughput (5 rounds of 3 s; a hop's share is the median over rounds of its req/s over
-direct's in the same round). MLServer is
-installed into its own virtualenv under ~/.cache (its pins conflict with ours) and runs beside
-ours, measured in the same rounds. Besides req/s and latency, the CPU time each process spent
-per request is read from /proc: it is far less disturbed by a busy machine. Results go to
-bench-results/serving/. Figures are noisy on a shared 2-core machine: read the ratios, which are
-measured back to back in the same run, rather than the absolute numbers.
+direct's in the same round). MLServer and KServe are each installed into a virtualenv of their
+own under ~/.cache (their pins conflict with ours) and run beside ours, measured in the same
+rounds; which settings and why: benchmarks/thirdparty_servers.py (in short: one worker process,
+no per-request logging, the same model file and request body). Besides req/s and latency, the CPU
+time each process spent per request is read from /proc: it is far less disturbed by a busy
+machine. Results go to bench-results/serving/. Figures are noisy on a shared 2-core machine: read
+the ratios, which are measured back to back in the same run, rather than the absolute numbers.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ MIN_QUIET_SLICES = 12  # 3 s of quiet host at least, else that figure is not giv
 QUIET_WAIT_SECONDS = 90.0
 PLAN = {1: (LATENCY_ROUNDS, LATENCY_SECONDS), 16: (ROUNDS, DURATION)}  # rounds, seconds
 N_FEATURES = 10
+THIRD_PARTY = ("mlserver", "mlserver-pw0", "kserve")  # see thirdparty_servers
 
 
 @dataclass
@@ -481,15 +487,19 @@ def added_by_alternation(slices: list[Slice]) -> dict[str, Added]:
     return found
 
 
-def expect_same_predictions(url: str, rows: np.ndarray, model: object, name: str) -> None:
+def predictions(url: str, rows: np.ndarray) -> list[object]:
     body = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64",
                         "data": rows.ravel().tolist()}]}
     response = httpx.post(url, json=body, timeout=30)
     response.raise_for_status()
-    got = response.json()["outputs"][0]["data"]
-    expected = model.predict(rows).tolist()  # type: ignore[attr-defined]
+    return response.json()["outputs"][0]["data"]
+
+
+def expect_same_predictions(url: str, rows: np.ndarray, expected: list[object], name: str,
+                            whose: str = "the model itself") -> None:
+    got = predictions(url, rows)
     if got != expected:
-        raise RuntimeError(f"{name} answered {got[:5]}…, the model itself {expected[:5]}…")
+        raise RuntimeError(f"{name} answered {got[:5]}…, {whose} {expected[:5]}…")
 
 
 def ratios(results: list[Result],
@@ -508,7 +518,7 @@ def ratios(results: list[Result],
                     f"c={c:<3} {scenario:<15} throughput {share:6.1%} of direct, adds "
                     f"{median:+.3f} ms at p50 (10-90% of rounds {low:+.3f}..{high:+.3f}), "
                     f"{other.p99_ms - direct.p99_ms:+.3f} ms at p99")
-        for scenario in ("mlserver", "mlserver-pw0"):
+        for scenario in THIRD_PARTY:
             ml = by.get((scenario, c))
             if ml:
                 lines.append(
@@ -598,10 +608,12 @@ def main() -> int:
         else:
             print("!! nginx not installed (make system-deps): its row is skipped")
         wait_ready(f"http://{HOST}:{ports['server']}/v2/health/ready", server)
+        expected = model.predict(X[:64]).tolist()  # type: ignore[attr-defined]
         for name, (port, process) in targets.items():
             url = f"http://{HOST}:{port}{infer_path}"
             wait_ready(f"http://{HOST}:{port}/v2/health/ready", process)
-            expect_same_predictions(url, X[:64], model, name)
+            expect_same_predictions(url, X[:64], expected, name)
+        ours = predictions(f"http://{HOST}:{ports['server']}{infer_path}", X[:64])
         # Third-party servers run beside ours (idle servers cost nothing), so all are measured
         # alike; see thirdparty_servers for what runs and with which settings.
         for launch in launches(work, joblib_path, HOST, free_port):
@@ -610,9 +622,9 @@ def main() -> int:
                 wait_ready(f"http://{HOST}:{launch.port}/v2/models/fraud/ready", process,
                            timeout=180)
                 url = f"http://{HOST}:{launch.port}{infer_path}"
-                expect_same_predictions(url, X[:64], model, launch.scenario)
+                expect_same_predictions(url, X[:64], ours, launch.scenario, "our server")
                 targets[launch.scenario] = (launch.port, process)
-            except RuntimeError as exc:
+            except (RuntimeError, httpx.HTTPError) as exc:
                 print(f"!! {launch.scenario} left out: {exc}; see {work / launch.scenario}.log")
         print(">> measuring (every path's predictions were checked against the model first)",
               flush=True)
