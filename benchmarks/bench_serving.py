@@ -25,8 +25,10 @@ own under ~/.cache (their pins conflict with ours) and run beside ours, measured
 rounds; which settings and why: benchmarks/thirdparty_servers.py (in short: one worker process,
 no per-request logging, the same model file and request body). Besides req/s and latency, the CPU
 time each process spent per request is read from /proc: it is far less disturbed by a busy
-machine. Results go to bench-results/serving/. Figures are noisy on a shared 2-core machine: read
-the ratios, which are measured back to back in the same run, rather than the absolute numbers.
+machine. A table puts our server's req/s at c=16, p50/p99 at c=1 and c=16 and CPU per request
+beside each third-party server's, with ratios to ours. Results go to bench-results/serving/.
+Figures are noisy on a shared 2-core machine: read the ratios, which are measured back to back in
+the same run, rather than the absolute numbers.
 """
 
 from __future__ import annotations
@@ -528,6 +530,66 @@ def ratios(results: list[Result],
     return lines
 
 
+# The comparison with ours: (key, column label, concurrency, Result field or "cpu", decimals).
+VERSUS_FIGURES = (("requests_per_second c=16", "req/s c=16", 16, "requests_per_second", 1),
+                  ("p50_ms c=1", "p50 c=1", 1, "p50_ms", 2),
+                  ("p99_ms c=1", "p99 c=1", 1, "p99_ms", 2),
+                  ("p50_ms c=16", "p50 c=16", 16, "p50_ms", 2),
+                  ("p99_ms c=16", "p99 c=16", 16, "p99_ms", 2),
+                  ("cpu_us_per_request c=1", "CPU c=1", 1, "cpu", 0),
+                  ("cpu_us_per_request c=16", "CPU c=16", 16, "cpu", 0))
+
+
+def versus_ours(results: list[Result]) -> list[dict[str, object]]:
+    """Our server (the direct scenario), then each third-party server that ran: every figure of
+    VERSUS_FIGURES (medians over rounds), and for the others each as a ratio to ours. CPU is the
+    server's own process group's per request (MLServer's includes its worker process). Empty
+    without our server."""
+    by = {(r.scenario, r.concurrency): r for r in results}
+
+    def figures(scenario: str) -> dict[str, float | None]:
+        group = "server" if scenario == "direct" else scenario
+        found: dict[str, float | None] = {}
+        for key, _, concurrency, name, _ in VERSUS_FIGURES:
+            result = by.get((scenario, concurrency))
+            found[key] = (None if result is None
+                          else result.cpu_us_per_request.get(group, 0.0) if name == "cpu"
+                          else float(getattr(result, name)))
+        return found
+
+    present = {scenario for scenario, _ in by}
+    if "direct" not in present:
+        return []
+    ours = figures("direct")
+    rows: list[dict[str, object]] = [{"server": "ours", **ours}]
+    for scenario in THIRD_PARTY:
+        if scenario not in present:
+            continue
+        theirs = figures(scenario)
+        rows.append({"server": scenario, **theirs, "ratio_to_ours": {
+            key: ratio(value, ours[key]) for key, value in theirs.items()}})
+    return rows
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    return None if value is None or not base else round(value / base, 3)
+
+
+def versus_table(rows: list[dict[str, object]]) -> list[str]:
+    """The comparison as aligned lines: a header, then one line per server, each figure of a
+    third-party server followed by its ratio to ours."""
+    lines = [f"{'server':<13}" + "".join(f"{label:>17}" for _, label, *_ in VERSUS_FIGURES)]
+    for row in rows:
+        ratio_to_ours: dict[str, float | None] = row.get("ratio_to_ours", {})  # type: ignore[assignment]
+        cells = []
+        for key, _, _, _, decimals in VERSUS_FIGURES:
+            value, ratio = row[key], ratio_to_ours.get(key)
+            text = "-" if value is None else f"{value:.{decimals}f}"
+            cells.append(text if ratio is None else f"{text} (x{ratio:.2f})")
+        lines.append(f"{row['server']:<13}" + "".join(f"{cell:>17}" for cell in cells))
+    return lines
+
+
 def targets_met(pairs: dict[tuple[str, int], tuple[float, float, float, float]],
                 alternating: dict[int, dict[str, Added]], results: list[Result]) -> list[str]:
     """The issue's targets, each with the figure it is judged on."""
@@ -666,6 +728,12 @@ def main() -> int:
     print(">> ratios (medians of rounds measured back to back in this run)")
     for line in summary:
         print("   " + line)
+    versus = versus_ours(results)
+    if len(versus) > 1:
+        print(">> our server against the third-party servers, same run (medians over rounds; "
+              "ms, CPU in us per request; xN = their figure over ours)")
+        for line in versus_table(versus):
+            print("   " + line)
     verdicts = targets_met(pairs, alternating, results)
     print(">> targets")
     for line in verdicts:
@@ -680,7 +748,7 @@ def main() -> int:
               "alternating_added_p50_ms": {
                   str(block): {name: asdict(a) for name, a in added.items()}
                   for block, added in alternating.items()},
-              "ratios": summary, "targets": verdicts}
+              "ratios": summary, "versus_ours": versus, "targets": verdicts}
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(f">> results: {RESULTS / 'latest.json'} (logs in {work})")
     return 0
