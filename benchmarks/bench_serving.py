@@ -1,4 +1,5 @@
-"""Serving data-plane benchmark: what each hop costs, and our model server against MLServer.
+"""Serving data-plane benchmark: what each hop costs, and our model server against MLServer and
+KServe's Python model server.
 
 All in one run, same machine, same model, same request (one row, 10 features, a scikit-learn
 LogisticRegression), load from wrk (or a Python closed-loop generator when wrk is missing) at
@@ -9,6 +10,9 @@ fixed concurrency, every scenario once per round for several rounds (medians rep
   router+sidecar client -> modelops-router -> modelops-sidecar -> modelops-serve
   nginx          client -> nginx (plain reverse proxy, keep-alive upstream) -> modelops-serve
   mlserver       client -> MLServer (PyPI, sklearn runtime) serving the same model
+  mlserver-pw0   the same with parallel_workers 0 (inference on the event loop, as ours)
+  kserve         client -> KServe's Python model server (PyPI ``kserve``, one worker, a
+                 ``kserve.Model`` subclass as sklearnserver's, which is not on PyPI)
 
 Concurrency 1 measures the latency a hop adds, twice: with wrk in 15 rounds of 1 s (a hop's added
 p50 is the median over rounds of its p50 minus direct's in the same round), and with a blocking
@@ -16,12 +20,15 @@ Python client whose targets take turns every request, then every 20 requests, so
 machine's drift, which moves whole 1 s rounds by more than a hop costs, hits every target alike
 (the figure the sidecar's 0.5 ms target is judged on: the larger of the two). Concurrency 16
 measures throughput (5 rounds of 3 s; a hop's share is the median over rounds of its req/s over
-direct's in the same round). MLServer is
-installed into its own virtualenv under ~/.cache (its pins conflict with ours) and runs beside
-ours, measured in the same rounds. Besides req/s and latency, the CPU time each process spent
-per request is read from /proc: it is far less disturbed by a busy machine. Results go to
-bench-results/serving/. Figures are noisy on a shared 2-core machine: read the ratios, which are
-measured back to back in the same run, rather than the absolute numbers.
+direct's in the same round). MLServer and KServe are each installed into a virtualenv of their
+own under ~/.cache (their pins conflict with ours) and run beside ours, measured in the same
+rounds; which settings and why: benchmarks/thirdparty_servers.py (in short: one worker process,
+no per-request logging, the same model file and request body). Besides req/s and latency, the CPU
+time each process spent per request is read from /proc: it is far less disturbed by a busy
+machine. A table puts our server's req/s at c=16, p50/p99 at c=1 and c=16 and CPU per request
+beside each third-party server's, with ratios to ours. Results go to bench-results/serving/.
+Figures are noisy on a shared 2-core machine: read the ratios, which are measured back to back in
+the same run, rather than the absolute numbers.
 """
 
 from __future__ import annotations
@@ -43,12 +50,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.thirdparty_servers import launches
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench-results" / "serving"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "modelops" / "bench"
-MLSERVER_VENV = CACHE / "mlserver-venv"
-# uvloop 0.22+ breaks MLServer 1.7.1's parallel workers (get_event_loop without a loop).
-MLSERVER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"]
 HOST = "127.0.0.1"
 DURATION = int(os.environ.get("BENCH_SECONDS", "3"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -72,6 +77,7 @@ MIN_QUIET_SLICES = 12  # 3 s of quiet host at least, else that figure is not giv
 QUIET_WAIT_SECONDS = 90.0
 PLAN = {1: (LATENCY_ROUNDS, LATENCY_SECONDS), 16: (ROUNDS, DURATION)}  # rounds, seconds
 N_FEATURES = 10
+THIRD_PARTY = ("mlserver", "mlserver-pw0", "kserve")  # see thirdparty_servers
 
 
 @dataclass
@@ -206,34 +212,6 @@ http {{
     path = directory / "nginx.conf"
     path.write_text(text)
     return path
-
-
-def ensure_mlserver() -> Path | None:
-    """MLServer in a throwaway venv (never the project's); None when it cannot be installed."""
-    binary = MLSERVER_VENV / "bin" / "mlserver"
-    if binary.exists():
-        return binary
-    print(f">> installing {' '.join(MLSERVER_PINS)} into {MLSERVER_VENV}", flush=True)
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
-        subprocess.run([str(MLSERVER_VENV / "bin" / "pip"), "install", "--quiet", *MLSERVER_PINS],
-                       check=True, timeout=1200)
-    except (subprocess.SubprocessError, OSError) as exc:
-        print(f"!! MLServer not available, its comparison is skipped: {exc}", flush=True)
-        return None
-    return binary
-
-
-def mlserver_dir(directory: Path, joblib_path: Path, parallel_workers: int) -> tuple[Path, int]:
-    http_port = free_port()
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "settings.json").write_text(json.dumps({
-        "http_port": http_port, "grpc_port": free_port(), "metrics_port": free_port(),
-        "parallel_workers": parallel_workers, "debug": False, "host": HOST}))
-    (directory / "model-settings.json").write_text(json.dumps({
-        "name": "fraud", "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": str(joblib_path), "version": "v1"}}))
-    return directory, http_port
 
 
 # -- load generation ---------------------------------------------------------------------------
@@ -511,15 +489,19 @@ def added_by_alternation(slices: list[Slice]) -> dict[str, Added]:
     return found
 
 
-def expect_same_predictions(url: str, rows: np.ndarray, model: object, name: str) -> None:
+def predictions(url: str, rows: np.ndarray) -> list[object]:
     body = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64",
                         "data": rows.ravel().tolist()}]}
     response = httpx.post(url, json=body, timeout=30)
     response.raise_for_status()
-    got = response.json()["outputs"][0]["data"]
-    expected = model.predict(rows).tolist()  # type: ignore[attr-defined]
+    return response.json()["outputs"][0]["data"]
+
+
+def expect_same_predictions(url: str, rows: np.ndarray, expected: list[object], name: str,
+                            whose: str = "the model itself") -> None:
+    got = predictions(url, rows)
     if got != expected:
-        raise RuntimeError(f"{name} answered {got[:5]}…, the model itself {expected[:5]}…")
+        raise RuntimeError(f"{name} answered {got[:5]}…, {whose} {expected[:5]}…")
 
 
 def ratios(results: list[Result],
@@ -538,13 +520,73 @@ def ratios(results: list[Result],
                     f"c={c:<3} {scenario:<15} throughput {share:6.1%} of direct, adds "
                     f"{median:+.3f} ms at p50 (10-90% of rounds {low:+.3f}..{high:+.3f}), "
                     f"{other.p99_ms - direct.p99_ms:+.3f} ms at p99")
-        for scenario in ("mlserver", "mlserver-pw0"):
+        for scenario in THIRD_PARTY:
             ml = by.get((scenario, c))
             if ml:
                 lines.append(
                     f"c={c:<3} ours vs {scenario:<12} throughput x"
                     f"{direct.requests_per_second / max(ml.requests_per_second, 1e-9):.2f}, "
                     f"p99 {direct.p99_ms:.3f} ms vs {ml.p99_ms:.3f} ms")
+    return lines
+
+
+# The comparison with ours: (key, column label, concurrency, Result field or "cpu", decimals).
+VERSUS_FIGURES = (("requests_per_second c=16", "req/s c=16", 16, "requests_per_second", 1),
+                  ("p50_ms c=1", "p50 c=1", 1, "p50_ms", 2),
+                  ("p99_ms c=1", "p99 c=1", 1, "p99_ms", 2),
+                  ("p50_ms c=16", "p50 c=16", 16, "p50_ms", 2),
+                  ("p99_ms c=16", "p99 c=16", 16, "p99_ms", 2),
+                  ("cpu_us_per_request c=1", "CPU c=1", 1, "cpu", 0),
+                  ("cpu_us_per_request c=16", "CPU c=16", 16, "cpu", 0))
+
+
+def versus_ours(results: list[Result]) -> list[dict[str, object]]:
+    """Our server (the direct scenario), then each third-party server that ran: every figure of
+    VERSUS_FIGURES (medians over rounds), and for the others each as a ratio to ours. CPU is the
+    server's own process group's per request (MLServer's includes its worker process). Empty
+    without our server."""
+    by = {(r.scenario, r.concurrency): r for r in results}
+
+    def figures(scenario: str) -> dict[str, float | None]:
+        group = "server" if scenario == "direct" else scenario
+        found: dict[str, float | None] = {}
+        for key, _, concurrency, name, _ in VERSUS_FIGURES:
+            result = by.get((scenario, concurrency))
+            found[key] = (None if result is None
+                          else result.cpu_us_per_request.get(group, 0.0) if name == "cpu"
+                          else float(getattr(result, name)))
+        return found
+
+    present = {scenario for scenario, _ in by}
+    if "direct" not in present:
+        return []
+    ours = figures("direct")
+    rows: list[dict[str, object]] = [{"server": "ours", **ours}]
+    for scenario in THIRD_PARTY:
+        if scenario not in present:
+            continue
+        theirs = figures(scenario)
+        rows.append({"server": scenario, **theirs, "ratio_to_ours": {
+            key: ratio(value, ours[key]) for key, value in theirs.items()}})
+    return rows
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    return None if value is None or not base else round(value / base, 3)
+
+
+def versus_table(rows: list[dict[str, object]]) -> list[str]:
+    """The comparison as aligned lines: a header, then one line per server, each figure of a
+    third-party server followed by its ratio to ours."""
+    lines = [f"{'server':<13}" + "".join(f"{label:>17}" for _, label, *_ in VERSUS_FIGURES)]
+    for row in rows:
+        ratio_to_ours: dict[str, float | None] = row.get("ratio_to_ours", {})  # type: ignore[assignment]
+        cells = []
+        for key, _, _, _, decimals in VERSUS_FIGURES:
+            value, ratio = row[key], ratio_to_ours.get(key)
+            text = "-" if value is None else f"{value:.{decimals}f}"
+            cells.append(text if ratio is None else f"{text} (x{ratio:.2f})")
+        lines.append(f"{row['server']:<13}" + "".join(f"{cell:>17}" for cell in cells))
     return lines
 
 
@@ -628,23 +670,24 @@ def main() -> int:
         else:
             print("!! nginx not installed (make system-deps): its row is skipped")
         wait_ready(f"http://{HOST}:{ports['server']}/v2/health/ready", server)
+        expected = model.predict(X[:64]).tolist()  # type: ignore[attr-defined]
         for name, (port, process) in targets.items():
             url = f"http://{HOST}:{port}{infer_path}"
             wait_ready(f"http://{HOST}:{port}/v2/health/ready", process)
-            expect_same_predictions(url, X[:64], model, name)
-        # MLServer runs beside ours (idle servers cost nothing), so all are measured alike:
-        # once with default settings, once with inference on the event loop as ours runs.
-        binary = ensure_mlserver()
-        for scenario, workers in (("mlserver", 1), ("mlserver-pw0", 0)) if binary else ():
-            directory, port = mlserver_dir(work / scenario, joblib_path, workers)
-            process = procs.start(scenario, [str(binary), "start", str(directory)], cwd=directory)
+            expect_same_predictions(url, X[:64], expected, name)
+        ours = predictions(f"http://{HOST}:{ports['server']}{infer_path}", X[:64])
+        # Third-party servers run beside ours (idle servers cost nothing), so all are measured
+        # alike; see thirdparty_servers for what runs and with which settings.
+        for launch in launches(work, joblib_path, HOST, free_port):
+            process = procs.start(launch.scenario, launch.argv, cwd=launch.cwd)
             try:
-                wait_ready(f"http://{HOST}:{port}/v2/models/fraud/ready", process, timeout=180)
-                url = f"http://{HOST}:{port}{infer_path}"
-                expect_same_predictions(url, X[:64], model, scenario)
-                targets[scenario] = (port, process)
-            except RuntimeError as exc:
-                print(f"!! {scenario} left out: {exc}; see {work / scenario}.log")
+                wait_ready(f"http://{HOST}:{launch.port}/v2/models/fraud/ready", process,
+                           timeout=180)
+                url = f"http://{HOST}:{launch.port}{infer_path}"
+                expect_same_predictions(url, X[:64], ours, launch.scenario, "our server")
+                targets[launch.scenario] = (launch.port, process)
+            except (RuntimeError, httpx.HTTPError) as exc:
+                print(f"!! {launch.scenario} left out: {exc}; see {work / launch.scenario}.log")
         print(">> measuring (every path's predictions were checked against the model first)",
               flush=True)
         groups = {name: process.pid for name, (_, process) in targets.items()}
@@ -685,6 +728,12 @@ def main() -> int:
     print(">> ratios (medians of rounds measured back to back in this run)")
     for line in summary:
         print("   " + line)
+    versus = versus_ours(results)
+    if len(versus) > 1:
+        print(">> our server against the third-party servers, same run (medians over rounds; "
+              "ms, CPU in us per request; xN = their figure over ours)")
+        for line in versus_table(versus):
+            print("   " + line)
     verdicts = targets_met(pairs, alternating, results)
     print(">> targets")
     for line in verdicts:
@@ -699,7 +748,7 @@ def main() -> int:
               "alternating_added_p50_ms": {
                   str(block): {name: asdict(a) for name, a in added.items()}
                   for block, added in alternating.items()},
-              "ratios": summary, "targets": verdicts}
+              "ratios": summary, "versus_ours": versus, "targets": verdicts}
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(f">> results: {RESULTS / 'latest.json'} (logs in {work})")
     return 0

@@ -12,6 +12,8 @@ from benchmarks.bench_serving import (
     paired,
     steal_percent,
     targets_met,
+    versus_ours,
+    versus_table,
 )
 
 
@@ -66,3 +68,41 @@ def test_verdicts_name_the_figure_and_say_met_or_missed() -> None:
     assert "+0.600 ms -> MISSED" in sidecar_latency
     assert "65.0% -> MISSED" in sidecar_throughput
     assert "x4.00" in versus and versus.endswith("met")
+
+
+def served(scenario: str, concurrency: int, rps: float, p50: float, p99: float,
+           cpu: dict[str, float]) -> Result:
+    return Result(scenario, concurrency, rps, p50, p99, 0, "wrk", cpu)
+
+
+def test_third_party_servers_are_compared_with_ours_figure_by_figure() -> None:
+    results = [served("direct", 1, 900, 1.0, 2.0, {"server": 400}),
+               served("direct", 16, 4000, 4.0, 10.0, {"server": 250}),
+               served("sidecar", 16, 3600, 4.4, 11.0, {"server": 250, "sidecar": 200}),
+               served("kserve", 1, 450, 2.0, 3.0, {"kserve": 1000, "server": 45}),
+               served("kserve", 16, 1000, 16.0, 40.0, {"kserve": 900})]
+    # Hops are no third-party server, MLServer did not run, and a figure counts the server's own
+    # CPU only (not a neighbour that woke up during its round).
+    ours, kserve = versus_ours(results)
+    assert ours["server"] == "ours" and "ratio_to_ours" not in ours
+    assert ours["cpu_us_per_request c=16"] == 250
+    assert kserve["server"] == "kserve"
+    assert kserve["requests_per_second c=16"] == 1000
+    assert kserve["ratio_to_ours"] == {
+        "requests_per_second c=16": 0.25, "p50_ms c=1": 2.0, "p99_ms c=1": 1.5,
+        "p50_ms c=16": 4.0, "p99_ms c=16": 4.0, "cpu_us_per_request c=1": 2.5,
+        "cpu_us_per_request c=16": 3.6}
+    header, our_line, kserve_line = versus_table([ours, kserve])
+    assert header.split()[:3] == ["server", "req/s", "c=16"]
+    assert our_line.split() == ["ours", "4000.0", "1.00", "2.00", "4.00", "10.00", "400", "250"]
+    assert "1000.0 (x0.25)" in kserve_line and "900 (x3.60)" in kserve_line
+
+
+def test_a_concurrency_not_measured_leaves_a_gap_and_no_ratio() -> None:
+    results = [served("direct", 16, 4000, 4.0, 10.0, {"server": 250}),
+               served("mlserver", 16, 800, 20.0, 60.0, {"mlserver": 1200})]
+    ours, mlserver = versus_ours(results)
+    assert ours["p50_ms c=1"] is None
+    assert mlserver["ratio_to_ours"]["p50_ms c=1"] is None  # type: ignore[index]
+    assert versus_table([ours, mlserver])[2].split()[:4] == ["mlserver", "800.0", "(x0.20)", "-"]
+    assert versus_ours(results[1:]) == []  # nothing to compare with without our server
