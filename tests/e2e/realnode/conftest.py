@@ -33,6 +33,7 @@ from modelops_devcluster.cluster import DevCluster
 from modelops_devcluster.clusterprometheus import ClusterPrometheus
 from modelops_devcluster.nodeconfig import NODE_IP
 from modelops_devcluster.realnode import RealNode, image_archives
+from tests.harness.operator_process import OperatorProcess
 
 EXAMPLE_MODELS = Path(__file__).resolve().parents[3] / "examples" / "models"
 
@@ -102,3 +103,27 @@ def model_files(real_cluster: RealCluster) -> Iterator[ModelFiles]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def challenge_operator(
+    real_cluster: Any, operator_identity: tuple[Path, str], tmp_path_factory: Any
+) -> Iterator[OperatorProcess]:
+    """The operator as a process of the host (a test can kill it), reading the in-cluster
+    Prometheus; `operator_identity` comes from the test module (tests/e2e/operator_fixtures)."""
+    kubeconfig, _ = operator_identity
+    log_path = tmp_path_factory.mktemp("challenge-operator") / "operator.log"
+    process = OperatorProcess.start(
+        kubeconfig,
+        log_path,
+        extra_env={
+            "MODELOPS_PROMETHEUS_URL": real_cluster.prometheus.url,
+            # Labels come 0.5-2 s after the answer; a retired challenger stays long enough.
+            "MODELOPS_FEEDBACK_GRACE_SECONDS": "5",
+        },
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+        print(f"[operator] log: {log_path}")

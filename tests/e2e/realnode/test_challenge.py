@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -69,28 +68,6 @@ class ServedModel:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-@pytest.fixture(scope="module")
-def challenge_operator(
-    real_cluster: Any, operator_identity: tuple[Path, str], tmp_path_factory: Any  # noqa: F811
-) -> Iterator[OperatorProcess]:
-    kubeconfig, _ = operator_identity
-    log_path = tmp_path_factory.mktemp("challenge-operator") / "operator.log"
-    process = OperatorProcess.start(
-        kubeconfig,
-        log_path,
-        extra_env={
-            "MODELOPS_PROMETHEUS_URL": real_cluster.prometheus.url,
-            # Labels come 0.5-2 s after the answer; a retired challenger stays long enough.
-            "MODELOPS_FEEDBACK_GRACE_SECONDS": "5",
-        },
-    )
-    try:
-        yield process
-    finally:
-        process.stop()
-        print(f"[operator] log: {log_path}")
 
 
 class BackgroundLoad:

@@ -16,7 +16,6 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,15 +30,8 @@ from modelops_serving.digests import file_digest, path_digest
 from tests.harness.operator_process import OperatorProcess
 
 from ..operator_fixtures import crds, get_json, operator_identity, wait_until  # noqa: F401
-from .test_challenge import (  # noqa: F401 - the operator fixture and the challenge steps
-    ServedModel,
-    _QuietHandler,
-    challenge,
-    challenge_operator,
-    deploy,
-    start_load,
-    wait_phase,
-)
+from .conftest import _QuietHandler
+from .test_challenge import ServedModel, challenge, deploy, start_load, wait_phase
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -128,7 +120,8 @@ def predictions(url: str, rows: np.ndarray) -> np.ndarray:
 
 def service_url(real_cluster: Any, namespace: str, service: str) -> str:
     spec = get_json(real_cluster.cluster, "-n", namespace, f"service/{service}")["spec"]
-    return f"http://127.0.0.1:{real_cluster.node.forward(spec['clusterIP'], spec['ports'][0]['port'])}"
+    port = real_cluster.node.forward(spec["clusterIP"], spec["ports"][0]["port"])
+    return f"http://127.0.0.1:{port}"
 
 
 def stalled_message(cluster: Any, namespace: str, name: str) -> str:
