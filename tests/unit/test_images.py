@@ -22,7 +22,7 @@ from modelops_operator.constants import DEFAULT_SERVING_IMAGE
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "images"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-PIN = re.compile(r"^([a-z0-9-]+)==(\S+) \\\n    --hash=sha256:[0-9a-f]{64}$", re.MULTILINE)
+PIN = re.compile(r"^([a-z0-9-]+)==(\S+) \\\n    --hash=sha256:([0-9a-f]{64})$", re.MULTILINE)
 
 
 def load(name: str) -> ModuleType:
@@ -44,8 +44,8 @@ def pins(image: str) -> dict[str, Version]:
     return found
 
 
-@pytest.mark.parametrize("image", ["operator", "serving"])
-def test_the_lock_pins_a_version_pyproject_allows_for_every_requirement(image: str) -> None:
+@pytest.mark.parametrize("image", ["operator", "serving", "mlserver"])
+def test_the_lock_pins_a_version_allowed_by_every_requirement(image: str) -> None:
     locked = pins(image)
     for line in lock.image_requirements(PYPROJECT, image):
         requirement = Requirement(line)
@@ -54,6 +54,33 @@ def test_the_lock_pins_a_version_pyproject_allows_for_every_requirement(image: s
         assert requirement.specifier.contains(locked[name], prereleases=True), (
             f"{name}=={locked[name]} no longer satisfies {line}: run python3 images/lock.py"
         )
+
+
+@pytest.mark.parametrize("image", ["operator", "serving", "mlserver"])
+def test_lock_py_writes_each_lock_file_as_committed(image: str) -> None:
+    """The lock's text is a function of its requirements and pins (so adding an image's own
+    requirement list left the product images' lock files as they were)."""
+    text = (IMAGES / "requirements" / f"{image}.txt").read_text()
+    installs = [
+        {
+            "metadata": {"name": name, "version": version},
+            "download_info": {"archive_info": {"hashes": {"sha256": digest}}},
+        }
+        for name, version, digest in PIN.findall(text)
+    ]
+    requirements = lock.image_requirements(PYPROJECT, image)
+    assert lock.lock_text(image, requirements, installs) == text
+    source = "images/lock.py" if image in lock.IMAGE_REQUIREMENTS else "pyproject.toml"
+    assert f"# from these requirements in {source}:\n" in text
+
+
+def test_the_mlserver_lock_is_mlserver_with_its_sklearn_runtime_not_the_project() -> None:
+    locked = pins("mlserver")
+    assert locked["mlserver"] == locked["mlserver-sklearn"] == Version("1.7.1")
+    assert locked["uvloop"] < Version("0.22"), "0.22 breaks MLServer 1.7.1's parallel workers"
+    assert {"scikit-learn", "joblib"} <= set(locked)
+    assert not {"kopf", "lightkube", "skops", "onnxruntime"} & set(locked)
+    assert set(lock.IMAGES) == {"operator", "serving", "mlserver"}
 
 
 def test_the_serving_lock_adds_the_model_formats_and_the_http_stack_to_the_operators() -> None:
