@@ -145,3 +145,18 @@ def test_wrappers_use_the_images_python_and_run_their_entry_point(tmp_path: Path
         [sys.executable, str(wrapper)], input='{"b": 1}', capture_output=True, text=True
     )
     assert done.returncode == 0 and json.loads(done.stdout) == {"b": 1}
+
+
+def test_a_wrapper_run_again_by_a_spawned_child_does_not_start_the_program(tmp_path: Path) -> None:
+    """multiprocessing's spawn runs the parent's main file in each child as __mp_main__."""
+    site = tmp_path / "site"
+    (site / "tool-1.0.dist-info").mkdir(parents=True)
+    (site / "tool-1.0.dist-info" / "entry_points.txt").write_text(
+        "[console_scripts]\nhello = builtins:print\n"
+    )
+    wrappers.write_wrappers(tmp_path / "bin", wrappers.site_scripts(site))
+    wrapper = str(tmp_path / "bin" / "hello")
+    as_child = f"import runpy; runpy.run_path({wrapper!r}, run_name='__mp_main__')"
+    for argv, printed in (([wrapper], "\n"), (["-c", as_child], "")):
+        done = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
+        assert done.returncode == 0 and done.stdout == printed, done.stderr
