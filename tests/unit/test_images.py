@@ -115,6 +115,42 @@ def test_a_containerfile_builds_what_build_sh_builds(image: str) -> None:
     assert f'image.version="{PYPROJECT["project"]["version"]}"' in text
 
 
+def mlserver_config() -> tuple[list[str], list[str]]:
+    """The environment and command images/build.sh gives the mlserver image."""
+    script = (IMAGES / "build.sh").read_text()
+    body = re.search(r"^mlserver_image\(\) \{$(.*?)^\}$", script, re.S | re.M)
+    assert body, "no mlserver_image in images/build.sh"
+    return re.findall(r"--config\.env ([^\s)]+)", body[1]), re.findall(
+        r"--config\.cmd ([^\s)]+)", body[1]
+    )
+
+
+def test_the_mlserver_containerfile_builds_what_build_sh_builds() -> None:
+    text, (env, cmd) = containerfile("mlserver"), mlserver_config()
+    containerfile_cmd = re.search(r"^CMD (\[.*\])$", text, re.M)
+    assert containerfile_cmd and json.loads(containerfile_cmd[1]) == cmd == [
+        "mlserver",
+        "start",
+        "/mnt/models",
+    ]
+    env_block = re.search(r"^ENV ((?:.*\\\n)*.*)$", text, re.M)
+    assert env_block and sorted(env_block[1].replace("\\\n", " ").split()) == sorted(env)
+    assert "PYTHONPATH=/opt/modelops/lib" in env, "no app layer"
+    # A read-only root: what MLServer writes (with parallel workers) goes under /tmp.
+    assert {
+        "MLSERVER_METRICS_DIR=/tmp/mlserver-metrics",
+        "MLSERVER_ENVIRONMENTS_DIR=/tmp/mlserver-envs",
+    } <= set(env)
+    assert "images/requirements/mlserver.txt" in text and "--require-hashes" in text
+    assert "USER 65532:65532" in text and "WORKDIR /tmp" in text
+    assert f'image.version="{pins("mlserver")["mlserver"]}"' in text
+    script = (IMAGES / "build.sh").read_text()
+    assert 'export_image mlserver "modelops.dev/mlserver:$version"' in script
+    assert re.search(r"^\[ .* \] \|\| wanted=\(.*\bmlserver\b.*\)$", script, re.M), (
+        "built by default"
+    )
+
+
 def test_the_operators_default_serving_image_is_the_one_make_images_builds() -> None:
     built = f"modelops/modelops-serving:{PYPROJECT['project']['version']}"
     assert built == DEFAULT_SERVING_IMAGE
