@@ -5,7 +5,7 @@
 # files with pip --target, layers as reproducible tars, assembled with umoci, exported with skopeo.
 # Slow inputs (Debian root filesystems, dependency layers, compressed blobs) are cached outside
 # the repo, keyed by what made them; docs/images.md explains the images and the recipe.
-# Usage: images/build.sh [operator serving prometheus pause coredns]   (default: all)
+# Usage: images/build.sh [operator serving mlserver prometheus pause coredns]   (default: all)
 set -euo pipefail
 shopt -s inherit_errexit  # the steps run in $(...) and must stop on errors too
 renice -n 10 -p $$ >/dev/null  # share the CPU politely: everything below inherits this
@@ -25,7 +25,7 @@ revision=$(git rev-parse HEAD)
 app_epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 source_url=https://modelops.io  # the chart's home
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(operator serving prometheus pause coredns)
+[ ${#wanted[@]} -gt 0 ] || wanted=(operator serving mlserver prometheus pause coredns)
 
 step() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 iso() { date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ; }
@@ -186,10 +186,12 @@ labels() {  # title, description, version, source, licenses, created epoch[, rev
   done
 }
 
+# manylinux wheels expect libstdc++; LightGBM links the system OpenMP (libgomp1)
+python_base() { rootfs python python3,ca-certificates,libstdc++6,libgomp1; }
+
 python_image() {  # $1 image (operator|serving), $2 package, $3 description, then the command
   local image=$1 package=$2 description=$3 arg base deps app; shift 3
-  # manylinux wheels expect libstdc++; LightGBM links the system OpenMP (libgomp1)
-  base=$(rootfs python python3,ca-certificates,libstdc++6,libgomp1)
+  base=$(python_base)
   deps=$(deps_layer "$image" "$base") && app=$(app_layer "$image" "$package" "$base")
   local cfg=(--created "$(iso "$app_epoch")" --config.user 65532:65532 --config.workingdir /home/nonroot
     --config.env PATH=/usr/local/bin:/usr/bin:/bin --config.env PYTHONPATH=/opt/modelops/app:/opt/modelops/lib
@@ -199,6 +201,27 @@ python_image() {  # $1 image (operator|serving), $2 package, $3 description, the
     Apache-2.0 "$app_epoch" "$revision")
   assemble "$image" cfg "$base" "$deps" "$app"
   export_image "modelops-$image" "modelops/modelops-$image:$version"
+}
+
+# MLServer with its scikit-learn runtime, a V2 model server to run as champion or challenger
+# beside modelops-serve: the python base and the layer of requirements/mlserver.txt, no app layer.
+# Its version is the lock's. Read-only root: what it writes (the metrics and environments
+# directories of parallel workers) goes to /tmp, its working directory; docs/images.md.
+mlserver_image() {
+  local base deps version
+  version=$(sed -n 's/^mlserver==\([^ ]*\) .*/\1/p' images/requirements/mlserver.txt)
+  base=$(python_base) && deps=$(deps_layer mlserver "$base")
+  local cfg=(--created "$(iso "$LAYER_EPOCH")" --config.user 65532:65532 --config.workingdir /tmp
+    --config.exposedports 8080/tcp --config.exposedports 8081/tcp --config.exposedports 8082/tcp
+    --config.env PATH=/usr/local/bin:/usr/bin:/bin --config.env PYTHONPATH=/opt/modelops/lib
+    --config.env PYTHONDONTWRITEBYTECODE=1 --config.env PYTHONUNBUFFERED=1 --config.env LANG=C.UTF-8
+    --config.env MLSERVER_METRICS_DIR=/tmp/mlserver-metrics
+    --config.env MLSERVER_ENVIRONMENTS_DIR=/tmp/mlserver-envs
+    --config.cmd mlserver --config.cmd start --config.cmd /mnt/models)
+  mapfile -t -O ${#cfg[@]} cfg < <(labels mlserver "MLServer with its scikit-learn runtime" "$version" \
+    https://github.com/SeldonIO/MLServer Apache-2.0 "$LAYER_EPOCH")
+  assemble mlserver cfg "$base" "$deps"
+  export_image mlserver "modelops.dev/mlserver:$version"
 }
 
 # A scratch image with the static binary $1 of the dev cluster's build as /$2, plus the files
@@ -267,10 +290,11 @@ for image in "${wanted[@]}"; do
                 kopf run --standalone --all-namespaces -m modelops_operator.main ;;
     serving) python_image serving modelops_serving \
                "modelops model server, metrics sidecar, router and model fetcher" modelops-serve ;;
+    mlserver) mlserver_image ;;
     prometheus) prometheus_image ;;
     pause) pause_image ;;
     coredns) coredns_image ;;
-    *) echo "unknown image: $image (operator serving prometheus pause coredns)" >&2; exit 2 ;;
+    *) echo "unknown image: $image (operator serving mlserver prometheus pause coredns)" >&2; exit 2 ;;
   esac
 done
 

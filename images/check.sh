@@ -22,6 +22,34 @@ if [ ${#commands[@]} -eq 0 ]; then
   # Every extension module finds the libraries it links against (the .libs directories that
   # auditwheel grafts are found through the modules' RPATH, so ldd of those alone cannot tell).
   linked='! find /opt/modelops/lib -name "*.so*" -type f ! -path "*.libs/*" -exec ldd {} + | grep -B9 "not found"'
+  # MLServer serves a model given by MLSERVER_MODEL_* alone (no model-settings.json), with a
+  # parallel worker (a spawned child process): the model gets ready and a V2 inference answers.
+  mlserver_serves=$(cat <<'SH'
+python3 - <<'PY'
+import joblib
+from sklearn.linear_model import LogisticRegression
+joblib.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), "/tmp/model.joblib")
+PY
+port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export MLSERVER_HOST=127.0.0.1 MLSERVER_HTTP_PORT="$(port)" MLSERVER_GRPC_PORT="$(port)" MLSERVER_METRICS_PORT="$(port)"
+export MLSERVER_MODEL_NAME=check MLSERVER_MODEL_IMPLEMENTATION=mlserver_sklearn.SKLearnModel MLSERVER_MODEL_URI=/tmp/model.joblib
+mlserver start /mnt/models >/tmp/mlserver.log 2>&1 & server=$!
+python3 - <<'PY' || { kill $server; cat /tmp/mlserver.log; exit 1; }
+import json, os, time, urllib.request as request
+model = f"http://127.0.0.1:{os.environ['MLSERVER_HTTP_PORT']}/v2/models/check"
+for _ in range(120):
+    try:
+        request.urlopen(model + "/ready")
+        break
+    except OSError:
+        time.sleep(0.5)
+body = {"inputs": [{"name": "x", "shape": [2, 1], "datatype": "FP64", "data": [0.0, 1.0]}]}
+infer = request.Request(model + "/infer", json.dumps(body).encode(), {"Content-Type": "application/json"})
+print(json.load(request.urlopen(infer))["outputs"])
+PY
+kill $server && wait $server || true
+SH
+)
   case $(basename "$archive") in
     modelops-operator.tar)
       commands=("kopf --help" "kopf run --help" "modelops --help" "kubectl-modelops --help"
@@ -30,6 +58,10 @@ if [ ${#commands[@]} -eq 0 ]; then
       commands=("modelops-serve --help" "modelops-sidecar --help" "modelops-router --help"
                 "modelops-fetch --help" "$(no_source "modelops_serving.server, modelops_serving.sidecar,\
  modelops_serving.router, modelops_serving.fetch, sklearn, skops.io, onnxruntime, uvloop")" "$linked") ;;
+    mlserver.tar)
+      commands=("mlserver --help" "mlserver start --help"
+                "$(no_source "mlserver.cli, mlserver.server, mlserver_sklearn, sklearn, pandas, uvloop, grpc")"
+                "$linked" "$mlserver_serves") ;;
     prometheus.tar) commands=("/bin/prometheus --version") ;;
     coredns.tar) commands=("/coredns -version") ;;
     pause.tar) commands=("/pause -v") ;;

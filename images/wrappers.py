@@ -14,7 +14,13 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = "#!/usr/bin/python3\nimport sys\n\nfrom {module} import {name}\n\nsys.exit({call}())\n"
+# The entry point runs only as the main program, as in pip's own scripts: multiprocessing's spawn
+# start method runs the parent's main file again in each child (as __mp_main__), and a wrapper
+# that called the entry point there would start the whole program again (MLServer's workers).
+TEMPLATE = (
+    "#!/usr/bin/python3\nimport sys\n\nfrom {module} import {name}\n\n"
+    'if __name__ == "__main__":\n    sys.exit({call}())\n'
+)
 
 
 def site_scripts(site: Path) -> dict[str, str]:

@@ -22,7 +22,7 @@ from modelops_operator.constants import DEFAULT_SERVING_IMAGE
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "images"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-PIN = re.compile(r"^([a-z0-9-]+)==(\S+) \\\n    --hash=sha256:[0-9a-f]{64}$", re.MULTILINE)
+PIN = re.compile(r"^([a-z0-9-]+)==(\S+) \\\n    --hash=sha256:([0-9a-f]{64})$", re.MULTILINE)
 
 
 def load(name: str) -> ModuleType:
@@ -44,8 +44,8 @@ def pins(image: str) -> dict[str, Version]:
     return found
 
 
-@pytest.mark.parametrize("image", ["operator", "serving"])
-def test_the_lock_pins_a_version_pyproject_allows_for_every_requirement(image: str) -> None:
+@pytest.mark.parametrize("image", ["operator", "serving", "mlserver"])
+def test_the_lock_pins_a_version_allowed_by_every_requirement(image: str) -> None:
     locked = pins(image)
     for line in lock.image_requirements(PYPROJECT, image):
         requirement = Requirement(line)
@@ -54,6 +54,33 @@ def test_the_lock_pins_a_version_pyproject_allows_for_every_requirement(image: s
         assert requirement.specifier.contains(locked[name], prereleases=True), (
             f"{name}=={locked[name]} no longer satisfies {line}: run python3 images/lock.py"
         )
+
+
+@pytest.mark.parametrize("image", ["operator", "serving", "mlserver"])
+def test_lock_py_writes_each_lock_file_as_committed(image: str) -> None:
+    """The lock's text is a function of its requirements and pins (so adding an image's own
+    requirement list left the product images' lock files as they were)."""
+    text = (IMAGES / "requirements" / f"{image}.txt").read_text()
+    installs = [
+        {
+            "metadata": {"name": name, "version": version},
+            "download_info": {"archive_info": {"hashes": {"sha256": digest}}},
+        }
+        for name, version, digest in PIN.findall(text)
+    ]
+    requirements = lock.image_requirements(PYPROJECT, image)
+    assert lock.lock_text(image, requirements, installs) == text
+    source = "images/lock.py" if image in lock.IMAGE_REQUIREMENTS else "pyproject.toml"
+    assert f"# from these requirements in {source}:\n" in text
+
+
+def test_the_mlserver_lock_is_mlserver_with_its_sklearn_runtime_not_the_project() -> None:
+    locked = pins("mlserver")
+    assert locked["mlserver"] == locked["mlserver-sklearn"] == Version("1.7.1")
+    assert locked["uvloop"] < Version("0.22"), "0.22 breaks MLServer 1.7.1's parallel workers"
+    assert {"scikit-learn", "joblib"} <= set(locked)
+    assert not {"kopf", "lightkube", "skops", "onnxruntime"} & set(locked)
+    assert set(lock.IMAGES) == {"operator", "serving", "mlserver"}
 
 
 def test_the_serving_lock_adds_the_model_formats_and_the_http_stack_to_the_operators() -> None:
@@ -88,6 +115,42 @@ def test_a_containerfile_builds_what_build_sh_builds(image: str) -> None:
     assert f'image.version="{PYPROJECT["project"]["version"]}"' in text
 
 
+def mlserver_config() -> tuple[list[str], list[str]]:
+    """The environment and command images/build.sh gives the mlserver image."""
+    script = (IMAGES / "build.sh").read_text()
+    body = re.search(r"^mlserver_image\(\) \{$(.*?)^\}$", script, re.S | re.M)
+    assert body, "no mlserver_image in images/build.sh"
+    return re.findall(r"--config\.env ([^\s)]+)", body[1]), re.findall(
+        r"--config\.cmd ([^\s)]+)", body[1]
+    )
+
+
+def test_the_mlserver_containerfile_builds_what_build_sh_builds() -> None:
+    text, (env, cmd) = containerfile("mlserver"), mlserver_config()
+    containerfile_cmd = re.search(r"^CMD (\[.*\])$", text, re.M)
+    assert containerfile_cmd and json.loads(containerfile_cmd[1]) == cmd == [
+        "mlserver",
+        "start",
+        "/mnt/models",
+    ]
+    env_block = re.search(r"^ENV ((?:.*\\\n)*.*)$", text, re.M)
+    assert env_block and sorted(env_block[1].replace("\\\n", " ").split()) == sorted(env)
+    assert "PYTHONPATH=/opt/modelops/lib" in env, "no app layer"
+    # A read-only root: what MLServer writes (with parallel workers) goes under /tmp.
+    assert {
+        "MLSERVER_METRICS_DIR=/tmp/mlserver-metrics",
+        "MLSERVER_ENVIRONMENTS_DIR=/tmp/mlserver-envs",
+    } <= set(env)
+    assert "images/requirements/mlserver.txt" in text and "--require-hashes" in text
+    assert "USER 65532:65532" in text and "WORKDIR /tmp" in text
+    assert f'image.version="{pins("mlserver")["mlserver"]}"' in text
+    script = (IMAGES / "build.sh").read_text()
+    assert 'export_image mlserver "modelops.dev/mlserver:$version"' in script
+    assert re.search(r"^\[ .* \] \|\| wanted=\(.*\bmlserver\b.*\)$", script, re.M), (
+        "built by default"
+    )
+
+
 def test_the_operators_default_serving_image_is_the_one_make_images_builds() -> None:
     built = f"modelops/modelops-serving:{PYPROJECT['project']['version']}"
     assert built == DEFAULT_SERVING_IMAGE
@@ -118,3 +181,18 @@ def test_wrappers_use_the_images_python_and_run_their_entry_point(tmp_path: Path
         [sys.executable, str(wrapper)], input='{"b": 1}', capture_output=True, text=True
     )
     assert done.returncode == 0 and json.loads(done.stdout) == {"b": 1}
+
+
+def test_a_wrapper_run_again_by_a_spawned_child_does_not_start_the_program(tmp_path: Path) -> None:
+    """multiprocessing's spawn runs the parent's main file in each child as __mp_main__."""
+    site = tmp_path / "site"
+    (site / "tool-1.0.dist-info").mkdir(parents=True)
+    (site / "tool-1.0.dist-info" / "entry_points.txt").write_text(
+        "[console_scripts]\nhello = builtins:print\n"
+    )
+    wrappers.write_wrappers(tmp_path / "bin", wrappers.site_scripts(site))
+    wrapper = str(tmp_path / "bin" / "hello")
+    as_child = f"import runpy; runpy.run_path({wrapper!r}, run_name='__mp_main__')"
+    for argv, printed in (([wrapper], "\n"), (["-c", as_child], "")):
+        done = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
+        assert done.returncode == 0 and done.stdout == printed, done.stderr

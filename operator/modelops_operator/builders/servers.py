@@ -77,17 +77,22 @@ def plan_server(
             "MLSERVER_METRICS_PORT": str(SERVER_METRICS_PORT),
             # Its own Prometheus files go to the writable directory, not the image's.
             "MLSERVER_METRICS_DIR": f"{WRITABLE_DIR}/mlserver-metrics",
+            "MLSERVER_ENVIRONMENTS_DIR": f"{WRITABLE_DIR}/mlserver-envs",
             # Inference in the server process: no worker pool to fork under a memory limit.
             "MLSERVER_PARALLEL_WORKERS": "0",
+            "MLSERVER_DEBUG": "false",  # its default logs every request
             "HOME": WRITABLE_DIR,
         }
         return ServerPlan(
             runtime.image or DEFAULT_MLSERVER_IMAGE,
+            # The folder is searched for model-settings.json files, which would win over the
+            # environment; /tmp has none, so the MLSERVER_MODEL_* variables name the model.
             ["mlserver", "start", WRITABLE_DIR],
             list(runtime.args),
             _env(env, spec),
             MODEL_PORT,
-            "/v2/health/ready",
+            # /v2/health/ready is true before the model is registered; the model's is not.
+            f"/v2/models/{model.name}/ready",
             _http_get("/v2/health/live"),
             working_dir=WRITABLE_DIR,
         )

@@ -60,7 +60,7 @@ def test_mlserver_is_configured_by_environment_and_writes_only_to_tmp() -> None:
     assert variables["MLSERVER_PARALLEL_WORKERS"] == "2"  # the user's value wins
     assert [e["name"] for e in model["env"]].count("MLSERVER_PARALLEL_WORKERS") == 1
     assert model["workingDir"] == "/tmp"
-    assert model["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert model["readinessProbe"]["httpGet"]["path"] == "/v2/models/fraud/ready"
     # The fetch still runs our image (MLServer's has no modelops-fetch) and verifies the digest.
     fetch = template["initContainers"][0]
     assert fetch["command"] == ["modelops-fetch"] and "--digest" in fetch["args"]
