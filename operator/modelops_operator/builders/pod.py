@@ -27,6 +27,11 @@ PVC_MOUNT = "/mnt/model-source"
 TERMINATION_LOG = "/dev/termination-log"
 DEFAULT_FEEDBACK_TTL_SECONDS = 3600.0  # the sidecar's --feedback-ttl default
 RUN_AS_USER = 65532  # the conventional "nonroot" uid of distroless images
+# A terminating pod stays in its Services' endpoints until kube-proxy and the router catch up;
+# until then each container keeps serving (the kubelet's own sleep, no binary needed), the
+# model a little longer so the sidecar's last requests still reach it.
+SIDECAR_STOP_DELAY_SECONDS = 5
+MODEL_STOP_DELAY_SECONDS = 7
 
 MODEL_VOLUME = "model"
 TMP_VOLUME = "tmp"
@@ -99,6 +104,10 @@ def pod_security_context() -> dict[str, Any]:
     }
 
 
+def _stop_delay(seconds: int) -> dict[str, Any]:
+    return {"preStop": {"sleep": {"seconds": seconds}}}
+
+
 def _common_env() -> list[dict[str, str]]:
     # Our programs write why they failed (e.g. a digest mismatch) where the kubelet reads it.
     return [{"name": "MODELOPS_TERMINATION_LOG", "value": TERMINATION_LOG}]
@@ -161,6 +170,7 @@ def build_model_container(
             "failureThreshold": 3,
         },
         "livenessProbe": {**server.liveness, "periodSeconds": 10, "failureThreshold": 6},
+        "lifecycle": _stop_delay(MODEL_STOP_DELAY_SECONDS),
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -229,6 +239,7 @@ def build_sidecar_container(
         ],
         "env": _common_env(),
         "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
+        "lifecycle": _stop_delay(SIDECAR_STOP_DELAY_SECONDS),
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},

@@ -31,7 +31,9 @@ ROUTER_CONFIG_VOLUME = "router-config"
 
 # The parts of spec.runtime that say how a version is served; replicas, resources, placement
 # and environment stay the ModelDeployment's current ones for both arms.
-SERVING_FIELDS = ("server", "image", "command", "args", "port", "readiness_path", "options")
+SERVING_FIELDS = (
+    "server", "image", "image_pull_policy", "command", "args", "port", "readiness_path", "options"
+)
 
 
 def serving_of(spec: ModelDeploymentSpec) -> str:

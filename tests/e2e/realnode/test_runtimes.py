@@ -119,9 +119,20 @@ def predictions(url: str, rows: np.ndarray) -> np.ndarray:
 
 
 def service_url(real_cluster: Any, namespace: str, service: str) -> str:
+    """A host URL reaching the Service, once it answers (a pod is Ready before kube-proxy
+    routes the Service's address to it)."""
     spec = get_json(real_cluster.cluster, "-n", namespace, f"service/{service}")["spec"]
     port = real_cluster.node.forward(spec["clusterIP"], spec["ports"][0]["port"])
-    return f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(answers, timeout=60, what=f"Service {service} to answer")
+    return url
 
 
 def stalled_message(cluster: Any, namespace: str, name: str) -> str:
@@ -205,6 +216,7 @@ def test_mlserver_challenges_our_server_and_is_challenged_by_it(
         assert promoted["champion"]["version"] == "1.1.1"
     finally:
         final = load.stop()
+    print("load:", json.dumps(final, indent=1))
     assert final["requests"]["ok"] > 500
     assert final["requests"]["failed"] == 0, final["recentErrors"]
     assert final["feedback"]["failed"] == 0, final["recentErrors"]
@@ -228,12 +240,13 @@ def test_mlserver_challenges_our_server_and_is_challenged_by_it(
 def compare_arms(real_cluster: Any, namespace: str) -> None:
     """Both arms answer the same rows the same, whichever server each runs."""
     cluster = real_cluster.cluster
+    wait_until(lambda: cluster.kubectl("get", "-n", namespace, "deployment/fraud-challenger",
+                                       check=False).returncode == 0,
+               timeout=60, what="the challenger Deployment")
     cluster.kubectl("rollout", "status", "-n", namespace, "deployment/fraud-challenger",
                     "--timeout=180s", timeout=190)
     arms = {role: service_url(real_cluster, namespace, f"fraud-{role}")
             for role in ("champion", "challenger")}
-    wait_until(lambda: all(httpx.get(f"{u}/v2/health/ready", timeout=5).status_code == 200
-                           for u in arms.values()), timeout=60, what="both arms to answer")
     rows = draw_rows(50, TRAIN_SEED + 11)[0]
     champion, challenger = (predictions(arms[r], rows) for r in ("champion", "challenger"))
     assert champion.shape == challenger.shape == (50,)

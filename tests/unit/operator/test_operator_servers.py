@@ -121,19 +121,32 @@ def test_placement_identity_and_gpus_reach_the_pod() -> None:
 
 
 def test_a_version_keeps_its_server_when_the_next_one_brings_another() -> None:
-    ours = make_spec({"options": {"allowUnsafePickle": True}, "replicas": 2})
+    ours = make_spec({"options": {"allowUnsafePickle": True}, "replicas": 2,
+                      "imagePullPolicy": "Always"})
     champion = model_ref(ours)
     challenger_spec = make_spec(
         {"server": "mlserver", "image": "m:1", "options": {"allowUnsafePickle": True},
-         "replicas": 3}, version="2.0.0", uri="s3://b/fraud/v2.joblib")
+         "replicas": 3, "imagePullPolicy": "Never"}, version="2.0.0",
+        uri="s3://b/fraud/v2.joblib")
     # The champion arm is built from the current spec with the champion's version: its server
     # is the one it was promoted with, while replicas follow the current spec.
     champion_spec = spec_with_model(challenger_spec, champion)
     assert champion_spec.runtime.server == "modelops"
     assert champion_spec.runtime.image is None
+    assert champion_spec.runtime.image_pull_policy == "Always"  # it goes with the image
     assert champion_spec.runtime.replicas == 3
     assert champion_spec.model.version == "1.0.0"
     assert named(pod(champion_spec)["containers"], "model")["command"] == ["modelops-serve"]
     # A reference without a recorded setup (written before it was recorded) changes the model only.
     legacy = spec_with_model(challenger_spec, ModelRef("1.0.0", "s3://b/m.joblib", DIGEST))
     assert legacy.runtime.server == "mlserver"
+
+
+def test_every_server_keeps_serving_while_its_pod_leaves_the_endpoints() -> None:
+    for runtime in ({}, {"server": "mlserver", "options": {"allowUnsafePickle": True}}):
+        template = pod(make_spec(runtime))
+        delays = {c["name"]: c["lifecycle"]["preStop"]["sleep"]["seconds"]
+                  for c in template["containers"]}
+        # The model outlives the sidecar, whose last requests it answers.
+        assert 0 < delays["metrics-sidecar"] < delays["model"]
+        assert delays["model"] + 10 < template["terminationGracePeriodSeconds"]
