@@ -221,17 +221,13 @@ def test_mlserver_challenges_our_server_and_is_challenged_by_it(
     assert final["requests"]["failed"] == 0, final["recentErrors"]
     assert final["feedback"]["failed"] == 0, final["recentErrors"]
     assert final["feedback"]["unmatched"] == 0, final.get("recentUnmatched")
-    # The sidecars counted both servers' answers and scored their labels.
-    counted = {
-        r["metric"]["version"]: float(r["value"][1])
-        for r in real_cluster.query(
-            f'sum by (version) (modelops_requests_total{{namespace="{namespace}"}})')
-    }
-    scored = {
-        r["metric"]["version"]: float(r["value"][1])
-        for r in real_cluster.query(
-            f'sum by (version) (modelops_feedback_total{{namespace="{namespace}"}})')
-    }
+    # The sidecars counted both servers' answers and scored their labels (over the whole run:
+    # the pods that served 1.1.0 are gone, and their series with them).
+    def by_version(metric: str) -> dict[str, float]:
+        query = (f"sum by (version) (max_over_time({metric}{{namespace=\"{namespace}\"}}[20m]))")
+        return {r["metric"]["version"]: float(r["value"][1]) for r in real_cluster.query(query)}
+
+    counted, scored = by_version("modelops_requests_total"), by_version("modelops_feedback_total")
     for version in (better.version, "1.1.1"):
         assert counted.get(version, 0) > 50, counted
         assert scored.get(version, 0) > 20, scored
