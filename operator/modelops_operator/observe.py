@@ -31,6 +31,8 @@ class DeploymentObservation:
     deadline_exceeded: bool
     progress_message: str
     manifest: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    # Old pods still shutting down (status.terminatingReplicas, Kubernetes 1.35+; 0 before).
+    terminating_replicas: int = 0
 
 
 def child_key(body: Mapping[str, Any]) -> tuple[str, str, str] | None:
@@ -73,6 +75,7 @@ def observe_deployment(body: Mapping[str, Any]) -> DeploymentObservation:
         deadline_exceeded=progressing.get("reason") == "ProgressDeadlineExceeded",
         progress_message=str(progressing.get("message", "")),
         manifest=slim_manifest(body),
+        terminating_replicas=int(status.get("terminatingReplicas") or 0),
     )
 
 

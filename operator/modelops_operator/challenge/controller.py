@@ -102,7 +102,10 @@ def strategy_view(strategy: Strategy) -> StrategyView:
 
 
 def rollout_done(observed: DeploymentObservation | None) -> str | None:
-    """The version a Deployment runs once every wanted replica is updated and available."""
+    """The version a Deployment runs once every wanted replica is updated and available and
+    no old pod is still shutting down: a terminating pod that still answers is where
+    kube-proxy sends a Service's traffic while the new pods' endpoints are not yet in its
+    rules, and the labels of what it answers then find it gone."""
     if observed is None or observed.wanted_replicas < 1:
         return None
     done = (
@@ -110,6 +113,7 @@ def rollout_done(observed: DeploymentObservation | None) -> str | None:
         and observed.updated_replicas >= observed.wanted_replicas
         and observed.available_replicas >= observed.wanted_replicas
         and observed.replicas == observed.updated_replicas
+        and observed.terminating_replicas == 0
     )
     return observed.template_version if done else None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from modelops_operator.api.championchallenger import ChampionChallengerSpec
@@ -53,6 +54,9 @@ def test_a_rollout_counts_as_done_only_when_every_replica_runs_the_new_template(
     assert rollout_done(deployment("v2", available=1)) is None
     assert rollout_done(deployment("v2", replicas=3)) is None  # an old pod still runs
     assert rollout_done(deployment("v2", observed=2)) is None  # status of an older spec
+    # An old pod still shutting down may still take traffic meant for the new ones.
+    leaving = dataclasses.replace(deployment("v2"), terminating_replicas=1)
+    assert rollout_done(leaving) is None
     assert rollout_done(None) is None
 
 
