@@ -18,6 +18,7 @@ Mark test modules here `pytestmark = pytest.mark.e2e`, like the rest of tests/e2
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import http.server
@@ -90,19 +91,25 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="session")
-def model_files(real_cluster: RealCluster) -> Iterator[ModelFiles]:
-    """examples/models served over HTTP from the host (what a model registry would be)."""
-    handler = functools.partial(_QuietHandler, directory=str(EXAMPLE_MODELS))
+@contextlib.contextmanager
+def serve_directory(real_cluster: RealCluster, directory: Path) -> Iterator[str]:
+    """A directory over HTTP from the host, at the URL pods see it under (the node's address,
+    like a registry outside the cluster)."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        port = real_cluster.node.expose(int(server.server_address[1]))
-        yield ModelFiles(f"http://{NODE_IP}:{port}", EXAMPLE_MODELS)
+        yield f"http://{NODE_IP}:{real_cluster.node.expose(int(server.server_address[1]))}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def model_files(real_cluster: RealCluster) -> Iterator[ModelFiles]:
+    """examples/models served over HTTP from the host (what a model registry would be)."""
+    with serve_directory(real_cluster, EXAMPLE_MODELS) as base_url:
+        yield ModelFiles(base_url, EXAMPLE_MODELS)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ sidecars' counters from the in-cluster Prometheus and promotes or rolls back.
 from __future__ import annotations
 
 import asyncio
-import functools
-import http.server
 import json
 import re
 import signal
@@ -25,10 +23,10 @@ import pytest
 
 from modelops_demo.loadgen import LoadGenerator
 from modelops_demo.models import DemoStream, build_demo_models, build_miscalibrated_model
-from modelops_devcluster.nodeconfig import NODE_IP
 from tests.harness.operator_process import OperatorProcess
 
 from ..operator_fixtures import crds, get_json, kubectl_modelops, operator_identity, wait_until  # noqa: F401 - fixtures
+from .conftest import serve_directory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -44,18 +42,11 @@ def models(
     directory = tmp_path_factory.mktemp("models")
     built = build_demo_models(directory)
     built["miscalibrated"] = build_miscalibrated_model(directory, 0.05)
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://{NODE_IP}:{real_cluster.node.expose(int(server.server_address[1]))}"
-    try:
+    with serve_directory(real_cluster, directory) as base:
         yield {
             name: ServedModel(m.version, f"{base}/{m.path.relative_to(directory)}", m.digest)
             for name, m in built.items()
         }
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass(frozen=True)
@@ -63,11 +54,6 @@ class ServedModel:
     version: str
     uri: str
     digest: str
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 class BackgroundLoad:

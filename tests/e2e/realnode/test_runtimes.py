@@ -9,11 +9,8 @@ server and, promoted, is challenged by it in turn: the gates decide for both the
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import tarfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +21,12 @@ import numpy as np
 import pytest
 
 from modelops_demo.models import MODEL_PLAN, TRAIN_SEED, build_demo_models, draw_rows
-from modelops_devcluster.nodeconfig import NODE_IP
 from modelops_devcluster.realnode import image_reference
 from modelops_serving.digests import file_digest, path_digest
 from tests.harness.operator_process import OperatorProcess
 
 from ..operator_fixtures import crds, get_json, operator_identity, wait_until  # noqa: F401
-from .conftest import _QuietHandler
+from .conftest import serve_directory
 from .test_challenge import ServedModel, challenge, deploy, start_load, wait_phase
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -71,11 +67,7 @@ def registry(real_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     for name in ("champion", "better"):
         estimator = sio.load(demo[name].path)
         joblib.dump(estimator, directory / f"{name}.joblib")
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://{NODE_IP}:{real_cluster.node.expose(int(server.server_address[1]))}"
-    try:
+    with serve_directory(real_cluster, directory) as base:
         yield {
             "xgboost": Trained(f"{base}/fraud.ubj", file_digest(directory / "fraud.ubj"),
                                boosted),
@@ -89,9 +81,6 @@ def registry(real_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "better": ServedModel(MODEL_PLAN["better"][0], f"{base}/better.joblib",
                                   file_digest(directory / "better.joblib")),
         }
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def apply_model(cluster: Any, namespace: str, name: str, fmt: str, uri: str, digest: str,
