@@ -17,11 +17,10 @@ from ..constants import (
     DEFAULT_SERVING_IMAGE,
     METRICS_PORT,
     MODEL_DIR,
-    MODEL_PORT,
     SIDECAR_PORT,
 )
 from ..gating.config import parse_duration
-from .servers import TRITON_VERSION_DIR, plan_server
+from .servers import TRITON_VERSION_DIR, plan_server, server_port
 
 PVC_MOUNT = "/mnt/model-source"
 TERMINATION_LOG = "/dev/termination-log"
@@ -187,10 +186,6 @@ def fetch_plan(spec: ModelDeploymentSpec) -> ModelFetchPlan:
     return plan_model_fetch(spec.model.uri, spec.runtime.server, spec.model.name)
 
 
-def model_port(spec: ModelDeploymentSpec) -> int:
-    return spec.runtime.port if spec.runtime.server == "custom" else MODEL_PORT
-
-
 def build_sidecar_container(
     deployment: str,
     spec: ModelDeploymentSpec,
@@ -200,7 +195,7 @@ def build_sidecar_container(
     """The metrics sidecar in front of the model server (traffic 8000, /metrics 9090)."""
     args = [
         "--upstream",
-        f"http://127.0.0.1:{model_port(spec)}",
+        f"http://127.0.0.1:{server_port(spec)}",
         "--port",
         str(SIDECAR_PORT),
         "--metrics-port",

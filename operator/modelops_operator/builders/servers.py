@@ -58,6 +58,11 @@ def _http_get(path: str) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "model"}}
 
 
+def server_port(spec: ModelDeploymentSpec) -> int:
+    """The port the model server listens on (what the sidecar and the probes call)."""
+    return spec.runtime.port if spec.runtime.server == "custom" else MODEL_PORT
+
+
 def plan_server(
     spec: ModelDeploymentSpec, served_path: str, serving_image: str = DEFAULT_SERVING_IMAGE
 ) -> ServerPlan:
@@ -115,12 +120,12 @@ def plan_server(
             "MODELOPS_MODEL_VERSION": model.version,
             "MODELOPS_MODEL_FORMAT": model.format,
             "MODELOPS_MODEL_URI": f"file://{served_path}",
-            "MODELOPS_PORT": str(runtime.port),
+            "MODELOPS_PORT": str(server_port(spec)),
             "HOME": WRITABLE_DIR,
         }
         return ServerPlan(
             runtime.image or serving_image, list(runtime.command) if runtime.command else None,
-            list(runtime.args), _env(env, spec), runtime.port, runtime.readiness_path,
+            list(runtime.args), _env(env, spec), server_port(spec), runtime.readiness_path,
             {"tcpSocket": {"port": "model"}},
         )
     options = runtime.options

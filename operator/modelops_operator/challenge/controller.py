@@ -135,8 +135,7 @@ def live_champion_of(
     version = reported.get("version")
     if not version or rollout_done(champion) != version:
         return None
-    return ModelRef(version, reported.get("uri", ""), reported.get("digest", ""),
-                    reported.get("serving", ""))
+    return ModelRef.reported(reported)
 
 
 @dataclass(frozen=True)

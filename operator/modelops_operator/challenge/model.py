@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum, StrEnum
 from typing import Any, Literal
@@ -32,6 +33,12 @@ class ModelRef:
     # How the version is served (format and server setup, `workloads.serving_of`): it travels
     # with the version, so a challenger may run another server than its champion.
     serving: str = ""
+
+    @classmethod
+    def reported(cls, live: Mapping[str, Any]) -> ModelRef:
+        """The model a ModelDeployment's status reports (status.champion)."""
+        return cls(live["version"], live.get("uri", ""), live.get("digest", ""),
+                   live.get("serving", ""))
 
     def same_model(self, other: ModelRef | None) -> bool:
         return other is not None and (self.version, self.uri, self.digest) == (

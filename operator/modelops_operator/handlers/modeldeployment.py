@@ -147,8 +147,7 @@ def _challenge_of(
     if view is not None and view.champion is None and live.get("version"):
         # The challenge has not adopted the live champion yet: while a ChampionChallenger
         # exists, a new spec.model must never roll out directly, so the live one stays.
-        champion = ModelRef(live["version"], live.get("uri", ""), live.get("digest", ""),
-                            live.get("serving", ""))
+        champion = ModelRef.reported(live)
         view = dataclasses.replace(view, champion=champion)
     return view
 
