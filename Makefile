@@ -24,13 +24,25 @@ help:
 	@echo "make install-crds  apply crds/ to the current KUBECONFIG"
 	@echo "make crds          regenerate crds/ from the pydantic models"
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(VENV)/.dataplane
 
 $(VENV)/.installed: pyproject.toml
 	@echo ">> creating $(VENV) and installing modelops (editable) with its dev tools"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The data plane (dataplane/, Go): one static binary, installed as modelops-sidecar and
+# modelops-router beside the Python commands. Rebuilt when a file under dataplane/ changes
+# (go's build cache makes that quick), and after a reinstall of the venv.
+DATAPLANE_FILES := $(shell find dataplane -type f 2>/dev/null)
+$(VENV)/.dataplane: $(VENV)/.installed $(DATAPLANE_FILES)
+	@echo ">> building the data plane (dataplane/) into $(VENV)/bin"
+	cd dataplane && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
+	  -o $(abspath $(VENV))/bin/modelops-proxy ./cmd/modelops-proxy
+	ln -sf modelops-proxy $(VENV)/bin/modelops-sidecar
+	ln -sf modelops-proxy $(VENV)/bin/modelops-router
 	touch $@
 
 system-deps:

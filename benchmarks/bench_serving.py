@@ -95,6 +95,15 @@ class Result:
     steal_percent: float = 0.0
 
 
+def data_plane(name: str) -> str:
+    """The Go sidecar or router that `make install` put beside this Python (dataplane/)."""
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if found is None:
+        raise SystemExit(f"{name} is missing: run `make install`")
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -181,7 +190,10 @@ def make_model(directory: Path) -> tuple[Path, Path, np.ndarray, object]:
     return skops_path, joblib_path, X, model
 
 
-def nginx_config(directory: Path, port: int, upstream_port: int) -> Path:
+def nginx_config(directory: Path, port: int, upstream_port: int, server_extra: str = "") -> Path:
+    """A plain keep-alive reverse proxy on HOST:port in front of HOST:upstream_port, its pid,
+    logs and temp files under ``directory``; ``server_extra``: more directives for its server
+    block (the hostile-client tests set limits and timeouts there)."""
     temp = directory / "nginx-temp"
     temp.mkdir(exist_ok=True)
     text = f"""
@@ -201,6 +213,7 @@ http {{
   upstream model {{ server {HOST}:{upstream_port}; keepalive 64; }}
   server {{
     listen {HOST}:{port};
+    {server_extra}
     location / {{
       proxy_pass http://model;
       proxy_http_version 1.1;
@@ -648,7 +661,7 @@ def main() -> int:
                                         "--version", "v1", "--host", HOST,
                                         "--port", str(ports["server"]), "--termination-log", ""])
         sidecar = procs.start("sidecar", [
-            python, "-m", "modelops_serving.sidecar", "--upstream",
+            data_plane("modelops-sidecar"), "--upstream",
             f"http://{HOST}:{ports['server']}", "--host", HOST, "--port", str(ports["sidecar"]),
             "--metrics-port", str(ports["sidecar_metrics"]), "--model", "fraud", "--version", "v1",
             "--role", "champion", "--log-level", "WARNING"])
@@ -656,7 +669,7 @@ def main() -> int:
         config.write_text(json.dumps({"apiVersion": "router.modelops.io/v1alpha1",
                                       "champion": {"url": f"http://{HOST}:{ports['sidecar']}"}}))
         router = procs.start("router", [
-            python, "-m", "modelops_serving.router", "--config", str(config), "--host", HOST,
+            data_plane("modelops-router"), "--config", str(config), "--host", HOST,
             "--port", str(ports["router"]), "--metrics-port", str(ports["router_metrics"]),
             "--log-level", "WARNING"])
         targets = {"direct": (ports["server"], server), "sidecar": (ports["sidecar"], sidecar),

@@ -20,7 +20,7 @@ layout=$cache/oci
 LAYER_EPOCH=1747699200  # 2025-05-20T00:00:00Z
 version=$(python3 -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
 revision=$(git rev-parse HEAD)
-[ -z "$(git status --porcelain -- operator/modelops_operator serving/modelops_serving pyproject.toml images)" ] \
+[ -z "$(git status --porcelain -- operator/modelops_operator serving/modelops_serving dataplane pyproject.toml images)" ] \
   || revision="$revision-dirty"
 app_epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 source_url=https://modelops.io  # the chart's home
@@ -146,6 +146,18 @@ app_layer() {
   keyed_tar "$stage" "app-$image"
 }
 
+# The data plane (dataplane/: one static Go binary, run as modelops-sidecar or modelops-router
+# by the name it is called by) in /usr/local/bin. Reproducible: no paths, VCS stamp or build id
+# in the binary. Echoes the path of the layer tar (as the other steps).
+dataplane_layer() {
+  local stage; stage=$(mktemp -d)
+  (cd dataplane && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 GOFLAGS=-mod=mod go build -trimpath \
+    -buildvcs=false -ldflags='-s -w -buildid=' -o "$stage/usr/local/bin/modelops-proxy" ./cmd/modelops-proxy) >&2
+  ln -s modelops-proxy "$stage/usr/local/bin/modelops-sidecar"
+  ln -s modelops-proxy "$stage/usr/local/bin/modelops-router"
+  keyed_tar "$stage" dataplane
+}
+
 # Tags "$1-final-<key>" in the cache's layout: the layer tars $3... on an empty image, then
 # `umoci config` with the options in the array named $2. Steps whose tag exists are skipped.
 assemble() {
@@ -190,16 +202,17 @@ labels() {  # title, description, version, source, licenses, created epoch[, rev
 python_base() { rootfs python python3,ca-certificates,libstdc++6,libgomp1; }
 
 python_image() {  # $1 image (operator|serving), $2 package, $3 description, then the command
-  local image=$1 package=$2 description=$3 arg base deps app; shift 3
+  local image=$1 package=$2 description=$3 arg base deps app go_layers=(); shift 3
   base=$(python_base)
   deps=$(deps_layer "$image" "$base") && app=$(app_layer "$image" "$package" "$base")
+  if [ "$image" = serving ]; then go_layers=("$(dataplane_layer)"); fi
   local cfg=(--created "$(iso "$app_epoch")" --config.user 65532:65532 --config.workingdir /home/nonroot
     --config.env PATH=/usr/local/bin:/usr/bin:/bin --config.env PYTHONPATH=/opt/modelops/app:/opt/modelops/lib
     --config.env PYTHONDONTWRITEBYTECODE=1 --config.env PYTHONUNBUFFERED=1 --config.env LANG=C.UTF-8)
   for arg in "$@"; do cfg+=(--config.cmd "$arg"); done
   mapfile -t -O ${#cfg[@]} cfg < <(labels "modelops-$image" "$description" "$version" "$source_url" \
     Apache-2.0 "$app_epoch" "$revision")
-  assemble "$image" cfg "$base" "$deps" "$app"
+  assemble "$image" cfg "$base" "$deps" "$app" "${go_layers[@]}"
   export_image "modelops-$image" "modelops/modelops-$image:$version"
 }
 

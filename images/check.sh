@@ -56,8 +56,8 @@ SH
                 "$(no_source modelops_operator.main)" "$linked") ;;
     modelops-serving.tar)
       commands=("modelops-serve --help" "modelops-sidecar --help" "modelops-router --help"
-                "modelops-fetch --help" "$(no_source "modelops_serving.server, modelops_serving.sidecar,\
- modelops_serving.router, modelops_serving.fetch, sklearn, skops.io, onnxruntime, uvloop")" "$linked") ;;
+                "modelops-fetch --help" "$(no_source "modelops_serving.server,\
+ modelops_serving.fetch, sklearn, skops.io, onnxruntime, uvloop")" "$linked") ;;
     mlserver.tar)
       commands=("mlserver --help" "mlserver start --help"
                 "$(no_source "mlserver.cli, mlserver.server, mlserver_sklearn, sklearn, pandas, uvloop, grpc")"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks start as real servers, and those the
-# dev cluster's real node runs (runc, CNI plugins, iptables for kube-proxy), if missing.
+# dev cluster's real node runs (runc, CNI plugins, iptables for kube-proxy), and the browser the
+# dashboard's tests drive (chromium, headless), if missing.
 set -euo pipefail
 declare -A wanted=([nginx]=nginx [prometheus]=prometheus [promtool]=prometheus [wrk]=wrk [openssl]=openssl
                   [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins [iptables]=iptables
-                  [conntrack]=conntrack [nsenter]=util-linux [ip]=iproute2)
+                  [conntrack]=conntrack [nsenter]=util-linux [ip]=iproute2 [chromium]=chromium)
 missing=()
 for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -x "$cmd" ] \

@@ -1,5 +1,8 @@
 """A bounded, time-limited map from request id to the prediction the model made.
 
+The sidecar that keeps predictions is Go (dataplane/internal/feedback, the same rules); this
+module stays as the Python model the gating simulations and their tests run.
+
 Memory stays flat under any load: at most ``capacity`` entries, each holding at most
 ``max_values`` predicted values, and entries older than ``ttl`` seconds are dropped. Entries
 are kept in insertion order, which with one fixed TTL is also expiry order, so purging is a

@@ -16,13 +16,22 @@ Sources: ``file://`` (or a plain path), ``http(s)://``, ``s3://bucket/key`` and
 A directory's digest is the tree digest of ``digests``. Everything is written beside its
 target and renamed into place only after the digest matched, so a failed or tampered download
 never leaves a usable-looking file behind.
+
+Hostile sources: a name (from the URI or a listing) that is empty, ``.``/``..`` or would leave
+its directory is refused before anything is written; redirects are followed without the
+request's credentials when they leave its origin (``objectstores.open_get``); the whole fetch
+is bounded in bytes and seconds (``budgets``); URL credentials and query strings never appear
+in a message (``trees.scrub``); every failure is one line on stderr and in the termination log
+(``MODELOPS_TERMINATION_LOG``) and a non-zero exit, never a traceback.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import itertools
+import logging
 import os
 import re
 import shutil
@@ -30,14 +39,17 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from .budgets import MAX_SECONDS, Budget, BudgetTransport
 from .cli import EnvArgumentParser, fail
-from .digests import CHUNK, file_digest, path_digest
-from .objectstores import check, object_store
+from .digests import CHUNK, check_characters, file_digest, path_digest
+from .objectstores import check, object_store, open_get
 from .trees import (
     MAX_BYTES,
     MAX_FILES,
@@ -90,7 +102,7 @@ def parse_source(uri: str) -> Source:
     elif suffix := archive_suffix(path):
         kind, name = "archive", path.rsplit("/", 1)[-1].removesuffix(suffix)
     else:
-        kind, name = "file", path.rsplit("/", 1)[-1] or "model"
+        kind, name = "file", path.rsplit("/", 1)[-1]
     if kind == "directory" and scheme in ("http", "https"):
         raise FetchError(f"{uri}: http(s) cannot list a directory; publish the model as an "
                          "archive (.tar.gz, .tgz, .tar or .zip) and fetch that")
@@ -99,6 +111,10 @@ def parse_source(uri: str) -> Source:
                          f"{scheme}://bucket/prefix/")
     if name in ("", ".", ".."):
         raise FetchError(f"{uri} has no name to put the {kind} under in DEST")
+    try:
+        check_characters(name)
+    except ValueError as exc:
+        raise FetchError(f"{uri}: {exc}") from exc
     if scheme in ("s3", "gs"):
         return Source(uri, scheme, kind, name, path.lstrip("/"), parts.netloc)
     return Source(uri, scheme, kind, name, path)
@@ -126,9 +142,12 @@ def _verify(expected: str | None, actual: str, uri: str, consequence: str = "use
 
 def _download(client: httpx.Client, url: str, headers: dict[str, str], what: str,
               auth: str = "") -> Iterator[bytes]:
-    with client.stream("GET", url, headers=headers) as response:
+    response = open_get(client, url, headers)
+    try:
         check(response, f"GET {what}", auth)
         yield from response.iter_bytes(CHUNK)
+    finally:
+        response.close()
 
 
 def _chunks(source: Source, client: httpx.Client) -> Iterator[bytes]:
@@ -241,29 +260,43 @@ def _fetch_tree(source: Source, dest: Path, expected: str | None, client: httpx.
     return target, actual
 
 
+def _client(timeout: float, budget: Budget) -> httpx.Client:
+    """Redirects are not followed by the client (``open_get`` follows them for downloads),
+    and no cookie is kept: nothing a server sets can go along to another request."""
+    no_cookies = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.Client(timeout=timeout, follow_redirects=False, cookies=no_cookies,
+                        transport=BudgetTransport(budget))
+
+
 def fetch_verified(uri: str, dest: Path | str, digest: str | None = None,
                    timeout: float = 300.0, max_bytes: int = MAX_BYTES,
-                   max_files: int = MAX_FILES) -> tuple[Path, str]:
+                   max_files: int = MAX_FILES, max_seconds: float = MAX_SECONDS
+                   ) -> tuple[Path, str]:
     """Fetch ``uri`` under ``dest`` by the layout rules, verify it against ``digest``
-    (``sha256:…``, of the file or of the tree) and return its path and actual digest."""
+    (``sha256:…``, of the file or of the tree) and return its path and actual digest.
+    ``timeout`` bounds each wait; ``max_seconds`` and ``max_bytes`` the whole fetch."""
     expected = parse_digest(digest)
     source = parse_source(uri)
     into = str(dest).endswith(("/", os.sep))  # Path() would drop the slash
+    budget = Budget(uri, max_seconds, max_bytes)
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        with _client(timeout, budget) as client:
             if source.kind == "file":
                 return _fetch_file(source, Path(dest), into, expected, client)
             return _fetch_tree(source, Path(dest), expected, client, max_bytes, max_files)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        if budget.expired():
+            raise budget.out_of_time() from exc
         raise FetchError(f"cannot fetch {uri}: {type(exc).__name__}: {exc}") from exc
     except OSError as exc:
         raise FetchError(f"cannot fetch {uri} into {dest}: {exc}") from exc
 
 
 def fetch(uri: str, dest: Path | str, digest: str | None = None, timeout: float = 300.0,
-          max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES) -> Path:
+          max_bytes: int = MAX_BYTES, max_files: int = MAX_FILES,
+          max_seconds: float = MAX_SECONDS) -> Path:
     """Fetch ``uri`` into ``dest`` (see ``fetch_verified``) and return where it landed."""
-    return fetch_verified(uri, dest, digest, timeout, max_bytes, max_files)[0]
+    return fetch_verified(uri, dest, digest, timeout, max_bytes, max_files, max_seconds)[0]
 
 
 def artefact_digest(path: Path | str, max_bytes: int = MAX_BYTES,
@@ -300,37 +333,71 @@ def resolve_local(uri: str, cache_dir: Path, digest: str | None) -> Path:
     return fetch(uri, f"{cache_dir}/", digest)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = EnvArgumentParser(prog="modelops-fetch", description=__doc__.splitlines()[0])
+class _ArgumentParser(EnvArgumentParser):
+    """Argument errors are failures like any other: one line in the termination log too."""
+
+    def error(self, message: str) -> NoReturn:
+        raise FetchError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="modelops-fetch", description=__doc__.splitlines()[0])
     parser.add_argument("uri", nargs="?", help="file://, http(s)://, s3:// or gs:// URI")
     parser.add_argument("dest", nargs="?", help="destination directory (or file for one file)")
     parser.add_flag("--digest", help="expected digest, sha256:<64 hex digits>")
-    parser.add_flag("--timeout", type=float, default=300.0, help="seconds for each request")
+    parser.add_flag("--timeout", type=float, default=300.0,
+                    help="seconds for each wait: connecting, or one read")
+    parser.add_flag("--max-seconds", type=float, default=MAX_SECONDS,
+                    help="seconds for the whole fetch")
     parser.add_flag("--max-bytes", type=int, default=MAX_BYTES,
-                    help="largest total size of a directory or unpacked archive")
+                    help="most bytes downloaded, and largest total size of a directory or "
+                    "unpacked archive")
     parser.add_flag("--max-files", type=int, default=MAX_FILES,
                     help="most entries in a directory or archive")
     parser.add_argument("--print-digest", metavar="PATH",
                         help="print the digest of a local file, directory or archive and exit")
+    return parser
+
+
+def _run(argv: list[str] | None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
-    termination_log = os.environ.get("MODELOPS_TERMINATION_LOG")
-    try:
-        if args.print_digest:
-            if args.uri:
-                parser.error("--print-digest takes no URI or DEST")
-            print(artefact_digest(args.print_digest, int(args.max_bytes), int(args.max_files)))
-            return 0
-        if not (args.uri and args.dest):
-            parser.error("URI and DEST are required")
-        if not args.digest:
-            print("warning: no --digest given; the artefact is not verified", file=sys.stderr)
-        path, actual = fetch_verified(args.uri, args.dest, args.digest,
-                                      float(args.timeout), int(args.max_bytes),
-                                      int(args.max_files))
-    except FetchError as exc:
-        return fail(str(exc), termination_log)
+    if args.print_digest:
+        if args.uri:
+            parser.error("--print-digest takes no URI or DEST")
+        print(artefact_digest(args.print_digest, int(args.max_bytes), int(args.max_files)))
+        return 0
+    if not (args.uri and args.dest):
+        parser.error("URI and DEST are required")
+    if not args.digest:
+        print("warning: no --digest given; the artefact is not verified", file=sys.stderr)
+    path, actual = fetch_verified(args.uri, args.dest, args.digest, float(args.timeout),
+                                  int(args.max_bytes), int(args.max_files),
+                                  float(args.max_seconds))
     print(scrub(f"fetched {args.uri} -> {path} ({actual})"))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    termination_log = os.environ.get("MODELOPS_TERMINATION_LOG")
+    try:
+        return _run(argv)
+    except FetchError as exc:
+        return fail(str(exc), termination_log)
+    except Exception as exc:  # a bug, or a failure not foreseen: still one line, no secrets
+        return fail(scrub(f"unexpected {type(exc).__name__}: {exc}"), termination_log)
+
+
+class _ScrubURLs(logging.Filter):
+    """httpx logs every request's URL at INFO, signature and userinfo included; the model
+    server logs at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage()), None
+        return True
+
+
+logging.getLogger("httpx").addFilter(_ScrubURLs())
 
 
 if __name__ == "__main__":

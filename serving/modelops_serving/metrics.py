@@ -1,5 +1,9 @@
 """The sidecar's Prometheus metrics (the names the operator's gates query).
 
+The sidecar is Go (dataplane/internal/sidecar/metrics.go) and exports exactly these names,
+labels and types; this Python registry stays as their reference, and the operator's tests
+(promsource, gating) produce sidecar pages with it.
+
 Every series carries ``deployment``, ``model``, ``version`` and ``role``; the children are bound
 once at start-up so the per-request cost is one dictionary lookup and an increment.
 """

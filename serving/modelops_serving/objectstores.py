@@ -18,7 +18,10 @@ found wins, as in the AWS SDKs:
 (``GCE_METADATA_HOST``, default ``169.254.169.254``; Workload Identity on GKE) when it answers
 within ``METADATA_TIMEOUT`` seconds, else anonymously.
 
-Credentials never appear in messages.
+Credentials never appear in messages, and never follow a redirect to another origin:
+``open_get`` follows redirects itself and sends the headers it was given (SigV4, bearer
+tokens) only to the scheme, host and port they were made for; every other request is sent
+without following redirects (the client's default here).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from .sigv4 import Credentials, canonical_query, sign_headers
 from .trees import FetchError
 
 METADATA_TIMEOUT = 2.0
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Hosts the AWS SDKs send a container authorization token to over plain http.
 CONTAINER_HOSTS = {"169.254.170.2", "169.254.170.23", "fd00:ec2::23", "localhost"}
 
@@ -95,6 +100,37 @@ def check(response: httpx.Response, what: str, auth: str = "") -> None:
         raise FetchError(
             f"{what} answered {response.status_code}: {_detail(response)}{note}"
         )
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
+def open_get(client: httpx.Client, url: str, headers: Mapping[str, str] | None = None
+             ) -> httpx.Response:
+    """A streamed GET (the caller closes it) that follows up to ``MAX_REDIRECTS`` redirects.
+
+    httpx drops only ``Authorization`` on a redirect to another origin; SigV4's
+    ``X-Amz-Security-Token`` (a credential) and the rest would go along. Here a redirect to
+    another scheme, host or port gets none of ``headers``, and userinfo of the first URL
+    (``https://user:password@host/``) is not carried either: a relative ``Location`` keeps the
+    origin, an absolute one names its own.
+    """
+    request = client.build_request("GET", url, headers=headers)
+    origin = _origin(request.url)
+    for _ in range(MAX_REDIRECTS + 1):
+        response = client.send(request, stream=True)
+        location = response.headers.get("location")
+        if response.status_code not in REDIRECT_STATUSES or location is None:
+            return response
+        response.close()
+        target = request.url.join(location)
+        if target.scheme not in ("http", "https"):
+            raise FetchError(f"GET {url} was redirected to a {target.scheme}: URL; only http(s) "
+                             "is followed")
+        same_origin = _origin(target) == origin
+        request = client.build_request("GET", target, headers=headers if same_origin else None)
+    raise FetchError(f"GET {url}: more than {MAX_REDIRECTS} redirects")
 
 
 def _region(env: Mapping[str, str]) -> str:
@@ -280,4 +316,4 @@ def object_store(scheme: str, bucket: str, client: httpx.Client,
 
 
 __all__ = ["GCS", "S3", "ObjectStore", "aws_credentials", "check", "container_credentials",
-           "gcs_token", "object_store", "web_identity_credentials"]
+           "gcs_token", "object_store", "open_get", "web_identity_credentials"]

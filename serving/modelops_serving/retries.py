@@ -1,5 +1,9 @@
 """Retried requests: recognised, kept on the arm of their first attempt, and counted apart.
 
+The router and the sidecar are Go (dataplane/internal/marks, dataplane/internal/router/
+memory.go, dataplane/internal/sidecar); they implement the rules below, and this module
+stays as the Python model of them that the gating simulations run.
+
 Clients retry failed requests. Counted as fresh requests, retries harm the gates twice: a retry
 that the split sends to the other arm is counted there (with a 5 % canary, retries of the
 champion's failures make an equal challenger look about twice as bad), and retries on the same
@@ -28,7 +32,7 @@ feature vector, a popular item), hashing every body costs time on the request pa
 proportion to its size, and it would need a second memory of every request.
 
 Who may say "retry": the router drops any X-Modelops-Attempt a client sends before it writes its
-own (a shortcut's forwarded head and the general path alike), because the client's value would
+own, because the client's value would
 reach the sidecar of an arm the client can choose: reusing the id of a request it saw answered
 by the challenger pins a new request there, and a forged "X-Modelops-Attempt: 1" would have it
 counted there as fresh, a count aimed at one arm. A client's standard markers do pass: with them
@@ -221,7 +225,7 @@ class RouteMemory:
 
 
 def route_arm(config: RouterConfig, earlier: Answered | None, sticky: str | None,
-              draw: Callable[[], float] = random.random) -> str:
+              draw: Callable[[], float] = random.random, secret: bytes = b"") -> str:
     """The arm of an inference request: its first attempt's while the configuration still
     sends traffic there, else the split's choice (weight, or the sticky key's position)."""
     split = config.mode == "split" and config.challenger is not None
@@ -229,4 +233,4 @@ def route_arm(config: RouterConfig, earlier: Answered | None, sticky: str | None
         return earlier.arm
     if config.mode != "split":
         return CHAMPION
-    return choose_arm(config.challengerWeight, sticky, draw)
+    return choose_arm(config.challengerWeight, sticky, draw, secret)

@@ -1,5 +1,9 @@
 """Pure routing decisions: which arm answers, and whether a request is mirrored.
 
+The router is Go (dataplane/internal/router/routing.go), with the same positions for unkeyed
+sticky values (its tests hold this module's numbers); this module stays as the Python model
+the gating simulations run.
+
 Sticky keys are hashed with BLAKE2b (not Python's per-process salted ``hash``) so every router
 replica, and every restart, sends one key to the same arm. A key's position in [0, 1) is fixed,
 and the challenger takes the keys below its weight, so raising a canary's weight only moves
@@ -16,8 +20,11 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
-def key_position(key: str) -> float:
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+def key_position(key: str, secret: bytes = b"") -> float:
+    """With a ``secret`` (the router's --sticky-key-file) the hash is keyed: a client cannot
+    work out which values land on which arm, so it cannot choose its arm."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8,
+                             key=secret).digest()
     return int.from_bytes(digest, "big") / 2**64
 
 
@@ -25,13 +32,14 @@ def choose_arm(
     challenger_weight: float,
     sticky_key: str | None,
     draw: Callable[[], float] = random.random,
+    secret: bytes = b"",
 ) -> str:
     """``challenger_weight`` is a percentage in [0, 100]."""
     if challenger_weight <= 0:
         return CHAMPION
     if challenger_weight >= 100:
         return CHALLENGER
-    position = key_position(sticky_key) if sticky_key is not None else draw()
+    position = key_position(sticky_key, secret) if sticky_key is not None else draw()
     return CHALLENGER if position * 100 < challenger_weight else CHAMPION
 
 

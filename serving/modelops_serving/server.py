@@ -15,16 +15,25 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .cli import EnvArgumentParser, configure_logging, fail, install_fast_event_loop
 from .fetch import FetchError, resolve_local
 from .httpkit import JSONDecodeError, error_response, json_response, loads, serve_until_signalled
+from .requestbodies import (
+    BodyError,
+    content_coding,
+    decode_body,
+    read_body,
+    refuse_binary_extension,
+)
 from .runtimes import FORMATS, ModelLoadError, Runtime, load_runtime
 from .v2protocol import ProtocolError, decode_request, encode_response
 
@@ -50,8 +59,38 @@ class ServedModel:
         }
 
 
+class InferencePool:
+    """Threads that run the model, and a bound on the requests waiting for one.
+
+    Inference never runs on the event loop, so health probes and metadata answer while a
+    large or slow request is computed. Past ``threads + queue`` requests in flight the server
+    answers 503 at once: a backlog would only turn into timeouts later, and a 503 tells a
+    load balancer or client to try another replica now.
+    """
+
+    def __init__(self, threads: int, queue: int) -> None:
+        self.capacity = threads + queue
+        # numpy's error state is per thread: overflow in a model is its result, not a warning.
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            threads, "inference", initializer=np.seterr, initargs=("ignore",))
+        # Released by the worker when it finishes, even if the client gave up before.
+        self.slots = threading.BoundedSemaphore(self.capacity)
+
+    async def run(self, function: Any, *args: Any) -> Any:
+        """``function(*args)`` in a thread; None when every slot is taken."""
+        if not self.slots.acquire(blocking=False):
+            return None
+        try:
+            future = self.executor.submit(function, *args)
+        except BaseException:
+            self.slots.release()
+            raise
+        future.add_done_callback(lambda _: self.slots.release())
+        return await asyncio.wrap_future(future)
+
+
 MODEL = web.AppKey("model", ServedModel)
-EXECUTOR = web.AppKey("executor", object)
+INFERENCE = web.AppKey("inference", InferencePool)
 MAX_BODY = web.AppKey("max_body", int)
 
 
@@ -63,8 +102,9 @@ def _lookup(request: web.Request) -> ServedModel | web.Response:
         return error_response(f"model '{name[:100]}' is not served here; this server serves "
                               f"'{model.name}'", status=404)
     if version is not None and version != (model.version or ""):
+        serving = f"version '{model.version}'" if model.version else "no version"
         return error_response(f"version '{version[:100]}' of model '{name}' is not served here; "
-                              f"serving version '{model.version}'", status=404)
+                              f"serving {serving}", status=404)
     if model.runtime is None:
         return error_response(f"model '{name}' is still loading", status=503)
     return model
@@ -97,9 +137,12 @@ async def model_ready(request: web.Request) -> web.Response:
                          status=200 if is_ready else 503)
 
 
-def _run_model(model: ServedModel, body: bytes, header_id: str | None) -> dict[str, Any]:
+def _run_model(model: ServedModel, body: bytes, coding: str | None, limit: int,
+               header_id: str | None) -> dict[str, Any]:
+    """Everything that costs time in proportion to the body, in an inference thread."""
+    text = decode_body(body, coding, limit)
     try:
-        parsed = loads(body)
+        parsed = loads(text)
     except (JSONDecodeError, ValueError) as exc:
         raise ProtocolError(f"request body is not valid JSON: {str(exc)[:200]}") from exc
     request = decode_request(parsed, header_id)
@@ -120,39 +163,56 @@ async def infer(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     limit = request.app[MAX_BODY]
-    if request.content_length is not None and request.content_length > limit:
-        return error_response(f"request body is {request.content_length} bytes, more than the "
-                              f"limit of {limit} bytes (--max-body-bytes)")
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(f"request body is more than the limit of {limit} bytes "
-                              "(--max-body-bytes)")
-    header_id = request.headers.get("X-Request-Id")
-    executor = request.app[EXECUTOR]
-    try:
-        if executor is None:
-            # Small models answer in well under a millisecond: a thread hop would cost more.
-            result = _run_model(found, body, header_id)
-        else:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(executor, _run_model, found, body, header_id)  # type: ignore[arg-type]
-    except ProtocolError as exc:
-        return error_response(str(exc))
+        refuse_binary_extension(request.headers)
+        coding = content_coding(request.headers.get("Content-Encoding"))
+        body = await read_body(request, limit)
+        result = await request.app[INFERENCE].run(
+            _run_model, found, body, coding, limit, request.headers.get("X-Request-Id"))
+    except (BodyError, ProtocolError) as exc:
+        return error_response(str(exc), status=getattr(exc, "status", 400))
     except Exception:
         log.exception("inference failed")
         return error_response("internal error while running the model", status=500)
+    if result is None:
+        return json_response({"error": "the server is busy: every inference thread and queue "
+                              "slot is taken (--inference-threads, --inference-queue); retry"},
+                             status=503, headers={"Retry-After": "1"})
     return json_response(result, headers={"X-Request-Id": result["id"]})
 
 
+@web.middleware
+async def v2_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every refusal in the protocol's ``{"error": ...}`` form, and paths taken literally.
+
+    aiohttp routes on the percent-decoded path, so ``/v2/models/m/inf%65r`` would be an
+    inference call that a proxy comparing paths as sent (the metrics sidecar counts inference
+    by its path) takes for something else. No name or version this server serves needs an
+    escape, so a percent sign in the path is refused instead of decoded.
+    """
+    path = request.raw_path.split("?", 1)[0]
+    if "%" in path:
+        return error_response(f"percent-encoded paths are not served: send the path "
+                              f"literally (got {path[:200]!r})")
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return json_response({"error": f"{request.method} {path[:200]}: {exc.reason}"},
+                             status=exc.status, headers=allow)
+
+
 def build_app(
-    model: ServedModel, max_body_bytes: int, inference_threads: int = 0
+    model: ServedModel, max_body_bytes: int, inference_threads: int = 1,
+    inference_queue: int = 64,
 ) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes + 1)
+    # aiohttp caps the body as it arrives (compressed); decode_body caps what it inflates to.
+    app = web.Application(client_max_size=max_body_bytes + 1, middlewares=[v2_errors])
     app[MODEL] = model
     app[MAX_BODY] = max_body_bytes
-    app[EXECUTOR] = (concurrent.futures.ThreadPoolExecutor(inference_threads)
-                     if inference_threads > 0 else None)
+    app[INFERENCE] = InferencePool(max(1, inference_threads), max(0, inference_queue))
     app.router.add_get("/v2/health/live", live)
     app.router.add_get("/v2/health/ready", ready)
     app.router.add_get("/v2", server_metadata)
@@ -187,8 +247,10 @@ def parse_args(argv: list[str] | None) -> Any:
     parser.add_flag("--model-dir", help="where remote models are downloaded to")
     parser.add_flag("--max-body-bytes", type=int, default=16 * 1024 * 1024,
                     help="largest accepted request body")
-    parser.add_flag("--inference-threads", type=int, default=0,
-                    help="run the model in this many threads (0: on the event loop)")
+    parser.add_flag("--inference-threads", type=int, default=1,
+                    help="threads that run the model (at least 1; never the event loop)")
+    parser.add_flag("--inference-queue", type=int, default=64,
+                    help="requests that may wait for an inference thread; more get 503")
     parser.add_flag("--termination-log", default="/dev/termination-log",
                     help="file that receives the reason for a failed start")
     parser.add_flag("--log-level", default="INFO", help="logging level")
@@ -197,7 +259,8 @@ def parse_args(argv: list[str] | None) -> Any:
 
 async def _serve(args: Any) -> int:
     model = ServedModel(args.name, args.version)
-    app = build_app(model, int(args.max_body_bytes), int(args.inference_threads))
+    app = build_app(model, int(args.max_body_bytes), int(args.inference_threads),
+                    int(args.inference_queue))
     failure: list[str] = []
 
     async def load_in_background() -> None:
@@ -214,15 +277,32 @@ async def _serve(args: Any) -> int:
     async def on_ready() -> None:
         background.append(asyncio.create_task(load_in_background()))
 
-    await serve_until_signalled([(app, args.host, int(args.port))], on_ready, shutdown_grace=10)
+    await serve_until_signalled([(app, args.host, int(args.port))], on_ready, shutdown_grace=10,
+                                auto_decompress=False)
     if failure:
         return fail(failure[0], args.termination_log)
     return 0
 
 
+class OneLineClientErrors(logging.Filter):
+    """aiohttp logs a request it cannot parse (the client's fault, answered 400 before the app
+    sees it) at ERROR with a traceback; one line at WARNING says as much, and a client sending
+    garbage cannot fill the log with tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+            reason = " ".join(str(error.message).split())[:200]
+            record.msg, record.args = f"{record.getMessage()}: {reason}", None
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.log_level)
+    logging.getLogger("aiohttp.server").addFilter(OneLineClientErrors())
     install_fast_event_loop()
     np.seterr(all="ignore")
     return asyncio.run(_serve(args))

@@ -30,12 +30,13 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 MAX_FILES = 10_000
 MAX_BYTES = 20 << 30
 _USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]*@")
-_QUERY = re.compile(r"(\bhttps?://[^\s?#]*)\?[^\s#]*")
+_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#]*)\?[^\s#]*")
 
 
 def scrub(text: str) -> str:
     """One line, with URL userinfo (``user:password@``) and query strings (pre-signed URLs
-    carry their signature there) masked."""
+    carry their signature there, ``X-Amz-Signature=``, ``sig=``, ``token=``) masked, whatever
+    the scheme."""
     text = _QUERY.sub(r"\1?***", _USERINFO.sub(r"\1***@", text))
     return " ".join(text.split())
 

@@ -32,8 +32,14 @@ DATATYPES: dict[str, Any] = {
     "BYTES": object,
 }
 ALLOWED_DATATYPES = ", ".join(DATATYPES)
-# A bound on elements per tensor, so a tiny body cannot claim a huge shape.
+# A bound on elements per tensor, so a tiny body cannot claim a huge shape. It bounds each
+# dimension too: numpy refuses ``[0, 2**62]`` (no elements, but a size beyond its index type).
 MAX_ELEMENTS = 10_000_000
+MAX_DIMENSIONS = 32
+# Request ids are echoed as X-Request-Id and remembered by the sidecar, which takes up to 256.
+MAX_ID_LENGTH = 256
+# The binary tensor extension, which this server does not implement (its metadata lists none).
+BINARY_SIZE_PARAMETER = "binary_data_size"
 
 
 class ProtocolError(ValueError):
@@ -95,17 +101,14 @@ def decode_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
     name = _field(tensor, "name", where, str)
     shape = _field(tensor, "shape", where, list)
     datatype = _field(tensor, "datatype", where, str)
+    _refuse_binary_data(tensor.get("parameters"), where)
     if "data" not in tensor:
         raise ProtocolError(f"{where}: missing required field 'data'")
     if datatype not in DATATYPES:
         raise ProtocolError(
             f"{where}.datatype: '{datatype[:40]}' is not one of {ALLOWED_DATATYPES}"
         )
-    for dim in shape:
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
-            raise ProtocolError(f"{where}.shape: dimensions must be non-negative integers")
-    if len(shape) > 32:
-        raise ProtocolError(f"{where}.shape: more than 32 dimensions")
+    _check_shape(shape, where)
     expected = math.prod(shape)
     if expected > MAX_ELEMENTS:
         raise ProtocolError(f"{where}.shape: {expected} elements exceed the limit {MAX_ELEMENTS}")
@@ -117,13 +120,35 @@ def decode_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
     return name, _to_array(flat, datatype, shape, where)
 
 
+def _check_shape(shape: list[Any], where: str) -> None:
+    if len(shape) > MAX_DIMENSIONS:
+        raise ProtocolError(f"{where}.shape: more than {MAX_DIMENSIONS} dimensions")
+    for dim in shape:
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
+            raise ProtocolError(f"{where}.shape: dimensions must be non-negative integers")
+        if dim > MAX_ELEMENTS:
+            raise ProtocolError(
+                f"{where}.shape: dimension {dim} exceeds the limit {MAX_ELEMENTS}"
+            )
+
+
+def _refuse_binary_data(parameters: Any, where: str) -> None:
+    """A tensor whose bytes follow the JSON (binary extension) would otherwise be reported as
+    missing its data, which sends the client looking in the wrong place."""
+    if isinstance(parameters, dict) and BINARY_SIZE_PARAMETER in parameters:
+        raise ProtocolError(
+            f"{where}.parameters.{BINARY_SIZE_PARAMETER}: the binary tensor extension is not "
+            "supported; send the tensor as JSON 'data'"
+        )
+
+
 def _to_array(flat: list[Any], datatype: str, shape: list[int], where: str) -> np.ndarray:
     if datatype == "BYTES":
         if not all(isinstance(v, str) for v in flat):
             raise ProtocolError(f"{where}.data: BYTES elements must be strings")
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
-        return array.reshape(shape)
+        return _reshape(array, shape, where)
     if datatype == "BOOL":
         if not all(isinstance(v, bool) for v in flat):
             raise ProtocolError(f"{where}.data: BOOL elements must be true or false")
@@ -143,7 +168,14 @@ def _to_array(flat: list[Any], datatype: str, shape: list[int], where: str) -> n
         info = np.iinfo(array.dtype)
         if min(flat) < info.min or max(flat) > info.max:
             raise ProtocolError(f"{where}.data: values do not fit {datatype}")
-    return array.reshape(shape)
+    return _reshape(array, shape, where)
+
+
+def _reshape(array: np.ndarray, shape: list[int], where: str) -> np.ndarray:
+    try:
+        return array.reshape(shape)
+    except ValueError as exc:  # an empty tensor whose other dimensions overflow numpy's index
+        raise ProtocolError(f"{where}.shape: {shape} is too big for numpy ({exc})") from exc
 
 
 def decode_request(body: Any, fallback_id: str | None = None) -> InferenceRequest:
@@ -156,9 +188,10 @@ def decode_request(body: Any, fallback_id: str | None = None) -> InferenceReques
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError("request.id: expected a string")
-    if request_id and any(ord(c) < 32 or ord(c) == 127 for c in request_id):
-        # The id is echoed as the X-Request-Id header, where CR/LF would split the header.
-        raise ProtocolError("request.id: must not contain control characters")
+    if request_id:
+        check_request_id(request_id, "request.id")
+    else:
+        check_request_id(fallback_id, "the X-Request-Id header")
     arrays: dict[str, np.ndarray] = {}
     for index, tensor in enumerate(inputs):
         name, array = decode_tensor(tensor, index)
@@ -183,6 +216,21 @@ def decode_request(body: Any, fallback_id: str | None = None) -> InferenceReques
         requested_outputs=tuple(requested),
         parameters=parameters,
     )
+
+
+def check_request_id(request_id: str | None, where: str) -> None:
+    """Ids are echoed as the X-Request-Id header: CR/LF would split it, text that is not UTF-8
+    (a header's raw bytes) cannot be written back, and a very long one breaks proxies."""
+    if not request_id:
+        return
+    if len(request_id) > MAX_ID_LENGTH:
+        raise ProtocolError(f"{where}: longer than {MAX_ID_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in request_id):
+        raise ProtocolError(f"{where}: must not contain control characters")
+    try:
+        request_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ProtocolError(f"{where}: must be UTF-8 text") from exc
 
 
 def _bad_output(index: int) -> str:

@@ -47,7 +47,7 @@ class FakeModelServer:
         return web.json_response(
             {"model_name": "demo-model", "model_version": self.version, "id": body["id"],
              "outputs": [{"name": "predict", "datatype": "INT64", "shape": [1], "data": [1]}]},
-            headers={"X-Request-Id": body["id"]})
+            headers={"X-Request-Id": body["id"], "X-Modelops-Receipt": f"receipt-of-{body['id']}"})
 
     async def take_feedback(self, request: web.Request) -> web.Response:
         self.feedback_calls += 1
@@ -112,6 +112,8 @@ async def test_counts_answers_and_sends_every_label_with_the_answered_id(servers
     assert snap["feedback"]["pending"] == 0 and snap["feedback"]["dropped"] == 0
     assert len(set(model.answered_ids)) == 60  # every request id is unique
     assert sorted(f["id"] for f in model.feedback) == sorted(model.answered_ids)
+    # Each label carries the signed receipt its answer came with (opaque to the client).
+    assert all(f["receipt"] == f"receipt-of-{f['id']}" for f in model.feedback)
     # The labels are the stream's true labels (ints, as the sidecar scores classes).
     truths = [label for _, label in DemoStream(seed=7).take(60)]
     assert sorted(f["truth"] for f in model.feedback) == sorted(truths)

@@ -10,6 +10,10 @@
 * GCS's JSON API (``/storage/v1/b/…``): objects and paginated listings, a bearer token needed
   except for public buckets; the GCE metadata server (``/computeMetadata/v1/…``).
 * Plain files (``GET /static/NAME``).
+* Hostile answers, for modelops-fetch's limits: a redirect for any path in ``redirects``
+  (before anything else, so an S3 or GCS object can be redirected too), with the cookie
+  ``session=…`` set; ``GET /drip`` sends a byte every 0.1 s; ``GET /endless`` sends zeros
+  until the client hangs up; ``GET /silent`` never answers.
 
 Every request is recorded for the tests' assertions.
 """
@@ -20,6 +24,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,6 +61,7 @@ class Cloud:
     keys: dict[str, tuple[str, str | None]] = field(default_factory=lambda: {
         ACCESS: (SECRET, None), SESSION[0]: SESSION[1:], POD[0]: POD[1:]})
     page_size: int = 2
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location
     requests: list[Request] = field(default_factory=list)
     url: str = ""
 
@@ -143,7 +149,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         request = self.record()
         path = self.path.partition("?")[0]
-        if path.startswith("/static/"):
+        if path in self.cloud.redirects:
+            self.answer(302, "", "text/plain", {"Location": self.cloud.redirects[path],
+                                                "Set-Cookie": "session=cookie-secret; Path=/"})
+        elif path in ("/drip", "/endless", "/silent"):
+            self.hostile(path)
+        elif path.startswith("/static/"):
             body = self.cloud.static.get(unquote(path.removeprefix("/static/")))
             if body is None:
                 self.answer(404, "not found:\nno such file\n", "text/plain")
@@ -163,6 +174,26 @@ class Handler(BaseHTTPRequestHandler):
             self.gcs(request, path)
         else:
             self.s3(request, path)
+
+    def hostile(self, path: str) -> None:
+        """Answers that never end by themselves; each stops when the client hangs up (the
+        streams also after 60 s)."""
+        if path == "/silent":
+            self.rfile.read(1)  # returns once the client hangs up
+            return
+        deadline = time.monotonic() + 60
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(1 << 40))
+        self.end_headers()
+        chunk, pause = (b"x", 0.1) if path == "/drip" else (b"\0" * 65536, 0.0)
+        try:
+            while time.monotonic() < deadline:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                time.sleep(pause)
+        except OSError:
+            pass  # the client hung up
 
     def metadata(self, request: Request, path: str) -> None:
         if (request.headers.get("metadata-flavor") != "Google"

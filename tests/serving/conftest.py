@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from serving_helpers import (
+    STICKY_KEY_FILE,
     Models,
     Program,
     make_models,
@@ -82,7 +83,9 @@ def stack(
     challenger = sidecar(challenger_server, "fraud", "v2", "challenger")
     write_config(config_path, router_config(champion.url, challenger.url, mode="split",
                                             challengerWeight=0))
-    front = router(config_path)
+    # Keyed, as the operator runs it (a Secret per ModelDeployment): see the sticky test.
+    (config_path.parent / STICKY_KEY_FILE).write_bytes(bytes(range(32)))
+    front = router(config_path, "--sticky-key-file", str(config_path.parent / STICKY_KEY_FILE))
     programs = [champion_server, challenger_server, champion, challenger, front]
     try:
         for program in programs:

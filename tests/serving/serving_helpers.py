@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,9 +77,24 @@ def make_models(directory: Path) -> Models:
     return models
 
 
+def data_plane_command(name: str) -> list[str]:
+    """The Go data plane's program (``modelops-sidecar``, ``modelops-router``) as installed on
+    PATH by ``make install`` (into the virtualenv's bin)."""
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        raise RuntimeError(f"{name} is not on PATH: run `make install` (it builds dataplane/)")
+    return [found]
+
+
+# The Go programs keep serving for --drain-seconds after SIGTERM (5 s by default, for
+# kube-proxy to stop sending); the tests stop them at once unless they test the drain.
+NO_DRAIN = {"MODELOPS_DRAIN_SECONDS": "0"}
+
+
 @dataclass
 class Program:
-    """One serving program run as a real process."""
+    """One serving program run as a real process: ``command`` + ``args`` (by default a
+    Python module of the project, ``python -m <args>``)."""
 
     name: str
     args: list[str]
@@ -87,6 +104,7 @@ class Program:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     host: str = HOST  # the address it listens on (all of 127.0.0.0/8 is loopback on Linux)
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m"])
 
     @property
     def url(self) -> str:
@@ -101,7 +119,7 @@ class Program:
         env = {**os.environ, **self.env}
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", *self.args], stdout=log, stderr=subprocess.STDOUT, env=env
+                [*self.command, *self.args], stdout=log, stderr=subprocess.STDOUT, env=env
             )
         return self
 
@@ -147,18 +165,22 @@ def sidecar(upstream: Program, model: str, version: str, role: str, *extra: str,
             host: str = HOST) -> Program:
     port, metrics_port = free_port(host), free_port(host)
     return Program(f"sidecar-{role}", [
-        "modelops_serving.sidecar", "--upstream", upstream.url, "--host", host,
+        "--upstream", upstream.url, "--host", host,
         "--port", str(port), "--metrics-port", str(metrics_port), "--deployment", "fraud",
         "--model", model, "--version", version, "--role", role, *extra], port, metrics_port,
-        host=host)
+        env=dict(NO_DRAIN), host=host, command=data_plane_command("modelops-sidecar"))
+
+
+STICKY_KEY_FILE = "sticky.key"  # beside the session router's configuration
 
 
 def router(config_path: Path, *extra: str) -> Program:
     port, metrics_port = free_port(), free_port()
-    return Program("router", ["modelops_serving.router", "--config", str(config_path),
+    return Program("router", ["--config", str(config_path),
                               "--host", HOST, "--port", str(port), "--metrics-port",
                               str(metrics_port), "--deployment", "fraud",
-                              "--reload-interval", "0.1", *extra], port, metrics_port)
+                              "--reload-interval", "0.1", *extra], port, metrics_port,
+                   env=dict(NO_DRAIN), command=data_plane_command("modelops-router"))
 
 
 def router_config(champion: str, challenger: str | None, **fields: object) -> dict[str, object]:
@@ -262,3 +284,70 @@ class ScriptedUpstream:
     def stop(self) -> None:
         self.stopping = True
         self.listener.close()
+
+
+class Service:
+    """A Service's virtual IP, played by a relay: each new connection goes to the replica it
+    routes to now. ``route_to`` also ends the connections relayed so far, so that the router's
+    next request through it connects anew and reaches the replica named last."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server((HOST, 0))
+        self.url = f"http://{HOST}:{self.listener.getsockname()[1]}"
+        self.replica: tuple[str, int] | None = None
+        self.lock = threading.Lock()
+        self.relayed: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def route_to(self, replica: Program) -> None:
+        with self.lock:
+            self.replica = (replica.host, replica.port)
+            relayed, self.relayed = self.relayed, []
+        for sock in relayed:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+        with self.lock:
+            relayed, self.relayed = self.relayed, []
+        for sock in relayed:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                replica = self.replica
+            try:
+                assert replica is not None
+                upstream = socket.create_connection(replica, timeout=5)
+                upstream.settimeout(None)
+            except (OSError, AssertionError):
+                client.close()
+                continue
+            with self.lock:
+                self.relayed += [client, upstream]
+            threading.Thread(target=_relay, args=(client, upstream), daemon=True).start()
+
+
+def _relay(client: socket.socket, upstream: socket.socket) -> None:
+    back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+    back.start()
+    _pipe(client, upstream)
+    back.join()
+    client.close()
+    upstream.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    for sock in (source, sink):  # one side ended: end both directions
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

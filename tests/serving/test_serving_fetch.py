@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import socket
 import stat
 import subprocess
 import sys
 import tarfile
+import time
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -29,8 +31,10 @@ from cloud_standins import (
     SESSION,
     WEB_TOKEN,
     Cloud,
+    Request,
     running_cloud,
 )
+from serving_helpers import Models, Program, model_server
 
 from modelops_serving.digests import file_digest, path_digest, tree_digest
 from modelops_serving.fetch import (
@@ -53,7 +57,7 @@ CLOUD_ENVIRONMENT = (
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
     "AWS_ENDPOINT_URL_STS", "AWS_REGION", "AWS_DEFAULT_REGION", "STORAGE_EMULATOR_HOST",
     "GCE_METADATA_HOST", "MODELOPS_DIGEST", "MODELOPS_TIMEOUT", "MODELOPS_MAX_BYTES",
-    "MODELOPS_MAX_FILES", "MODELOPS_TERMINATION_LOG",
+    "MODELOPS_MAX_FILES", "MODELOPS_MAX_SECONDS", "MODELOPS_TERMINATION_LOG",
 )
 
 
@@ -607,3 +611,175 @@ def test_tree_digest_refuses_what_it_cannot_vouch_for(tmp_path: Path) -> None:
     (odd / "back\\slash").write_bytes(b"x")
     with pytest.raises(ValueError, match="backslash"):
         tree_digest(odd)
+
+
+# --- hostile sources: names, redirects, limits, secrets, failures -------------------------------
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("", "has no name to put the file under"),
+    ("/static/..", "has no name"),
+    ("/static/%2E%2E", "has no name"),
+    ("/static/.", "has no name"),
+    ("/static/a%00b.onnx", "a NUL"),
+    ("/static/a%5Cb.onnx", "a backslash"),
+    ("/static/a%0Ab.onnx", "a line break"),
+])
+def test_names_that_could_escape_dest_are_refused_before_any_request(
+        cloud: Cloud, tmp_path: Path, path: str, message: str) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(FetchError, match=message):
+        fetch(cloud.url + path, f"{dest}/")
+    assert list(dest.iterdir()) == [] and cloud.requests == []
+
+
+def test_gcs_names_that_would_escape_the_directory_are_refused(cloud: Cloud,
+                                                                tmp_path: Path) -> None:
+    cloud.public.add("models")
+    cloud.gcs["models/fraud/model.onnx"] = MODEL
+    cloud.gcs["models/fraud/../../escape"] = b"evil"
+    with pytest.raises(FetchError, match=r"entry '\.\./\.\./escape' contains '\.\.'"):
+        fetch("gs://models/fraud/", tmp_path / "dest")
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+def assert_no_credentials(requests: list[Request]) -> None:
+    assert requests
+    for request in requests:
+        sent = {name for name in request.headers if name == "authorization" or name == "cookie"
+                or name.startswith("x-amz-")}
+        assert not sent, (request.path, sent)
+
+
+def test_redirects_to_another_origin_carry_no_credentials(
+        cloud: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 (SigV4 with a session token), GCS (a bearer token) and http with userinfo, each
+    redirected to another port: what arrives there carries none of it."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", SESSION[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SESSION[1])
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION[2])
+    monkeypatch.setenv("GCE_METADATA_HOST", cloud.url.removeprefix("http://"))
+    host = cloud.url.removeprefix("http://")
+    with running_cloud() as other:
+        other.static["model.onnx"] = MODEL
+        elsewhere = f"{other.url}/static/model.onnx"
+        cloud.redirects["/models/fraud/model.onnx"] = elsewhere
+        cloud.redirects["/storage/v1/b/models/o/fraud%2Fmodel.onnx"] = elsewhere
+        cloud.redirects["/static/private.onnx"] = elsewhere
+        for uri in ("s3://models/fraud/model.onnx", "gs://models/fraud/model.onnx",
+                    f"http://reader:s3cret@{host}/static/private.onnx"):
+            assert fetch(uri, tmp_path / "m.onnx", digest_of(MODEL)).read_bytes() == MODEL
+        assert_no_credentials(other.requests)
+    # The first hop had them (they were withheld, not absent).
+    first = [r.headers for r in cloud.requests if r.path.split("?")[0] in cloud.redirects]
+    assert [h["authorization"].split()[0] for h in first] == ["AWS4-HMAC-SHA256", "Bearer",
+                                                              "Basic"]
+    assert first[0]["x-amz-security-token"] == SESSION[2]
+
+
+def test_same_origin_redirects_keep_credentials_but_no_cookies(cloud: Cloud,
+                                                                tmp_path: Path) -> None:
+    cloud.static["model.onnx"] = MODEL
+    cloud.redirects["/static/latest.onnx"] = "/static/model.onnx"  # relative: same origin
+    host = cloud.url.removeprefix("http://")
+    fetch(f"http://reader:s3cret@{host}/static/latest.onnx", tmp_path / "m.onnx",
+          digest_of(MODEL))
+    hops = [r.headers for r in cloud.requests]
+    assert len(hops) == 2 and all(h["authorization"].startswith("Basic ") for h in hops)
+    assert "cookie" not in hops[1]  # the redirect set one; no cookie is ever kept
+
+
+@pytest.mark.parametrize(("location", "message"), [
+    ("/static/loop", "more than 5 redirects"),
+    ("file:///etc/hostname", "redirected to a file: URL; only http(s) is followed"),
+])
+def test_redirect_loops_and_other_schemes_are_refused(cloud: Cloud, tmp_path: Path,
+                                                      location: str, message: str) -> None:
+    cloud.redirects["/static/loop"] = location
+    with pytest.raises(FetchError, match=re.escape(message)):
+        fetch(f"{cloud.url}/static/loop", tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", ["/drip", "/silent"])
+def test_total_time_is_bounded(cloud: Cloud, tmp_path: Path, path: str) -> None:
+    """A byte every 0.1 s never trips a read timeout; a server that never answers trips it
+    only after --timeout. --max-seconds bounds both."""
+    started = time.monotonic()
+    with pytest.raises(FetchError, match=r"gave up after 1 s \(the limit, --max-seconds\)"):
+        fetch(f"{cloud.url}{path}", tmp_path / "m.onnx", max_seconds=1)
+    assert time.monotonic() - started < 30  # generous: the point is that it ends
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_total_size_of_a_single_file_is_bounded(cloud: Cloud, tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match=r"more than 1048576 bytes downloaded \(the limit, "
+                       r"--max-bytes\)"):
+        fetch(f"{cloud.url}/endless", tmp_path / "m.onnx", max_bytes=1 << 20)
+    assert list(tmp_path.iterdir()) == []
+
+
+SECRETS = ("pa55word", "sig-secret", "sas-secret", "tok-secret", "cookie-secret")
+
+
+def run_fetch_cli(tmp_path: Path, *args: str, **env: str) -> tuple[int, str, str]:
+    """modelops-fetch as a process: exit code, stdout + stderr, termination message."""
+    log = tmp_path / "termination-log"
+    log.unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, "-m", "modelops_serving.fetch", *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MODELOPS_TERMINATION_LOG": str(log), **env})
+    message = log.read_text() if log.exists() else ""
+    return done.returncode, done.stdout + done.stderr, message
+
+
+def test_cli_failures_are_one_line_without_secrets_or_tracebacks(cloud: Cloud,
+                                                                 tmp_path: Path) -> None:
+    base = f"http://reader:pa55word@{cloud.url.removeprefix('http://')}"
+    query = "?X-Amz-Signature=sig-secret&sig=sas-secret&token=tok-secret"
+    dest = f"{tmp_path}/dest/"
+    cloud.redirects["/static/moved.onnx"] = "file:///etc/hostname" + query
+    failures = [
+        ([base + "/static/missing.onnx" + query, dest], {}, "answered 404"),
+        ([base + "/drip" + query, dest], {"MODELOPS_MAX_SECONDS": "1"}, "--max-seconds"),
+        ([base + "/endless" + query, dest], {"MODELOPS_MAX_BYTES": "100000"}, "--max-bytes"),
+        ([base + "/static/moved.onnx" + query, dest], {}, "only http(s) is followed"),
+        ([base + "/static/a%00b.onnx" + query, dest], {}, "a NUL"),
+        ([base + "/static/" + query, dest], {}, "cannot list a directory"),
+        ([base + "/static/m.onnx" + query], {}, "URI and DEST are required"),
+        ([base + "/static/m.onnx" + query, dest], {"MODELOPS_TIMEOUT": "soon"},
+         "invalid float value: 'soon'"),
+        ([base + "/static/m.onnx" + query, dest, "--digest", "sha256:abc"], {},
+         "is not valid: expected 'sha256:'"),
+    ]
+    for args, env, fragment in failures:
+        code, output, message = run_fetch_cli(tmp_path, *args, **env)
+        assert code != 0 and fragment in message, (args, output)
+        assert "\n" not in message.strip() and "Traceback" not in output, output
+        assert not [s for s in SECRETS if s in output + message], (args, output)
+    assert not (tmp_path / "dest").exists() or list((tmp_path / "dest").iterdir()) == []
+
+
+def test_cli_success_prints_the_uri_without_secrets(cloud: Cloud, tmp_path: Path) -> None:
+    cloud.static["model.onnx"] = MODEL
+    uri = (f"http://reader:pa55word@{cloud.url.removeprefix('http://')}/static/model.onnx"
+           "?token=tok-secret")
+    code, output, message = run_fetch_cli(tmp_path, uri, f"{tmp_path}/", "--digest",
+                                          digest_of(MODEL))
+    assert code == 0 and message == ""
+    assert "fetched http://***@127.0.0.1" in output and "?***" in output
+    assert not [s for s in SECRETS if s in output]
+
+
+def test_the_model_server_logs_no_secret_of_its_uri(cloud: Cloud, models: Models,
+                                                    log_dir: Path, spawn: list[Program]) -> None:
+    """httpx logs each request's URL at INFO, the model server's level."""
+    cloud.static["classifier.skops"] = models.classifier_skops.read_bytes()
+    uri = (f"http://reader:pa55word@{cloud.url.removeprefix('http://')}/static/"
+           "classifier.skops?X-Amz-Signature=sig-secret")
+    server = model_server("fraud", uri, "sklearn", "v1")
+    spawn.append(server.start(log_dir))
+    server.wait_ready("/v2/health/ready")
+    assert "HTTP Request: GET http://***@127.0.0.1" in server.log()
+    assert not [s for s in SECRETS if s in server.log()]

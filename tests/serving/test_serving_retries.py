@@ -1,20 +1,14 @@
-"""Retries: how they are recognised, where the router sends them, what the sidecar counts.
-
-The pure parts and the sidecar's bookkeeping, in process; ``test_serving_router.py`` and
-``test_serving_sidecar.py`` send retries through the real programs.
-"""
+"""Retries: how they are recognised and where the router sends them, in the Python model of
+those rules (``retries.py``) that the gating simulations run. The Go data plane implements the
+same rules (dataplane/internal/marks, router/memory.go, with their Go tests);
+``test_serving_router.py`` and ``test_serving_sidecar.py`` send retries through the real
+programs, and what the sidecar counts is tested in dataplane/internal/sidecar."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
-from serving_helpers import metric_value
 
-from modelops_operator.promsource.counts import COUNTER_FAMILIES
-from modelops_serving.feedback_store import FeedbackStore, MaturingScores
-from modelops_serving.leanhttp import Request
-from modelops_serving.metrics import SidecarMetrics
-from modelops_serving.requestids import UNPARSED
 from modelops_serving.retries import (
     Answered,
     Marks,
@@ -27,7 +21,6 @@ from modelops_serving.retries import (
 )
 from modelops_serving.router_config import parse_config
 from modelops_serving.routing import CHALLENGER, CHAMPION
-from modelops_serving.sidecar import Sidecar
 
 
 class Clock:
@@ -137,82 +130,3 @@ def test_a_retry_goes_to_its_arm_while_the_configuration_still_sends_traffic_the
 
 
 # -- the sidecar's counts ---------------------------------------------------------------------
-
-ANSWER = {"id": "x", "outputs": [{"name": "label", "datatype": "INT64", "shape": [1],
-                                  "data": [1]}]}
-
-
-def make_sidecar(clock: Clock, maturing: MaturingScores | None = None) -> Sidecar:
-    metrics = SidecarMetrics({"deployment": "d", "model": "m", "version": "v1",
-                              "role": "challenger"})
-    return Sidecar("http://127.0.0.1:1", metrics, FeedbackStore(clock=clock), maturing=maturing,
-                   retry_window=60)
-
-
-def counts(sidecar: Sidecar) -> dict[str, float]:
-    """The sidecar's exported samples by name (summed over codes)."""
-    found: dict[str, float] = {}
-    for line in sidecar.metrics.exposition().decode().splitlines():
-        if line and not line.startswith("#"):
-            series, _, value = line.rpartition(" ")
-            name = series.partition("{")[0]
-            found[name] = found.get(name, 0.0) + float(value)
-    return found
-
-
-def test_a_retry_is_remembered_for_feedback_but_counted_apart() -> None:
-    clock = Clock()
-    sidecar = make_sidecar(clock)
-    body = orjson.dumps(ANSWER)
-    sidecar.account("a", 503, b"{}", UNPARSED, 0.01, 1, True)  # the first attempt failed
-    sidecar.account("a", 200, body, UNPARSED, 0.01, 2, True)  # the router's retry
-    sidecar.account("e", 200, body, UNPARSED, 0.01, 3, False)  # Envoy's, no id of the client's
-    found = counts(sidecar)
-    assert found["modelops_requests_total"] == 1  # the 503
-    assert found["modelops_request_duration_seconds_count"] == 1
-    assert found["modelops_prediction_value_count"] == 0
-    assert found["modelops_retries_total"] == 2
-    assert sidecar.store.get("a") is not None  # its label will be scored
-    # The gates never read it.
-    assert "modelops_retries_total" not in {name for name, _ in COUNTER_FAMILIES.values()}
-
-
-def test_a_repeated_client_id_is_a_retry_within_the_window_only() -> None:
-    clock = Clock()
-    sidecar = make_sidecar(clock)
-    body = orjson.dumps(ANSWER)
-    sidecar.account("a", 200, body, UNPARSED, 0.01, 1, True)
-    clock.now = 30
-    sidecar.account("a", 200, body, UNPARSED, 0.01, 1, True)  # the client timed out, retried
-    clock.now = 61  # from the first answer: the retry did not restart the window
-    sidecar.account("a", 200, body, UNPARSED, 0.01, 1, True)
-    # An id the sidecar made up (or the response's own) is not the client's: never a retry.
-    sidecar.account("x", 200, body, UNPARSED, 0.01, 1, False)
-    sidecar.account("x", 200, body, UNPARSED, 0.01, 1, False)
-    found = counts(sidecar)
-    assert found["modelops_requests_total"] == 4 and found["modelops_retries_total"] == 1
-    assert sidecar.is_retry(1, "a") and not sidecar.is_retry(1, "new")
-
-
-def feedback(sidecar: Sidecar, request_id: str, truth: int) -> dict[str, object]:
-    reply = sidecar.feedback(Request(b"POST", b"/v2/feedback", [],
-                                     orjson.dumps({"id": request_id, "truth": truth}), True,
-                                     False))
-    return orjson.loads(reply.body)
-
-
-@pytest.mark.parametrize("maturity", [None, 30.0])
-def test_a_second_label_for_one_id_is_not_counted(maturity: float | None) -> None:
-    clock = Clock()
-    sidecar = make_sidecar(clock, MaturingScores(maturity, clock) if maturity else None)
-    sidecar.account("a", 200, orjson.dumps(ANSWER), UNPARSED, 0.01, 1, True)
-    assert feedback(sidecar, "a", 1)["correct"] == 1
-    second = feedback(sidecar, "a", 0)  # sent again, or a changed mind: the first one stands
-    assert second["outcome"] == "unmatched"
-    clock.now = 31
-    sidecar.count_matured()
-    found = counts(sidecar)
-    assert found["modelops_feedback_total"] == 2
-    page = sidecar.metrics.exposition().decode()
-    assert [metric_value(page, "modelops_feedback_total", outcome=outcome)
-            for outcome in ("correct", "incorrect", "unmatched")] == [1, 0, 1]

@@ -17,6 +17,7 @@ import orjson
 import pytest
 from serving_helpers import (
     HOST,
+    STICKY_KEY_FILE,
     Models,
     metric_value,
     router,
@@ -24,6 +25,8 @@ from serving_helpers import (
     v2_request,
     write_config,
 )
+
+from modelops_serving.routing import key_position
 
 pytestmark = pytest.mark.slow
 INFER = "/v2/models/fraud/infer"
@@ -91,6 +94,13 @@ async def test_sticky_header_keeps_a_key_on_one_side(stack, models: Models) -> N
         assert status == 200
         seen.setdefault(hdr["x-user"], set()).add(body["model_version"])
     assert all(len(v) == 1 for v in seen.values()), seen
+    # Each user is where the keyed hash puts it; unkeyed, a fifth of them would land elsewhere
+    # (a client that knew the unkeyed hash could choose its arm, and steer a gate).
+    secret = (stack.config_path.parent / STICKY_KEY_FILE).read_bytes()
+    keyed = {u: {"v2" if key_position(u, secret) < 0.5 else "v1"} for u in users}
+    unkeyed = {u: {"v2" if key_position(u) < 0.5 else "v1"} for u in users}
+    assert seen == keyed
+    assert sum(keyed[u] != unkeyed[u] for u in users) >= 8
     sides = Counter(next(iter(v)) for v in seen.values())
     assert sides["v1"] > 0 and sides["v2"] > 0  # both arms get some users
     # The general path (here HTTP/1.0, which the hot path leaves alone) picks the same arm,
@@ -104,7 +114,7 @@ async def test_sticky_header_keeps_a_key_on_one_side(stack, models: Models) -> N
             answer = b""
             while chunk := sock.recv(65536):  # HTTP/1.0: the router closes when done
                 answer += chunk
-        assert answer.startswith(b"HTTP/1.1 200")
+        assert answer.split(b" ", 2)[1] == b"200"  # Go answers in the request's HTTP version
         assert {json.loads(answer.partition(b"\r\n\r\n")[2])["model_version"]} == seen[user]
     # Raising the weight only moves users to the challenger, never back.
     stack.configure(mode="split", challengerWeight=90, stickyHeader="x-user")

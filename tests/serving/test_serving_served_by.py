@@ -10,7 +10,6 @@ unless it follows the answer's X-Modelops-Served-By.
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import json
 import socket
@@ -26,6 +25,7 @@ from serving_helpers import (
     HOST,
     Program,
     ScriptedUpstream,
+    Service,
     metric_value,
     plain_answer,
     router,
@@ -40,73 +40,6 @@ PREDICTION = (b'{"model_name":"m","outputs":[{"name":"label","datatype":"INT64",
               b'"data":[1]}]}')
 # A model server's own X-Modelops-Served-By: the sidecar writes its own instead.
 MODEL_ANSWER = plain_answer(PREDICTION, b"X-Modelops-Served-By: 192.0.2.1:9")
-
-
-class Service:
-    """A Service's virtual IP, played by a relay: each new connection goes to the replica it
-    routes to now. ``route_to`` also ends the connections relayed so far, so that the router's
-    next request through it connects anew and reaches the replica named last."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server((HOST, 0))
-        self.url = f"http://{HOST}:{self.listener.getsockname()[1]}"
-        self.replica: tuple[str, int] | None = None
-        self.lock = threading.Lock()
-        self.relayed: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def route_to(self, replica: Program) -> None:
-        with self.lock:
-            self.replica = (replica.host, replica.port)
-            relayed, self.relayed = self.relayed, []
-        for sock in relayed:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.listener.close()
-        with self.lock:
-            relayed, self.relayed = self.relayed, []
-        for sock in relayed:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                replica = self.replica
-            try:
-                assert replica is not None
-                upstream = socket.create_connection(replica, timeout=5)
-                upstream.settimeout(None)
-            except (OSError, AssertionError):
-                client.close()
-                continue
-            with self.lock:
-                self.relayed += [client, upstream]
-            threading.Thread(target=_relay, args=(client, upstream), daemon=True).start()
-
-
-def _relay(client: socket.socket, upstream: socket.socket) -> None:
-    back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
-    back.start()
-    _pipe(client, upstream)
-    back.join()
-    client.close()
-    upstream.close()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            sink.sendall(data)
-    for sock in (source, sink):  # one side ended: end both directions
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
 
 
 class ForgingBackend(http.server.BaseHTTPRequestHandler):
@@ -332,8 +265,9 @@ def test_shadow_feedback_follows_each_copy_to_its_replica(replicas: Replicas) ->
     try:
         replicas.champion.route_to(replicas.a)
         replicas.challenger.route_to(replicas.b)
-        replicas.warm_up()
+        # Counted before the warm-up: its copy may be sent before the next line runs.
         sent = router_metric(replicas, "modelops_router_mirror_requests_total", outcome="sent")
+        replicas.warm_up()
         status, fields, _ = exchange(replicas.front.url, inference("shadowed"))
         assert status == 200 and served_by(fields) == []
         deadline = time.monotonic() + 10

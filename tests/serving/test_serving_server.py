@@ -91,12 +91,12 @@ def test_bad_requests_get_400_with_a_v2_error(stack, body: object, fragment: str
     assert fragment in response.json()["error"]
 
 
-def test_invalid_json_and_too_large_bodies_get_400(stack) -> None:
+def test_invalid_json_gets_400_and_a_too_large_body_413(stack) -> None:
     url = f"{stack.champion_server.url}/v2/models/fraud/infer"
     broken = httpx.post(url, content=b'{"inputs": [', headers={"Content-Type": "application/json"})
     assert broken.status_code == 400 and "not valid JSON" in broken.json()["error"]
     huge = httpx.post(url, content=b" " * (17 * 1024 * 1024))
-    assert huge.status_code == 400 and "--max-body-bytes" in huge.json()["error"]
+    assert huge.status_code == 413 and "--max-body-bytes" in huge.json()["error"]
 
 
 def _run_to_exit(program: Program, log_dir: Path) -> tuple[int, str]:

@@ -123,6 +123,8 @@ def test_a_label_counts_when_its_prediction_reaches_the_maturity_window(
         time.sleep(0.2)
     else:
         pytest.fail("the held label was never counted")
+    # "late" was predicted a little after "early": wait until it is past the window too.
+    time.sleep(0.5)
     late = httpx.post(f"{proxy.url}/v2/feedback", json={"id": "late", "truth": label})
     assert late.status_code == 200 and late.json()["outcome"] == "late"
     final = httpx.get(proxy.metrics_url).text
@@ -219,3 +221,35 @@ def test_retries_without_a_router_are_counted_apart(stack, models: Models) -> No
     assert delta("modelops_prediction_value_count") == 1
     assert delta("modelops_retries_total", code="200") == 3
     assert delta("modelops_feedback_total", outcome="correct") == 1
+
+
+def metric_families(page: str) -> dict[str, tuple[str, frozenset[str]]]:
+    """Each family's type and the label names its samples carry."""
+    types = dict(line.split()[2:4] for line in page.splitlines() if line.startswith("# TYPE"))
+    labels: dict[str, set[str]] = {name: set() for name in types}
+    for line in page.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        series = line.rpartition(" ")[0]
+        name, _, label_text = series.partition("{")
+        family = next((f for f in types if name == f or (
+            name.startswith(f + "_") and name[len(f) + 1:] in ("bucket", "sum", "count"))), name)
+        labels.setdefault(family, set()).update(
+            pair.split("=")[0] for pair in label_text.rstrip("}").split(",") if pair)
+    return {name: (types.get(name, ""), frozenset(names)) for name, names in labels.items()}
+
+
+def test_the_go_sidecar_exports_what_the_python_one_did(stack, models: Models) -> None:
+    """Names, types and label names of every family as the Python sidecar's registry
+    (metrics.py, which the operator's tests build pages with) exports them."""
+    from modelops_serving.metrics import SidecarMetrics
+
+    reference = SidecarMetrics({"deployment": "fraud", "model": "fraud", "version": "v1",
+                                "role": "champion"})
+    reference.count_request(200)
+    reference.count_retry(200)
+    infer(stack.champion.url, v2_request(models.X[:1]), headers={"x-envoy-attempt-count": "2"})
+    infer(stack.champion.url, v2_request(models.X[:1]))
+    ours = metric_families(httpx.get(stack.champion.metrics_url).text)
+    theirs = metric_families(reference.exposition().decode())
+    assert ours == theirs

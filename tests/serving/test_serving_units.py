@@ -46,7 +46,7 @@ def test_decode_flat_and_nested_data_alike() -> None:
     ({"inputs": [{"name": "x", "shape": [2], "datatype": "FP64", "data": [[1], {}]}]}, "scalars"),
     ({"inputs": [{"shape": [1], "datatype": "FP64", "data": [1]}]}, "'name'"),
     ({"inputs": [{"name": "x", "shape": [10**9, 10**9], "datatype": "FP64", "data": []}]},
-     "exceed the limit"),
+     "exceeds the limit"),
     ({"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]},
                  {"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]}, "duplicate"),
     ({"id": 5, "inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]},
@@ -238,32 +238,6 @@ def test_every_flag_reads_its_environment_variable(monkeypatch: pytest.MonkeyPat
     args = parser.parse_args([])
     assert (args.metrics_port, args.allow_unsafe_pickle, args.name) == (9999, True, "from-env")
     assert parser.parse_args(["--name", "flag"]).name == "flag"  # a flag still wins
-
-
-# -- the proxies' HTTP/1.1 response parser -------------------------------------------------
-
-
-def test_upstream_parser_handles_lengths_chunks_and_close() -> None:
-    from modelops_serving.upstream import UpstreamError, _parse
-
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n"
-    assert _parse(bytearray(head + b"he"), eof=False) is None  # body incomplete
-    status, headers, body, keep_alive = _parse(bytearray(head + b"hello"), eof=False)  # type: ignore[misc]
-    assert (status, body, keep_alive) == (200, b"hello", True)
-    assert headers["content-type"] == "application/json" and "Content-Length" not in headers
-    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-               b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\n\r\n")
-    assert _parse(bytearray(chunked[:-3]), eof=False) is None
-    assert _parse(bytearray(chunked), eof=False)[2] == b"abcde"  # type: ignore[index]
-    until_close = b"HTTP/1.0 200 OK\r\n\r\nrest of stream"
-    assert _parse(bytearray(until_close), eof=False) is None
-    assert _parse(bytearray(until_close), eof=True)[2:] == (b"rest of stream", False)  # type: ignore[index]
-    closing = b"HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    assert _parse(bytearray(closing), eof=False)[::3] == (503, False)  # type: ignore[index]
-    # A HEAD answer announces the length of a body it does not send.
-    assert _parse(bytearray(head), eof=False, head_request=True)[2] == b""  # type: ignore[index]
-    with pytest.raises(UpstreamError, match=r"not an HTTP/1\.x response"):
-        _parse(bytearray(b"SSH-2.0-OpenSSH\r\n\r\n"), eof=False)
 
 
 def test_a_missing_runtime_names_the_extra_to_install() -> None:

@@ -159,12 +159,20 @@ def test_the_operators_default_serving_image_is_the_one_make_images_builds() -> 
     assert build_command("operator")[-2:] == ["-m", "modelops_operator.main"]
 
 
-def test_the_serving_image_has_a_wrapper_for_every_command_the_operator_runs() -> None:
+def test_the_serving_image_has_every_command_the_operator_runs() -> None:
+    """The Python programs through wrappers, the Go data plane (dataplane/) as one static
+    binary under the names the operator runs."""
     scripts = wrappers.project_scripts("modelops_serving")
-    assert {"modelops-serve", "modelops-sidecar", "modelops-router", "modelops-fetch"} <= set(
-        scripts
-    )
+    assert {"modelops-serve", "modelops-fetch"} <= set(scripts)
+    assert not {"modelops-sidecar", "modelops-router"} & set(scripts), "the Go binary's names"
     assert not any(target.startswith("modelops_operator") for target in scripts.values())
+    script = (IMAGES / "build.sh").read_text()
+    for name in ("modelops-sidecar", "modelops-router"):
+        assert f'ln -s modelops-proxy "$stage/usr/local/bin/{name}"' in script
+        assert f"ln -s modelops-proxy /out/{name}" in containerfile("serving")
+    assert "CGO_ENABLED=0" in script and "COPY --from=dataplane /out/ /usr/local/bin/" in (
+        containerfile("serving"))
+    assert 'if [ "$image" = serving ]; then go_layers=("$(dataplane_layer)"); fi' in script
 
 
 def test_wrappers_use_the_images_python_and_run_their_entry_point(tmp_path: Path) -> None:

@@ -208,10 +208,36 @@ def demo(lab: Lab, args: argparse.Namespace, deadline: Deadline) -> int:
             from .report import write_report
 
             report = write_report(timeline, args.report_dir)
+    card = write_model_card(lab, args.report_dir / "card")
     champion = ((lab.target().get("status") or {}).get("champion") or {}).get("version")
     found = sc.problems(outcomes, sc.EXPECTED, load, champion, models["better"].version)
     print_summary(timeline, outcomes, load, report, found, lab, deadline)
+    if card:
+        say(f"  model card: {card} (kubectl modelops card {sc.TARGET} -n {sc.NAMESPACE})")
     return 1 if found else 0
+
+
+def write_model_card(lab: Lab, directory: Path) -> Path | None:
+    """The model card of the demo's deployment, from its lineage records, as users write it
+    with `kubectl modelops card`; the lineage is printed too, as `kubectl get lrec` shows it."""
+    from lightkube import Client, KubeConfig
+
+    from modelops_operator.lineage.card import write_card
+
+    assert lab.cluster is not None
+    try:
+        client = Client(config=KubeConfig.from_file(lab.cluster.kubeconfig))
+        _, page = write_card(client, sc.NAMESPACE, sc.TARGET, directory)
+        lineage = lab.get(f"{sc.API}/namespaces/{sc.NAMESPACE}/lineagerecords")
+    except Exception as error:  # the card must not hide the demo's own outcome
+        say(f"writing the model card failed: {error!r}")
+        return None
+    say(f"lineage records (kubectl get lrec -n {sc.NAMESPACE}):")
+    specs = sorted((r["spec"] for r in lineage.get("items") or ()), key=lambda s: s["decidedAt"])
+    for spec in specs:
+        say(f"  {spec['decidedAt']}  {spec['event']:<14} {spec['model']['version']:<7} "
+            f"by {spec.get('decidedBy') or '-'}: {spec.get('reason', '')[:90]}")
+    return page
 
 
 def keep_logs(lab: Lab, report_dir: Path, failed: bool) -> None:

@@ -35,6 +35,7 @@ MAX_LATENCY_SAMPLES = 2_000
 # Labels waiting for their delay; beyond this they are dropped (and counted), so memory stays
 # flat when the feedback endpoint is slower than the request rate.
 MAX_PENDING_FEEDBACK = 50_000
+RECEIPT_HEADER = "x-modelops-receipt"
 
 
 @dataclass(order=True)
@@ -43,6 +44,9 @@ class _PendingFeedback:
     request_id: str = field(compare=False)
     truth: Any = field(compare=False)
     version: str = field(compare=False)
+    # The answer's signed receipt (X-Modelops-Receipt), sent back with the label so that any
+    # replica can score it (docs/serving.md); None when the answer carried none.
+    receipt: str | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -227,7 +231,8 @@ class LoadGenerator:
             return
         answered_id, version = _response_identity(response, request_id)
         self._record_request(started, str(response.status_code), version, None)
-        self._schedule_feedback(answered_id, truth, version)
+        self._schedule_feedback(answered_id, truth, version,
+                                response.headers.get(RECEIPT_HEADER))
 
     def _record_request(self, started: float, status: str, version: str | None,
                         error: str | None) -> None:
@@ -243,9 +248,16 @@ class LoadGenerator:
             self._latency_sum += latency
         else:
             counters.failed += 1
-            self._recent_errors.append(error or status)
+            self._note_error(error or status)
         self._recent.append((now, ok))
         self._trim_recent(now)
+
+    def _note_error(self, error: str) -> None:
+        # Stamped with the load's clock and the wall clock, to line a failure up with the
+        # operator's log and the cluster's events.
+        elapsed = 0.0 if self._started_at is None else self._clock() - self._started_at
+        stamp = time.strftime("%H:%M:%S", time.gmtime())
+        self._recent_errors.append(f"[{stamp}Z +{elapsed:.1f} s] {error}")
 
     def _trim_recent(self, now: float) -> None:
         while self._recent and self._recent[0][0] < now - RECENT_WINDOW_SECONDS:
@@ -253,13 +265,15 @@ class LoadGenerator:
 
     # ------------------------------------------------------------------ feedback
 
-    def _schedule_feedback(self, request_id: str, truth: Any, version: str) -> None:
+    def _schedule_feedback(self, request_id: str, truth: Any, version: str,
+                           receipt: str | None = None) -> None:
         if len(self._pending) >= MAX_PENDING_FEEDBACK:
             self._counters.feedback_dropped += 1
             return
         low, high = self.feedback_delay_seconds
         due = self._clock() + self._random.uniform(low, high)
-        heapq.heappush(self._pending, _PendingFeedback(due, request_id, truth, version))
+        heapq.heappush(self._pending,
+                       _PendingFeedback(due, request_id, truth, version, receipt))
         self._feedback_wakeup.set()
 
     async def _send_feedback_when_due(self, client: httpx.AsyncClient,
@@ -288,11 +302,14 @@ class LoadGenerator:
         counters = self._counters
         url = f"{self.base_url}/v2/feedback"
         try:
-            response = await client.post(url, json={"id": item.request_id, "truth": item.truth})
+            label = {"id": item.request_id, "truth": item.truth}
+            if item.receipt:
+                label["receipt"] = item.receipt
+            response = await client.post(url, json=label)
         except Exception as exc:  # as for requests: every failure is counted
             counters.feedback_failed += 1
             counters.feedback_by_status[f"transport:{type(exc).__name__}"] += 1
-            self._recent_errors.append(f"{url}: {type(exc).__name__}: {exc}")
+            self._note_error(f"{url}: {type(exc).__name__}: {exc}")
             return
         finally:
             self._feedback_in_flight -= 1
@@ -304,8 +321,7 @@ class LoadGenerator:
             return
         if not response.is_success:
             counters.feedback_failed += 1
-            self._recent_errors.append(
-                f"{url}: HTTP {response.status_code}: {response.text[:200]}")
+            self._note_error(f"{url}: HTTP {response.status_code}: {response.text[:200]}")
             return
         counters.feedback_sent += 1
         verdict = _feedback_verdict(response)

@@ -1,0 +1,113 @@
+package sidecar
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"modelops.io/dataplane/internal/feedback"
+)
+
+// The names, labels and types the operator's gates and promsource read; identical to the
+// Python sidecar's (serving/modelops_serving/metrics.py, which tests compare with).
+var (
+	DefaultLatencyBuckets    = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+	DefaultPredictionBuckets = []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1}
+	FeedbackOutcomes         = []string{"correct", "incorrect", "scored", "unmatched", "invalid", "late"}
+)
+
+// MaxObservedValues per response, so that a huge batch costs bounded time.
+const MaxObservedValues = 1024
+
+// Identity labels every series carries.
+type Identity struct{ Deployment, Model, Version, Role string }
+
+type Metrics struct {
+	Registry      *prometheus.Registry
+	requests      *prometheus.CounterVec
+	retries       *prometheus.CounterVec
+	Duration      prometheus.Observer
+	Prediction    prometheus.Observer
+	Feedback      map[string]prometheus.Counter
+	AbsoluteError prometheus.Counter
+	SquaredError  prometheus.Counter
+	byCode, retry sync.Map // status code -> prometheus.Counter
+}
+
+func NewMetrics(id Identity, predictionBuckets, latencyBuckets []float64, memory feedback.Memory) *Metrics {
+	labels := prometheus.Labels{"deployment": id.Deployment, "model": id.Model,
+		"version": id.Version, "role": id.Role}
+	registry := prometheus.NewRegistry()
+	m := &Metrics{Registry: registry}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelops_requests_total", Help: "Inference requests answered, by HTTP status code.",
+		ConstLabels: labels}, []string{"code"})
+	duration := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "modelops_request_duration_seconds", Help: "Inference request latency seen by the sidecar.",
+		ConstLabels: labels, Buckets: latencyBuckets})
+	prediction := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:        "modelops_prediction_value",
+		Help:        "Predicted values (class label or score) of successful inference responses.",
+		ConstLabels: labels, Buckets: predictionBuckets})
+	feedbackVec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelops_feedback_total", Help: "Feedback rows by outcome (correct/incorrect for " +
+			"classifiers, scored for regressors, unmatched, invalid).", ConstLabels: labels},
+		[]string{"outcome"})
+	m.Feedback = map[string]prometheus.Counter{}
+	for _, outcome := range FeedbackOutcomes {
+		m.Feedback[outcome] = feedbackVec.WithLabelValues(outcome)
+	}
+	m.AbsoluteError = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "modelops_feedback_absolute_error_total",
+		Help: "Sum of |truth - prediction| over scored regression feedback rows.", ConstLabels: labels})
+	m.SquaredError = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "modelops_feedback_squared_error_total",
+		Help: "Sum of (truth - prediction)^2 over scored regression feedback rows.", ConstLabels: labels})
+	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "modelops_feedback_store_entries", Help: "Predictions remembered for feedback.",
+		ConstLabels: labels}, func() float64 { return float64(memory.Len()) })
+	evictions := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "modelops_feedback_store_evictions_total",
+		Help:        "Predictions dropped from the full store before their feedback arrived.",
+		ConstLabels: labels}, func() float64 { return float64(memory.Evicted()) })
+	// When these counters started from zero: the operator tells a restart (a reset) from a
+	// lagging Prometheus answer, and a new pod from one whose history was lost.
+	start := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "modelops_process_start_time_seconds",
+		Help: "When this process's counters started from zero (unix seconds).", ConstLabels: labels})
+	start.Set(float64(time.Now().UnixNano()) / 1e9)
+	// Retries are counted here, not in the series above: the gates read those as independent
+	// requests, which a retry of one is not.
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelops_retries_total", Help: "Retried inference requests answered (marked by the " +
+			"router or a standard attempt header, or a repeated X-Request-Id), by HTTP status " +
+			"code; not in modelops_requests, its latency or its predictions.", ConstLabels: labels},
+		[]string{"code"})
+	registry.MustRegister(m.requests, duration, prediction, feedbackVec, m.AbsoluteError,
+		m.SquaredError, entries, evictions, start, m.retries)
+	m.Duration, m.Prediction = duration, prediction
+	return m
+}
+
+func child(cache *sync.Map, vec *prometheus.CounterVec, code int) prometheus.Counter {
+	if found, ok := cache.Load(code); ok {
+		return found.(prometheus.Counter)
+	}
+	counter := vec.WithLabelValues(strconv.Itoa(code))
+	cache.Store(code, counter)
+	return counter
+}
+
+func (m *Metrics) CountRequest(code int) { child(&m.byCode, m.requests, code).Inc() }
+func (m *Metrics) CountRetry(code int)   { child(&m.retry, m.retries, code).Inc() }
+
+// ObservePredictions puts the first MaxObservedValues numeric values in the histogram.
+func (m *Metrics) ObservePredictions(values []any) {
+	for _, value := range values[:min(len(values), MaxObservedValues)] {
+		if number, ok := feedback.Observable(value); ok {
+			m.Prediction.Observe(number)
+		}
+	}
+}
