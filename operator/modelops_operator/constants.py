@@ -10,6 +10,8 @@ MDEP_KIND = "ModelDeployment"
 MDEP_PLURAL = "modeldeployments"
 CC_KIND = "ChampionChallenger"
 CC_PLURAL = "championchallengers"
+RECORD_KIND = "LineageRecord"
+RECORD_PLURAL = "lineagerecords"
 
 # Server-side apply field manager: stable forever, or ownership of fields is lost on upgrade.
 FIELD_MANAGER = "modelops"
@@ -32,6 +34,9 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_DEPLOYMENT = "modelops.io/deployment"
 LABEL_ROLE = "modelops.io/role"
 LABEL_MODEL_VERSION = "modelops.io/model-version"
+# Lineage records are selected by deployment, challenge and event as well.
+LABEL_CHALLENGE = "modelops.io/challenge"
+LABEL_EVENT = "modelops.io/event"
 
 POD_APP_NAME = "modelops-model"
 MANAGED_BY = "modelops"

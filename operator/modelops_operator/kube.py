@@ -19,10 +19,9 @@ from lightkube.resources.core_v1 import PersistentVolumeClaim, Secret
 from lightkube.types import PatchType
 from prometheus_client import Counter
 
-from .constants import CC_KIND, CC_PLURAL, FIELD_MANAGER, GROUP, MDEP_KIND, MDEP_PLURAL, VERSION
+from .constants import FIELD_MANAGER
+from .resources import ChampionChallengerResource, ModelDeploymentResource
 
-ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, MDEP_KIND, MDEP_PLURAL)
-ChampionChallengerResource = create_namespaced_resource(GROUP, VERSION, CC_KIND, CC_PLURAL)
 # Defining it registers the kind with lightkube's codecs, so apply_manifest can send HTTPRoutes
 # (spec.traffic.provider: gatewayAPI).
 HTTPRouteResource = create_namespaced_resource(
@@ -132,6 +131,32 @@ async def _exists(client: AsyncClient, resource: Any, namespace: str, name: str)
 
 async def secret_exists(client: AsyncClient, namespace: str, name: str) -> bool:
     return await _exists(client, Secret, namespace, name)
+
+
+async def create_once(client: AsyncClient, manifest: Mapping[str, Any]) -> bool:
+    """Create an object unless one of that name exists; True when this call created it."""
+    try:
+        await client.create(codecs.from_dict(dict(manifest)))
+    except ApiError as error:
+        if error.status.code == 409:
+            return False
+        raise
+    return True
+
+
+async def patch_secret_item(
+    client: AsyncClient, namespace: str, name: str, item: str, encoded: str,
+    resource_version: str,
+) -> None:
+    """Replace one item of a Secret's data, only if the Secret is still the version we read (a
+    second operator that rotated it first makes this a 409, retried from a fresh read)."""
+    await client.patch(
+        Secret,
+        name,
+        {"metadata": {"resourceVersion": resource_version}, "data": {item: encoded}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
 
 
 async def claim_exists(client: AsyncClient, namespace: str, name: str) -> bool:

@@ -7,6 +7,8 @@ call the same function, so there is no "create ran exactly once" assumption anyw
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,14 +18,37 @@ from lightkube import AsyncClient
 from pydantic import ValidationError
 
 from .api.modeldeployment import ModelDeploymentSpec
+from .builders.keys import (
+    DEFAULT_MAX_DELAY_SECONDS,
+    RECEIPT_KEYS_ITEM,
+    ReceiptKeyPolicy,
+    build_keys_secret,
+    encode_receipt_keys,
+    keys_secret_name,
+    receipt_keys_of,
+    rotated_receipt_keys,
+)
 from .builders.pod import plan_model_fetch
 from .builders.workload import build_model_deployment, build_service
 from .challenge.view import ChallengeView
 from .challenge.workloads import spec_with_model
 from .constants import API_VERSION, DEFAULT_SERVING_IMAGE, MDEP_KIND, ROLE_CHAMPION
-from .kube import apply_manifest, claim_exists, secret_exists
+from .gating.config import parse_duration
+from .kube import (
+    apply_manifest,
+    claim_exists,
+    create_once,
+    patch_secret_item,
+    read_object,
+    secret_exists,
+)
 from .manifestdiff import differences
 from .status import Blocker, ReconcileOutcome
+
+# How often each ModelDeployment's receipt key is replaced (the old one still verifies for
+# spec.monitoring.feedback.maxDelay).
+RECEIPT_KEY_ROTATION_SECONDS = float(os.environ.get("MODELOPS_RECEIPT_KEY_ROTATION_SECONDS",
+                                                    str(7 * 86400)))
 
 
 @dataclass(frozen=True)
@@ -58,12 +83,45 @@ def plan_children(
         build_model_deployment(name, namespace, champion_spec, ROLE_CHAMPION, serving_image),
         build_service(name, namespace, routed=bool(challenge and challenge.routed)),
     ]
+    return [_owned(child, name, uid) for child in children]
+
+
+def _owned(child: dict[str, Any], name: str, uid: str) -> dict[str, Any]:
     owner = kopf.Body(
         {"metadata": {"name": name, "uid": uid}, "apiVersion": API_VERSION, "kind": MDEP_KIND}
     )
-    for child in children:
-        kopf.append_owner_reference(child, owner=owner)
-    return children
+    kopf.append_owner_reference(child, owner=owner)
+    return child
+
+
+def receipt_key_policy(spec: ModelDeploymentSpec) -> ReceiptKeyPolicy:
+    max_delay = parse_duration(spec.monitoring.feedback.max_delay)
+    return ReceiptKeyPolicy(
+        rotate_every=RECEIPT_KEY_ROTATION_SECONDS,
+        max_delay=DEFAULT_MAX_DELAY_SECONDS if max_delay is None else max_delay,
+    )
+
+
+async def ensure_keys_secret(
+    client: AsyncClient, name: str, namespace: str, uid: str, spec: ModelDeploymentSpec,
+    now: float,
+) -> AppliedChild | None:
+    """Create the data plane's keys Secret, or rotate its receipt keys when due; None when
+    nothing was written. The sticky key is never rewritten (builders/keys.py)."""
+    secret_name = keys_secret_name(name)
+    policy = receipt_key_policy(spec)
+    current = await read_object(client, "v1", "Secret", namespace, secret_name)
+    if current is None:
+        created = await create_once(
+            client, _owned(build_keys_secret(name, namespace, now, policy), name, uid)
+        )
+        return AppliedChild("Secret", secret_name, True, ()) if created else None
+    ring = rotated_receipt_keys(receipt_keys_of(current), now, policy)
+    if ring is None:
+        return None
+    await patch_secret_item(client, namespace, secret_name, RECEIPT_KEYS_ITEM,
+                            encode_receipt_keys(ring), current["metadata"]["resourceVersion"])
+    return AppliedChild("Secret", secret_name, False, (f".data.{RECEIPT_KEYS_ITEM}",))
 
 
 def champion_spec_of(
@@ -132,6 +190,9 @@ async def reconcile_modeldeployment(
     if blocker:
         return ReconcileReport(ReconcileOutcome(generation, blocker))
     report = ReconcileReport(ReconcileOutcome(generation))
+    keys = await ensure_keys_secret(client, name, namespace, uid, spec, time.time())
+    if keys is not None:
+        report.applied.append(keys)
     for child in plan_children(name, namespace, uid, spec, serving_image, challenge):
         kind, child_name = child["kind"], child["metadata"]["name"]
         current = observed.get((kind, child_name))

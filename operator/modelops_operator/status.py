@@ -16,6 +16,7 @@ from typing import Any
 from . import conditions as cond
 from .api.modeldeployment import ModelDeploymentSpec
 from .builders.workload import endpoint_url, selector_string, workload_name
+from .challenge.rejection import Rejection
 from .challenge.view import ChallengeView
 from .challenge.workloads import serving_of
 from .conditions import format_time
@@ -108,6 +109,18 @@ def _conditions_for(
         f"{observed.available_replicas}/{want} available"
     )
     return cond.progressing("RollingOut", message), False
+
+
+def _unless_rejected(
+    wanted: list[cond.ConditionState], rejection: Rejection | None
+) -> list[cond.ConditionState]:
+    """spec.model names a version a challenge rolled back: the deployment is not what Git
+    asks for and will not become it until a person changes Git, so it is Stalled, whatever
+    the champion's rollout says (kstatus: Failed; Argo CD: Degraded). A stall already found
+    (the champion itself failing) is the more urgent one and stays."""
+    if rejection is None or any(c.type == cond.STALLED and c.status == "True" for c in wanted):
+        return wanted
+    return cond.stalled("VersionRejected", rejection.message())
 
 
 def _evidence(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -213,14 +226,17 @@ def compute_status(
     now: datetime,
     failures: Sequence[PodFailure] = (),
     challenge: ChallengeView | None = None,
+    rejection: Rejection | None = None,
 ) -> dict[str, Any]:
     """The status (owned keys only) for `outcome.generation`.
 
     `spec` is the spec the champion Deployment was built from: with a ChampionChallenger, its
     model is the one the challenge made live, not necessarily the one spec.model names.
+    `rejection`: spec.model names a version the challenge rolled back (`rejection_of`).
     """
     previous = previous or {}
     wanted, complete = _conditions_for(name, spec, outcome, observed, failures)
+    wanted = _unless_rejected(wanted, rejection)
     champion, history = _champion_and_history(spec, previous, complete, now, challenge)
     status: dict[str, Any] = {
         "observedGeneration": outcome.generation,

@@ -45,10 +45,12 @@ def operator_identity(devcluster: Any, crds: None, tmp_path_factory: pytest.Temp
     return kubeconfig, user
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(
     operator_identity: tuple[Any, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
+    """The operator for one test module: it stops with the module, so no module that runs
+    later (test_cli writes challenge phases itself) meets an operator it did not ask for."""
     kubeconfig, _ = operator_identity
     log_path = tmp_path_factory.mktemp("operator-log") / "operator.log"
     process = OperatorProcess.start(

@@ -35,14 +35,22 @@ def test_rendered_chart_passes_server_side_dry_run(devcluster: Any, namespace: s
     docs = helm_template(_helm(devcluster), namespace)
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == [
+        "ClusterRole",  # the operator's
+        "ClusterRole",  # modelops-view, -edit, -approver
+        "ClusterRole",
         "ClusterRole",
         "ClusterRoleBinding",
+        "CustomResourceDefinition",
         "CustomResourceDefinition",
         "CustomResourceDefinition",
         "Deployment",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",  # modelops-approvals, -dataplane-keys, -lineage
         "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
     ]
     _dry_run(devcluster, docs)

@@ -5,6 +5,7 @@ kwok marks pods Ready on paper, so these tests check objects and statuses, not t
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness.operator_process import OperatorProcess
+from tests.harness.chart import helm_template
+from tests.harness.operator_process import SYSTEM_NAMESPACE, OperatorProcess
 
 from .operator_fixtures import *  # noqa: F403  (crds, operator_identity, operator)
 from .operator_fixtures import get_json, wait_until
@@ -299,3 +301,53 @@ def test_operator_is_not_admin(devcluster: Any, operator_identity: tuple[Path, s
         result = devcluster.kubectl(*as_operator, verb, resource, "-A", check=False)
         assert result.stdout.strip() == "no", (verb, resource)
     assert devcluster.kubectl(*as_operator, "patch", "deployments", "-A").stdout.strip() == "yes"
+
+
+def test_the_dataplane_keys_secret_is_created_once_and_only_its_receipt_keys_change(
+    devcluster: Any, namespace: str, operator: OperatorProcess,
+    operator_identity: tuple[Path, str],
+) -> None:
+    """The operator creates `<md>-dataplane-keys` (owned by the ModelDeployment), and the
+    chart's policy lets the operator's ServiceAccount patch nothing else of a Secret than
+    that Secret's receipt keys."""
+    kubeconfig, _ = operator_identity
+    policy = [d for d in helm_template(devcluster.bin_dir / "helm", SYSTEM_NAMESPACE)
+              if d["metadata"]["name"] == "modelops-dataplane-keys"]
+    assert [d["kind"] for d in policy] == ["ValidatingAdmissionPolicy",
+                                           "ValidatingAdmissionPolicyBinding"]
+    devcluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                       input=yaml.safe_dump_all(policy))
+    apply(devcluster, namespace, manifest("keyed"))
+    wait_ready(devcluster, namespace, "keyed")
+    secret = get_json(devcluster, "-n", namespace, "secret/keyed-dataplane-keys")
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("ModelDeployment", "keyed")
+    assert set(secret["data"]) == {"sticky.key", "receipt-keys.json"}
+    sticky = secret["data"]["sticky.key"]
+    # Another reconcile (a spec change) leaves it as it is: no rotation is due.
+    devcluster.kubectl("patch", "-n", namespace, "mdep/keyed", "--type=merge",
+                       "-p", '{"spec": {"runtime": {"replicas": 2}}}')
+    wait_until(lambda: (get_json(devcluster, "-n", namespace, "mdep/keyed").get("status") or {})
+               .get("readyReplicas") == 2, timeout=60, what="the second replica")
+    assert get_json(devcluster, "-n", namespace, "secret/keyed-dataplane-keys")["data"] == \
+        secret["data"]
+    assert "PATCH secrets" not in operator.writes()
+
+    as_operator = ("--kubeconfig", str(kubeconfig), "-n", namespace)
+    ring = base64.b64encode(b'{"keys": []}').decode()
+
+    def patch(name: str, data: dict[str, str]) -> Any:
+        return devcluster.kubectl(*as_operator, "patch", "secret", name, "--type=merge",
+                                  "-p", json.dumps({"data": data}), check=False)
+
+    # The policy is loaded by the API server a moment after it is created.
+    wait_until(lambda: "sticky key" in patch("keyed-dataplane-keys", {"sticky.key": ring}).stderr,
+               timeout=30, what="the modelops-dataplane-keys policy to refuse a new sticky key")
+    devcluster.kubectl("create", "secret", "generic", "someone-elses", "-n", namespace,
+                       "--from-literal=password=hunter2")
+    refused = patch("someone-elses", {"password": ring})
+    assert refused.returncode != 0 and "only updates the" in refused.stderr
+    allowed = patch("keyed-dataplane-keys", {"receipt-keys.json": ring})
+    assert allowed.returncode == 0, allowed.stderr
+    assert get_json(devcluster, "-n", namespace, "secret/keyed-dataplane-keys")["data"][
+        "sticky.key"] == sticky

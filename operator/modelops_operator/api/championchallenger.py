@@ -515,6 +515,20 @@ class ChallengeModel(KubeModel):
     digest: str = Field("", description="SHA-256 digest of the model file.")
 
 
+class RejectedModel(KubeModel):
+    """The version the last rollback rejected, shown while no challenge is under way (a
+    promotion clears it)."""
+
+    version: str = Field(description="Model version.")
+    digest: str = Field("", description="SHA-256 digest of the model file.")
+    named_by_target: bool = Field(
+        False,
+        description="The target ModelDeployment's spec.model still names this model: it is "
+        "not live, and nothing restarts it until Git names another version (Argo CD shows the "
+        "ChampionChallenger Degraded, the ModelDeployment is Stalled with VersionRejected).",
+    )
+
+
 class GateEvidence(KubeModel):
     """One gate's result when a decision was taken."""
 
@@ -561,6 +575,9 @@ class ChampionChallengerStatus(ObservedStatus):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     approval: ApprovalRecord | None = Field(None, description="The approval, when one was given.")
+    rejected: RejectedModel | None = Field(
+        None, description="The version the last rollback rejected, and whether Git still names it."
+    )
     router_ready: bool = Field(
         False,
         description="The built-in router is ready; the ModelDeployment's Service points at it.",

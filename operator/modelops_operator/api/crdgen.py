@@ -24,8 +24,18 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from ..constants import CC_KIND, CC_PLURAL, GROUP, MDEP_KIND, MDEP_PLURAL, VERSION
+from ..constants import (
+    CC_KIND,
+    CC_PLURAL,
+    GROUP,
+    MDEP_KIND,
+    MDEP_PLURAL,
+    RECORD_KIND,
+    RECORD_PLURAL,
+    VERSION,
+)
 from .championchallenger import ChampionChallengerSpec, ChampionChallengerStatus
+from .lineagerecord import SPEC_IMMUTABLE, LineageRecordSpec
 from .modeldeployment import NAME_RULE, ModelDeploymentSpec, ModelDeploymentStatus
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -125,7 +135,7 @@ def model_schema(model: type[BaseModel], path: str, *, defaults: bool = True) ->
 def _root_schema(
     description: str,
     spec: type[BaseModel],
-    status: type[BaseModel],
+    status: type[BaseModel] | None,
     rules: list[dict[str, str]],
 ) -> dict[str, Any]:
     schema: dict[str, Any] = {
@@ -138,9 +148,10 @@ def _root_schema(
             # The API server owns the metadata schema: anything but `type` is rejected.
             "metadata": {"type": "object"},
             "spec": model_schema(spec, "spec"),
-            "status": model_schema(status, "status", defaults=False),
         },
     }
+    if status is not None:
+        schema["properties"]["status"] = model_schema(status, "status", defaults=False)
     if rules:
         schema["x-kubernetes-validations"] = rules
     return schema
@@ -258,10 +269,32 @@ def championchallenger_crd() -> dict[str, Any]:
     return _crd(CC_KIND, CC_PLURAL, "cc", schema, columns, {"status": {}})
 
 
+def lineagerecord_crd() -> dict[str, Any]:
+    schema = _root_schema(
+        "One immutable entry of the audit trail: a promotion, rollback, approval, forced order "
+        "or rollout of a ModelDeployment, with its evidence, source and approver.",
+        LineageRecordSpec,
+        None,
+        [],
+    )
+    schema["properties"]["spec"]["x-kubernetes-validations"] = [SPEC_IMMUTABLE]
+    columns: list[dict[str, Any]] = [
+        {"name": "Deployment", "type": "string", "jsonPath": ".spec.deployment"},
+        {"name": "Event", "type": "string", "jsonPath": ".spec.event"},
+        {"name": "Version", "type": "string", "jsonPath": ".spec.model.version"},
+        {"name": "Previous", "type": "string", "jsonPath": ".spec.previous.version"},
+        {"name": "By", "type": "string", "jsonPath": ".spec.decidedBy"},
+        {"name": "Challenge", "type": "string", "priority": 1, "jsonPath": ".spec.challenge"},
+        {"name": "Reason", "type": "string", "priority": 1, "jsonPath": ".spec.reason"},
+        {"name": "Decided", "type": "date", "jsonPath": ".spec.decidedAt"},
+    ]
+    return _crd(RECORD_KIND, RECORD_PLURAL, "lrec", schema, columns, {})
+
+
 def render(extra_annotations: dict[str, str] | None = None) -> dict[str, str]:
     """File name -> YAML text of every CRD, with `extra_annotations` in its metadata."""
     rendered = {}
-    for crd in (modeldeployment_crd(), championchallenger_crd()):
+    for crd in (modeldeployment_crd(), championchallenger_crd(), lineagerecord_crd()):
         if extra_annotations:
             crd["metadata"]["annotations"] = dict(extra_annotations)
         name = f"{GROUP}_{crd['spec']['names']['plural']}.yaml"

@@ -405,7 +405,21 @@ class Feedback(KubeModel):
         ),
     )
 
-
+    max_delay: str | None = Field(
+        None,
+        max_length=32,
+        pattern=DURATION,
+        description="How long after a prediction its label is still accepted, like 24h "
+        "(default 168h, 7 days; at most 720h). A receipt older than this is refused as "
+        "expired, and the keys that signed receipts are kept this long after they stop "
+        "signing.",
+        json_schema_extra=validations(
+            cel(
+                "duration(self) >= duration('1m') && duration(self) <= duration('720h')",
+                "spec.monitoring.feedback.maxDelay must be a duration in [1m, 720h], like 168h",
+            )
+        ),
+    )
     loss_bound: float | None = Field(
         None,
         gt=0,

@@ -27,10 +27,14 @@ TERMINATION_LOG = "/dev/termination-log"
 DEFAULT_FEEDBACK_TTL_SECONDS = 3600.0  # the sidecar's --feedback-ttl default
 RUN_AS_USER = 65532  # the conventional "nonroot" uid of distroless images
 # A terminating pod stays in its Services' endpoints until kube-proxy and the router catch up;
-# until then each container keeps serving (the kubelet's own sleep, no binary needed), the
-# model a little longer so the sidecar's last requests still reach it.
+# until then each container keeps serving (the kubelet's own sleep, no binary needed). Then
+# the sidecar drains: clients that still hold a connection to it (kube-proxy keeps established
+# ones, a router's keep-alive pool too) get answers with Connection: close for
+# SIDECAR_DRAIN_SECONDS. The model must outlive all of that, or those last requests find its
+# port closed (a 502 "connection refused"): it stops after the sidecar's delay and drain.
 SIDECAR_STOP_DELAY_SECONDS = 5
-MODEL_STOP_DELAY_SECONDS = 7
+SIDECAR_DRAIN_SECONDS = 5
+MODEL_STOP_DELAY_SECONDS = SIDECAR_STOP_DELAY_SECONDS + SIDECAR_DRAIN_SECONDS + 2
 
 MODEL_VOLUME = "model"
 TMP_VOLUME = "tmp"
@@ -103,7 +107,7 @@ def pod_security_context() -> dict[str, Any]:
     }
 
 
-def _stop_delay(seconds: int) -> dict[str, Any]:
+def stop_delay(seconds: int) -> dict[str, Any]:
     return {"preStop": {"sleep": {"seconds": seconds}}}
 
 
@@ -169,7 +173,7 @@ def build_model_container(
             "failureThreshold": 3,
         },
         "livenessProbe": {**server.liveness, "periodSeconds": 10, "failureThreshold": 6},
-        "lifecycle": _stop_delay(MODEL_STOP_DELAY_SECONDS),
+        "lifecycle": stop_delay(MODEL_STOP_DELAY_SECONDS),
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -208,6 +212,8 @@ def build_sidecar_container(
         spec.model.version,
         "--role",
         role,
+        "--drain-seconds",
+        str(SIDECAR_DRAIN_SECONDS),
     ]
     buckets = spec.monitoring.prediction_buckets
     if buckets:
@@ -234,7 +240,7 @@ def build_sidecar_container(
         ],
         "env": _common_env(),
         "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
-        "lifecycle": _stop_delay(SIDECAR_STOP_DELAY_SECONDS),
+        "lifecycle": stop_delay(SIDECAR_STOP_DELAY_SECONDS),
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},

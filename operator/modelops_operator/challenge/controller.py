@@ -52,6 +52,7 @@ from .model import (
     Transition,
 )
 from .providers import provider_for
+from .rejection import rejected_in_spec, standing_rejection
 from .workloads import build_arm_service, model_ref, spec_with_model
 
 HISTORY_LIMIT = 20
@@ -318,7 +319,9 @@ def render_status(
     conditions: Sequence[Mapping[str, Any]],
     router_ready: bool,
     approval: Mapping[str, Any] | None,
+    target_model: ModelRef | None = None,
 ) -> dict[str, Any]:
+    """The status for a transition; `target_model` is what the target's spec.model names."""
     status = transition.status
     in_flight = status.phase in IN_FLIGHT
     history = list(previous.get("history") or [])
@@ -340,11 +343,20 @@ def render_status(
         "message": status.message[:4096],
         "gates": [dict(g) for g in evaluation.gates],
         "approval": dict(approval) if approval else None,
+        "rejected": _rejected(status, target_model),
         "history": history,
         "routerReady": router_ready,
         "machine": status.to_dict(),
         "evidence": evaluation.to_dict() if gated else None,
     }
+
+
+def _rejected(status: Status, target_model: ModelRef | None) -> dict[str, Any] | None:
+    rejected = standing_rejection(status)
+    if rejected is None:
+        return None
+    named = target_model is not None and rejected_in_spec(status, target_model) is not None
+    return {"version": rejected.version, "digest": rejected.digest, "namedByTarget": named}
 
 
 def challenge_conditions(

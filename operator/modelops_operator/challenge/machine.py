@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .model import (
+    GATES,
     Command,
     Event,
     HistoryEntry,
@@ -29,6 +30,7 @@ from .model import (
     Topology,
     Transition,
 )
+from .rejection import rejected_in_spec
 
 GATED_PHASES = (Phase.PROGRESSING, Phase.AWAITING_APPROVAL)
 
@@ -92,11 +94,12 @@ def _resting(status: Status, seen: Observation) -> Transition:
         return Transition(replace(status, message="waiting for the target's first rollout"))
     if seen.desired.same_model(champion):
         return Transition(replace(status, message=f"{champion.version} is serving"))
-    if status.rejected is not None and seen.desired.same_model(status.rejected):
+    rejected = rejected_in_spec(status, seen.desired)
+    if rejected is not None:
         return Transition(
             replace(
                 status,
-                message=f"{status.rejected.version} was rolled back; {champion.version} serves "
+                message=f"{rejected.version} was rolled back; {champion.version} serves "
                 "until spec.model names another version",
             )
         )
@@ -261,7 +264,9 @@ def desired_rest(status: Status) -> Status:
 
 def _obey(status: Status, seen: Observation, command: Command) -> Transition:
     if command.action == "rollback":
-        return _begin_rollback(status, f"rollback requested by {command.user}", "ManualRollback")
+        return _begin_rollback(
+            status, f"rollback requested by {command.user}", "ManualRollback", command.user
+        )
     if not (seen.challenger_ready and status.started_at is not None):
         # All traffic to a challenger that does not serve yet would be an outage: the order
         # waits (it names this challenge, so it cannot outlive it).
@@ -269,14 +274,19 @@ def _obey(status: Status, seen: Observation, command: Command) -> Transition:
             replace(status, message=f"promotion forced by {command.user} waits for the "
                     "challenger to become ready")
         )
-    return _begin_promotion(status, f"promotion forced by {command.user}", "ForcedPromotion")
+    return _begin_promotion(
+        status, f"promotion forced by {command.user}", "ForcedPromotion", command.user
+    )
 
 
 # ----------------------------------------------------------------------------- swaps
-def _begin_promotion(status: Status, reason: str, event_reason: str) -> Transition:
+def _begin_promotion(
+    status: Status, reason: str, event_reason: str, decided_by: str = GATES
+) -> Transition:
     assert status.challenger is not None
     promoting = replace(
         status,
+        decided_by=decided_by,
         phase=Phase.PROMOTING,
         promotion_stage=PromotionStage.SHIFT,
         traffic_withdrawn=False,
@@ -292,10 +302,25 @@ def _promoting(status: Status, seen: Observation) -> Transition:
     assert challenger is not None
     stage = status.promotion_stage
     if stage is PromotionStage.SHIFT and seen.route_applied:
+        # The old champion's pods hold the predictions they answered until their labels come
+        # back: rolling them away at once would lose every label still on its way.
+        drained_at = status.retire_at if status.retire_at is not None else (
+            seen.now + seen.feedback_grace_seconds
+        )
+        if seen.now < drained_at:
+            return Transition(
+                replace(
+                    status,
+                    retire_at=drained_at,
+                    message=f"all traffic on {challenger.version}; keeping the old champion "
+                    f"pods {seen.feedback_grace_seconds:g} s for late feedback labels",
+                )
+            )
         return Transition(
             replace(
                 status,
                 promotion_stage=PromotionStage.CONVERGE,
+                retire_at=None,
                 message=f"all traffic on {challenger.version}; rolling the champion Deployment",
             )
         )
@@ -333,10 +358,15 @@ def _retire(status: Status, seen: Observation) -> Status:
     )
 
 
-def _begin_rollback(status: Status, reason: str, event_reason: str) -> Transition:
+def _begin_rollback(
+    status: Status, reason: str, event_reason: str, decided_by: str = GATES
+) -> Transition:
     assert status.challenger is not None
     rolling = _withdrawing_traffic(
-        status, outcome_reason=reason, message=f"rolling back {status.challenger.version}: {reason}"
+        status,
+        outcome_reason=reason,
+        decided_by=decided_by,
+        message=f"rolling back {status.challenger.version}: {reason}",
     )
     return Transition(rolling, events=(Event("Warning", event_reason, rolling.message),))
 
@@ -388,6 +418,8 @@ def _conclude(status: Status, seen: Observation, outcome: Phase) -> Transition:
         previous=previous.version if previous else "",
         at=seen.now,
         reason=status.outcome_reason,
+        decided_by=status.decided_by or GATES,
+        started_at=status.started_at,
     )
     event = Event("Normal" if promoted else "Warning", entry.kind, done.message)
     return Transition(done, events=(event,), history=entry, reset_evidence=True)

@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import Enum, StrEnum
 from typing import Any, Literal
 
+# What a decision taken by the gating engine is recorded as having been taken by.
+GATES = "modelops"
+
 
 class Phase(StrEnum):
     IDLE = "Idle"
@@ -142,6 +145,8 @@ class Status:
     withdrawing: bool = False
     last_outcome: Phase | None = None  # Promoted or RolledBack: where the machine rests
     outcome_reason: str = ""
+    # Who took the decision under way: GATES, or the user whose order is carried out.
+    decided_by: str = ""
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,6 +192,8 @@ class HistoryEntry:
     previous: str
     at: float
     reason: str
+    decided_by: str = ""
+    started_at: float | None = None
 
 
 @dataclass(frozen=True)

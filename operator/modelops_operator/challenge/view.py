@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from ..api.championchallenger import ChampionChallengerSpec
 from .machine import desired_topology
-from .model import Phase, Status
+from .model import ModelRef, Phase, Status
 from .providers import provider_for
+from .rejection import Rejection, rollback_reason, standing_rejection
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class ChallengeView:
     champion: Any = None  # ModelRef the champion Deployment runs; None: spec.model
     challenger: Any = None  # ModelRef under evaluation, while a challenge runs
     routed: bool = False  # the `<md>` Service selects the built-in router's pods
+    rejected: ModelRef | None = None  # rolled back, and not being challenged again
     history: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
     promoting: Mapping[str, Any] | None = field(default=None, compare=False)
 
@@ -37,6 +39,15 @@ class ChallengeView:
             if entry.get("action") == "Promoted" and entry.get("version") == version:
                 return entry
         return None
+
+    def rejection_of(self, desired: ModelRef) -> Rejection | None:
+        """Why the ModelDeployment cannot be Ready: its spec.model (`desired`) names the
+        version this challenge rejected."""
+        if self.rejected is None or not desired.same_model(self.rejected):
+            return None
+        version = self.rejected.version
+        serving = self.champion.version if self.champion is not None else "the champion"
+        return Rejection(version, self.name, serving, rollback_reason(self.history, version))
 
 
 def governing(views: Iterable[ChallengeView]) -> ChallengeView | None:
@@ -60,6 +71,7 @@ def challenge_view(body: Mapping[str, Any]) -> ChallengeView:
         challenger=machine.challenger if running else None,
         # Only once the router is up: the Service must never point at pods that do not exist.
         routed=fronts_service and bool(status.get("routerReady")),
+        rejected=standing_rejection(machine),
         history=tuple(status.get("history") or ()),
         promoting=_promotion_under_way(machine, status),
     )

@@ -13,7 +13,13 @@ import json
 from typing import Any
 
 from ..api.modeldeployment import ModelDeploymentSpec, Runtime
-from ..builders.pod import container_security_context, pod_security_context
+from ..builders.keys import STICKY_KEY_ITEM, keys_secret_name
+from ..builders.pod import (
+    SIDECAR_STOP_DELAY_SECONDS,
+    container_security_context,
+    pod_security_context,
+    stop_delay,
+)
 from ..builders.workload import object_labels, selector_labels
 from ..constants import (
     DEFAULT_SERVING_IMAGE,
@@ -27,6 +33,8 @@ from .model import ModelRef
 from .traffic import ROUTER_CONFIG_KEY, SIDECAR_TRAFFIC_PORT, arm_service_name
 
 ROUTER_CONFIG_VOLUME = "router-config"
+KEYS_VOLUME = "dataplane-keys"
+KEYS_DIR = "/var/run/modelops/keys"
 
 
 # The parts of spec.runtime that say how a version is served; replicas, resources, placement
@@ -123,14 +131,20 @@ def build_router_deployment(
             deployment,
             "--reload-interval",
             "0.5",
+            "--sticky-key-file",
+            f"{KEYS_DIR}/{STICKY_KEY_ITEM}",
         ],
         "ports": [
             {"name": "http", "containerPort": SIDECAR_TRAFFIC_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
         "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
+        # As for the sidecar: a terminating router keeps serving until kube-proxy has taken it
+        # out of the Service, so clients on new connections never reach a closed port.
+        "lifecycle": stop_delay(SIDECAR_STOP_DELAY_SECONDS),
         "volumeMounts": [
-            {"name": ROUTER_CONFIG_VOLUME, "mountPath": ROUTER_CONFIG_DIR, "readOnly": True}
+            {"name": ROUTER_CONFIG_VOLUME, "mountPath": ROUTER_CONFIG_DIR, "readOnly": True},
+            {"name": KEYS_VOLUME, "mountPath": KEYS_DIR, "readOnly": True},
         ],
         "securityContext": container_security_context(),
         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
@@ -168,7 +182,15 @@ def build_router_deployment(
                         {
                             "name": ROUTER_CONFIG_VOLUME,
                             "configMap": {"name": f"{deployment}-router"},
-                        }
+                        },
+                        {
+                            "name": KEYS_VOLUME,
+                            "secret": {
+                                "secretName": keys_secret_name(deployment),
+                                "items": [{"key": STICKY_KEY_ITEM, "path": STICKY_KEY_ITEM}],
+                                "defaultMode": 0o440,
+                            },
+                        },
                     ],
                     "terminationGracePeriodSeconds": 30,
                 },

@@ -39,6 +39,7 @@ from ..challenge.machine import GATED_PHASES, desired_topology, step
 from ..challenge.model import GateSignal, Phase, Status, Transition
 from ..challenge.providers import provider_for, unsupported
 from ..challenge.view import governing
+from ..challenge.workloads import model_ref
 from ..conditions import format_time, merge_conditions, utc_now
 from ..constants import (
     ANNOTATION_APPROVED_BY,
@@ -52,6 +53,8 @@ from ..constants import (
     VERSION,
 )
 from ..kube import apply_manifest, delete_deployment, patch_challenge_status, read_object
+from ..lineage.records import ChallengeTickFacts, Deployment, challenge_records
+from ..lineage.store import prune, write_records
 from ..promsource import PrometheusUnavailable
 from . import first_indexed
 
@@ -66,11 +69,17 @@ SLOW_TICK = 3.0
 async def modeldeployment_bodies(
     body: kopf.Body, name: str, namespace: str | None, **_: Any
 ) -> Any:
-    """(namespace, name) -> the target's spec and status, for the challenge daemons."""
+    """(namespace, name) -> the target's spec and status, for the challenge daemons, and the
+    metadata its lineage records read the change's source from."""
+    metadata = body.get("metadata") or {}
     return {
         (namespace, name): {
             "spec": dict(body.get("spec") or {}),
             "status": dict(body.get("status") or {}),
+            "metadata": {
+                key: metadata.get(key)
+                for key in ("labels", "annotations", "managedFields", "generation")
+            },
         }
     }
 
@@ -169,6 +178,37 @@ def _approval(
             "version": after.challenger.version,
         }
     return previous
+
+
+async def _record(
+    memo: kopf.Memo,
+    namespace: str,
+    name: str,
+    target: str,
+    md: Mapping[str, Any],
+    policy: ChallengePolicy,
+    before: Status,
+    transition: Transition,
+    evaluation: Evaluation,
+    approval_before: Any,
+    approval_after: Any,
+    now: float,
+) -> None:
+    """The lineage records of this tick (approvals, orders, outcomes), then retention."""
+    facts = ChallengeTickFacts(
+        challenge=name,
+        deployment=Deployment(
+            namespace, target, md.get("metadata") or {}, (md.get("spec") or {}).get("model") or {}
+        ),
+        gates=evaluation.gates,
+        margins={gate.name: gate.margin_in_force for gate in policy.spec.gates},
+        approval_before=approval_before,
+        approval_after=approval_after,
+        now=now,
+    )
+    records = challenge_records(before, transition, facts)
+    if records and await write_records(memo.k8s, records):
+        await prune(memo.k8s, namespace, target, memo.lineage_keep)
 
 
 class ChallengeTick:
@@ -274,6 +314,14 @@ async def _tick(
         await _apply_plan(memo, plan_for(after), namespace, challenger)
 
     added = history_entry(transition, evaluation)
+    approval = _approval(
+        status, transition, annotations, current.get("approval"), format_time(utc_now())
+    )
+    if md is not None and policy is not None:
+        # Before the status that reports them: a failed write fails the tick, which is
+        # retried, and a record's name makes the retry write it once.
+        await _record(memo, namespace, name, target, md, policy, status, transition,
+                      evaluation, current.get("approval"), approval, now)  # fmt: skip
     if transition.reset_evidence:
         # Keep the final gates on show after a decision; a new challenge starts from nothing.
         evaluation = Evaluation(gates=evaluation.gates if added else ())
@@ -292,9 +340,8 @@ async def _tick(
             utc_now(),
         ),
         router_ready=router_ready,
-        approval=_approval(
-            status, transition, annotations, current.get("approval"), format_time(utc_now())
-        ),
+        approval=approval,
+        target_model=model_ref(md_spec) if md_spec is not None else None,
     )
     # Absent, null and empty are the same to the API server: comparing them as equal keeps a
     # tick that changes nothing from writing.

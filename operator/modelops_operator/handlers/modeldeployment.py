@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..challenge.model import ModelRef
 from ..challenge.view import ChallengeView, challenge_view, governing
+from ..challenge.workloads import model_ref
 from ..conditions import READY, STALLED, find_condition, utc_now
 from ..constants import (
     CC_PLURAL,
@@ -34,6 +36,8 @@ from ..constants import (
     VERSION,
 )
 from ..kube import patch_modeldeployment_status
+from ..lineage.records import rolled_out
+from ..lineage.store import prune, write_records
 from ..observe import (
     DeploymentObservation,
     PodHealth,
@@ -258,7 +262,7 @@ def _post_status_events(
     if (
         stalled.get("status") == "True"
         and not was_stalled
-        and stalled["reason"] == "RolloutStalled"
+        and stalled["reason"] in ("RolloutStalled", "VersionRejected")
     ):
         kopf.warn(body, reason=stalled["reason"], message=stalled["message"])
 
@@ -304,10 +308,17 @@ async def _publish_once(
         utc_now(),
         failures,
         challenge,
+        challenge.rejection_of(model_ref(spec)) if challenge is not None else None,
     )
     patch = status_patch(current, wanted)
     if not patch:
         return last_written
+    record = rolled_out(namespace, name, body, current.get("champion"), wanted.get("champion"),
+                        challenge, time.time())  # fmt: skip
+    if record is not None:
+        # Before the status that reports it; a retry writes the same record once.
+        await write_records(memo.k8s, [record])
+        await prune(memo.k8s, namespace, name, memo.lineage_keep)
     await patch_modeldeployment_status(memo.k8s, namespace, name, patch)
     _post_status_events(body, current, patch)
     return patch

@@ -14,6 +14,7 @@ from prometheus_client import start_http_server
 
 from ..constants import DEFAULT_SERVING_IMAGE, GROUP
 from ..kube import make_client
+from ..lineage.store import DEFAULT_KEEP
 from ..peering import configure_peering, ensure_peering_object
 from ..promsource import PrometheusSettings, PrometheusSource
 
@@ -56,6 +57,8 @@ async def configure(
     memo.prometheus = PrometheusSource(prometheus_settings())
     # A retired challenger stays this long without traffic, for labels of requests it answered.
     memo.feedback_grace_seconds = float(os.environ.get("MODELOPS_FEEDBACK_GRACE_SECONDS", "30"))
+    # Lineage records kept per ModelDeployment (0: all); older ones are deleted.
+    memo.lineage_keep = int(os.environ.get("MODELOPS_LINEAGE_KEEP", str(DEFAULT_KEEP)))
     memo.locks = defaultdict(asyncio.Lock)  # one reconcile at a time per object
     # At most this many reconciles talk to the API server at once: 200 objects applied
     # together should queue here, not in the API server where requests time out.

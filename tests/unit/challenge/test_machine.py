@@ -89,6 +89,21 @@ def test_canary_steps_advance_only_on_fresh_evidence_after_the_dwell() -> None:
     assert step(advanced, seen(200, gates=PROMOTE)).status.phase is Phase.PROGRESSING
 
 
+def test_the_old_champion_pods_stay_for_late_labels_before_the_champion_deployment_rolls() -> None:
+    promoting = step(progressing_at_step(2), seen(100, gates=PROMOTE)).status
+    draining = step(promoting, seen(120, route_applied=True, feedback_grace_seconds=30)).status
+    # All traffic is on the challenger, but the champion Deployment still runs v1: the labels
+    # of what its pods answered just before the shift find them there.
+    assert draining.promotion_stage is PromotionStage.SHIFT
+    assert desired_topology(draining).champion == V1 and "late feedback" in draining.message
+    assert step(draining, seen(149, route_applied=True, feedback_grace_seconds=30)).status == (
+        draining
+    )
+    converge = step(draining, seen(150, route_applied=True, feedback_grace_seconds=30)).status
+    assert converge.promotion_stage is PromotionStage.CONVERGE
+    assert desired_topology(converge).champion == V2 and converge.retire_at is None
+
+
 def test_promotion_is_a_three_stage_hot_swap_recorded_in_history() -> None:
     promoting = step(progressing_at_step(2), seen(100, gates=PROMOTE)).status
     assert (promoting.phase, promoting.promotion_stage) == (Phase.PROMOTING, PromotionStage.SHIFT)

@@ -1,6 +1,7 @@
 """The Helm chart rendered with `helm template` (no cluster): defaults, schema, leader
-election, monitors, CRDs, least-privilege RBAC. Skipped where no helm binary is installed
-(`make cluster-build` builds one); the server-side dry runs are in tests/e2e/test_chart.py.
+election, monitors, CRDs, least-privilege RBAC, the roles for users. Skipped where no helm
+binary is installed (`make cluster-build` builds one); the server-side dry runs are in
+tests/e2e/test_chart.py.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
+def operator_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator's own ClusterRole (the others are the roles for users)."""
+    (role,) = [d for d in by_kind(docs, "ClusterRole") if d["metadata"]["name"] == "modelops"]
+    return role
+
+
 def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     (deployment,) = by_kind(docs, "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -63,14 +70,22 @@ def test_helm_lint_strict_passes() -> None:
 def test_defaults_render_the_operator_with_its_crds_and_metrics_service() -> None:
     kinds = sorted(d["kind"] for d in render())
     assert kinds == [
+        "ClusterRole",  # the operator's
+        "ClusterRole",  # modelops-view, -edit, -approver
+        "ClusterRole",
         "ClusterRole",
         "ClusterRoleBinding",
+        "CustomResourceDefinition",
         "CustomResourceDefinition",
         "CustomResourceDefinition",
         "Deployment",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",  # approvals, dataplane keys, lineage
         "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
         "ValidatingAdmissionPolicyBinding",
     ]
 
@@ -158,7 +173,7 @@ def test_two_replicas_elect_a_leader_with_a_disruption_budget() -> None:
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     crds = {d["metadata"]["name"] for d in by_kind(docs, "CustomResourceDefinition")}
     assert "clusterkopfpeerings.kopf.dev" in crds
-    (role,) = by_kind(docs, "ClusterRole")
+    role = operator_role(docs)
     peering = [r for r in role["rules"] if r["apiGroups"] == ["kopf.dev"]]
     assert {v for r in peering for v in r["verbs"]} == {"list", "watch", "create", "get", "patch"}
     for rule in peering:
@@ -168,7 +183,7 @@ def test_two_replicas_elect_a_leader_with_a_disruption_budget() -> None:
 
 def test_one_replica_without_peering_has_no_peering_rights_nor_pdb() -> None:
     docs = render()
-    (role,) = by_kind(docs, "ClusterRole")
+    role = operator_role(docs)
     assert not [r for r in role["rules"] if "kopf.dev" in r["apiGroups"]]
     assert by_kind(docs, "PodDisruptionBudget") == []
     # Peering with one replica: rolling upgrades, still no budget that would block drains.
@@ -215,7 +230,11 @@ def test_service_monitor_selects_the_metrics_service() -> None:
 
 def test_crds_are_templates_kept_on_uninstall() -> None:
     crds = {d["metadata"]["name"]: d for d in by_kind(render(), "CustomResourceDefinition")}
-    assert set(crds) == {"modeldeployments.modelops.io", "championchallengers.modelops.io"}
+    assert set(crds) == {
+        "modeldeployments.modelops.io",
+        "championchallengers.modelops.io",
+        "lineagerecords.modelops.io",
+    }
     for name, text in crdgen.render().items():
         plain = yaml.safe_load(text)
         rendered = crds[plain["metadata"]["name"]]
@@ -227,13 +246,106 @@ def test_crds_are_templates_kept_on_uninstall() -> None:
 
 def test_rbac_has_no_wildcards_and_never_lists_secrets() -> None:
     for docs in (render(), render("replicaCount=2")):
-        (role,) = by_kind(docs, "ClusterRole")
+        role = operator_role(docs)
         for rule in role["rules"]:
             for key in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[key], rule
             assert "deletecollection" not in rule["verbs"]
-            # Deleting is for one thing only: a challenger Deployment once traffic has left it.
+            # Deleting is for two things only: a challenger Deployment once traffic has left
+            # it, and lineage records beyond the retention policy (never updated).
             if "delete" in rule["verbs"]:
-                assert rule["resources"] == ["deployments"], rule
+                assert rule["resources"] in (["deployments"], ["lineagerecords"]), rule
+            if "lineagerecords" in rule["resources"]:
+                assert not {"update", "patch"} & set(rule["verbs"]), rule
+            # Secrets: get by name, create and rotate the data plane's keys (patch, confined
+            # by the modelops-dataplane-keys policy); never list, watch, update or delete.
             if "secrets" in rule["resources"]:
-                assert rule["verbs"] == ["get"]
+                assert rule["resources"] == ["secrets"]
+                assert rule["verbs"] == ["get", "create", "patch"]
+
+
+def rules_of(role: dict[str, Any]) -> dict[str, set[str]]:
+    """resource -> verbs granted on it (in group modelops.io only)."""
+    granted: dict[str, set[str]] = {}
+    for rule in role["rules"]:
+        assert rule["apiGroups"] == ["modelops.io"], rule
+        for resource in rule["resources"]:
+            granted.setdefault(resource, set()).update(rule["verbs"])
+    return granted
+
+
+def user_roles(*values: str) -> dict[str, dict[str, Any]]:
+    names = {"modelops-view", "modelops-edit", "modelops-approver"}
+    roles = by_kind(render(*values), "ClusterRole")
+    return {r["metadata"]["name"]: r for r in roles if r["metadata"]["name"] in names}
+
+
+def test_operator_writes_lineage_records_once_and_never_rewrites_them() -> None:
+    records = [r for r in operator_role(render())["rules"] if "lineagerecords" in r["resources"]]
+    assert records == [
+        {
+            "apiGroups": ["modelops.io"],
+            "resources": ["lineagerecords"],
+            "verbs": ["list", "create", "delete"],  # what lineage/store.py calls
+        }
+    ]
+
+
+def test_user_roles_view_edit_aggregate_and_approver_stands_alone() -> None:
+    roles = user_roles()
+    assert set(roles) == {"modelops-view", "modelops-edit", "modelops-approver"}
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    labels = {
+        name: {k.removeprefix(aggregate) for k, v in role["metadata"]["labels"].items()
+               if k.startswith(aggregate) and v == "true"}
+        for name, role in roles.items()
+    }  # fmt: skip
+    assert labels == {
+        "modelops-view": {"view"},
+        "modelops-edit": {"edit", "admin"},
+        "modelops-approver": set(),  # approving is granted on purpose, never by aggregation
+    }
+    for role in roles.values():  # same metadata as the chart's other objects
+        assert role["metadata"]["labels"]["app.kubernetes.io/instance"] == "modelops"
+    renamed = {r["metadata"]["name"] for r in by_kind(render("fullnameOverride=ml"), "ClusterRole")}
+    assert renamed == {"ml", "ml-view", "ml-edit", "ml-approver"}  # the release's prefix
+
+
+def test_view_reads_everything_and_edit_never_writes_lineage_records() -> None:
+    roles = user_roles()
+    read = {"get", "list", "watch"}
+    view = rules_of(roles["modelops-view"])
+    for resource in ("modeldeployments", "championchallengers", "lineagerecords"):
+        assert view[resource] == read, resource
+    assert not {v for verbs in view.values() for v in verbs} - read
+    edit = rules_of(roles["modelops-edit"])
+    write = {"create", "update", "patch", "delete"}
+    assert edit["modeldeployments"] >= write and edit["championchallengers"] >= write
+    assert edit["modeldeployments/scale"] >= {"update", "patch"}
+    assert edit["lineagerecords"] == read  # audit records: only the operator writes them
+    # Approving and ordering are not editing: the admission policy checks these.
+    assert "championchallengers/approval" not in edit
+    assert "championchallengers/command" not in edit
+    for role in roles.values():
+        for rule in role["rules"]:
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[key], rule
+            assert "deletecollection" not in rule["verbs"]
+
+
+def test_approver_may_update_exactly_what_the_admission_policy_checks() -> None:
+    approver = rules_of(user_roles()["modelops-approver"])
+    assert approver == {
+        "championchallengers": {"get", "list", "watch", "patch"},  # the plugin's merge patch
+        "championchallengers/approval": {"update"},
+        "championchallengers/command": {"update"},
+    }
+    policy = (CHART / "templates" / "approval-policy.yaml").read_text()
+    for subresource in ("approval", "command"):
+        assert f"subresource('{subresource}')" in policy
+    assert policy.count(".check('update')") == 2
+
+
+def test_user_roles_can_be_left_out() -> None:
+    assert user_roles("userRoles.create=false") == {}
+    operator_role(render("userRoles.create=false"))  # the operator's own role stays

@@ -27,11 +27,9 @@ from scipy.optimize import brentq
 from modelops_operator.challenge.replay import Replayer, load_policy
 from modelops_serving.feedback_store import FeedbackStore, MaturingScores, Remembered, Score
 from modelops_serving.feedback_store import score as score_label
-from modelops_serving.metrics import SidecarMetrics
 from modelops_serving.retries import RouteMemory, attempt_line, read_marks, route_arm
 from modelops_serving.router_config import RouterConfig
 from modelops_serving.routing import CHALLENGER, CHAMPION
-from modelops_serving.sidecar import Sidecar
 
 pytestmark = pytest.mark.slow
 
@@ -310,9 +308,23 @@ def router_config(percent: int) -> RouterConfig:
                         challengerWeight=percent)
 
 
-def new_sidecar(clock: Callable[[], float]) -> Sidecar:
-    metrics = SidecarMetrics({"deployment": "fraud", "model": "fraud", "version": "v", "role": ""})
-    return Sidecar("http://model", metrics, FeedbackStore(clock=clock))
+@dataclass
+class SidecarRetryRule:
+    """The sidecar's rule for what it counts apart (dataplane/internal/sidecar, isRetry): a
+    marker says retry, or it answered the client's id within the retry window."""
+
+    store: FeedbackStore
+    retry_window: float = 60.0
+
+    def is_retry(self, attempt: int, client_id: str | None) -> bool:
+        if attempt > 1:
+            return True
+        found = None if client_id is None else self.store.get_aged(client_id)
+        return found is not None and found[1] <= self.retry_window
+
+
+def new_sidecar(clock: Callable[[], float]) -> SidecarRetryRule:
+    return SidecarRetryRule(FeedbackStore(clock=clock))
 
 
 def retrying_world(champion: float, challenger: float, retries: int, again: float,

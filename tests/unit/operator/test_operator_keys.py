@@ -1,0 +1,78 @@
+"""The data plane's keys Secret and where the router finds it."""
+
+from __future__ import annotations
+
+import base64
+
+from modelops_operator.builders.keys import (
+    RECEIPT_CLOCK_SKEW_SECONDS,
+    RECEIPT_KEYS_ITEM,
+    STICKY_KEY_ITEM,
+    ReceiptKeyPolicy,
+    build_keys_secret,
+    encode_receipt_keys,
+    keys_secret_name,
+    receipt_keys_of,
+    rotated_receipt_keys,
+)
+from modelops_operator.challenge.workloads import KEYS_DIR, build_router_deployment
+
+DAY = 86400.0
+T0 = 1_800_000_000.0
+POLICY = ReceiptKeyPolicy(rotate_every=7 * DAY, propagation=300, max_delay=7 * DAY)
+
+
+def test_each_deployment_gets_its_own_random_key() -> None:
+    first = build_keys_secret("fraud", "ns", T0, POLICY)
+    second = build_keys_secret("fraud", "ns", T0, POLICY)
+    assert first["metadata"]["name"] == keys_secret_name("fraud") == "fraud-dataplane-keys"
+    assert first["metadata"]["labels"]["modelops.io/deployment"] == "fraud"
+    key = base64.b64decode(first["data"][STICKY_KEY_ITEM])
+    assert len(key) == 32
+    assert key != base64.b64decode(second["data"][STICKY_KEY_ITEM])
+    # The first receipt key signs at once: no pod has signed anything yet.
+    ring = receipt_keys_of(first)
+    assert ring is not None
+    (only,) = ring["keys"]
+    assert only["activeFrom"] == T0 and len(base64.b64decode(only["secret"])) == 32
+
+
+def test_receipt_keys_rotate_ahead_of_use_and_retire_after_their_last_label() -> None:
+    ring = receipt_keys_of(build_keys_secret("fraud", "ns", T0, POLICY))
+    assert rotated_receipt_keys(ring, T0 + 6 * DAY, POLICY) is None  # not due: nothing to write
+    ring = rotated_receipt_keys(ring, T0 + 7 * DAY, POLICY)
+    assert ring is not None
+    first, second = ring["keys"]
+    # The new key is in every pod's ring for `propagation` before any pod signs with it.
+    assert second["activeFrom"] == T0 + 7 * DAY + 300 and second["id"] != first["id"]
+    assert second["secret"] != first["secret"]
+    # The old key still verifies every label that can still come (maxDelay after it stopped
+    # signing, plus the receipts' clock skew), and no longer.
+    last_label = second["activeFrom"] + POLICY.max_delay + RECEIPT_CLOCK_SKEW_SECONDS
+    kept = rotated_receipt_keys(ring, last_label, POLICY)
+    assert kept is not None  # due to rotate again, old key kept
+    assert [k["id"] for k in kept["keys"]][:2] == [first["id"], second["id"]]
+    gone = rotated_receipt_keys(ring, last_label + 1, POLICY)
+    assert gone is not None and first["id"] not in [k["id"] for k in gone["keys"]]
+
+
+def test_an_unreadable_ring_is_replaced() -> None:
+    assert receipt_keys_of({"data": {RECEIPT_KEYS_ITEM: "not base64 json"}}) is None
+    assert receipt_keys_of({"data": {}}) is None
+    ring = {"keys": [{"id": "k1", "secret": "c2VjcmV0", "activeFrom": 5}]}
+    assert receipt_keys_of({"data": {RECEIPT_KEYS_ITEM: encode_receipt_keys(ring)}}) == ring
+
+
+def test_the_router_reads_the_key_from_the_mounted_secret() -> None:
+    pod = build_router_deployment("fraud", "ns")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    path = args[args.index("--sticky-key-file") + 1]
+    assert path == f"{KEYS_DIR}/{STICKY_KEY_ITEM}"
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == KEYS_DIR)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "fraud-dataplane-keys"
+    assert volume["secret"]["items"] == [{"key": STICKY_KEY_ITEM, "path": STICKY_KEY_ITEM}]
+    # The pod's fsGroup reads it; nobody else in the container's user namespace does.
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
