@@ -19,7 +19,6 @@ from pydantic import ValidationError
 
 from .api.modeldeployment import ModelDeploymentSpec
 from .builders.keys import (
-    DEFAULT_MAX_DELAY_SECONDS,
     RECEIPT_KEYS_ITEM,
     ReceiptKeyPolicy,
     build_keys_secret,
@@ -28,12 +27,11 @@ from .builders.keys import (
     receipt_keys_of,
     rotated_receipt_keys,
 )
-from .builders.pod import plan_model_fetch
+from .builders.pod import feedback_max_delay_seconds, plan_model_fetch
 from .builders.workload import build_model_deployment, build_service
 from .challenge.view import ChallengeView
 from .challenge.workloads import spec_with_model
 from .constants import API_VERSION, DEFAULT_SERVING_IMAGE, MDEP_KIND, ROLE_CHAMPION
-from .gating.config import parse_duration
 from .kube import (
     apply_manifest,
     claim_exists,
@@ -95,10 +93,8 @@ def _owned(child: dict[str, Any], name: str, uid: str) -> dict[str, Any]:
 
 
 def receipt_key_policy(spec: ModelDeploymentSpec) -> ReceiptKeyPolicy:
-    max_delay = parse_duration(spec.monitoring.feedback.max_delay)
     return ReceiptKeyPolicy(
-        rotate_every=RECEIPT_KEY_ROTATION_SECONDS,
-        max_delay=DEFAULT_MAX_DELAY_SECONDS if max_delay is None else max_delay,
+        rotate_every=RECEIPT_KEY_ROTATION_SECONDS, max_delay=feedback_max_delay_seconds(spec)
     )
 
 

@@ -23,6 +23,9 @@ DEFAULT_LATENCY_BUCKETS = (
 )
 DEFAULT_PREDICTION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 FEEDBACK_OUTCOMES = ("correct", "incorrect", "scored", "unmatched", "invalid", "late")
+# Why a label was refused for its receipt (dataplane/internal/receipt.Failures).
+RECEIPT_REFUSALS = ("missing", "malformed", "unknown_key", "forged", "expired", "future",
+                    "other_deployment", "duplicate", "other_version")
 MAX_OBSERVED_VALUES = 1024  # per response, so a huge batch costs bounded time
 
 # The _created series double the series count and no gate uses them.
@@ -95,6 +98,15 @@ class SidecarMetrics:
             "a standard attempt header, or a repeated X-Request-Id), by HTTP status code; not "
             "in modelops_requests, its latency or its predictions.",
             [*names, "code"], registry=self.registry)
+        refused = Counter(
+            "modelops_feedback_refused", "Labels refused for their receipt (missing, malformed, "
+            "forged, unknown_key, expired, future, other_deployment, duplicate, other_version); "
+            "none of them was counted.", [*names, "reason"], registry=self.registry)
+        self.refused = {r: refused.labels(*ident, r) for r in RECEIPT_REFUSALS}
+        self.receipts_forgotten = Counter(
+            "modelops_feedback_receipts_forgotten", "Scored receipts the duplicate check forgot "
+            "before they expired, to stay within its capacity (a replay of one of them would "
+            "count again).", names, registry=self.registry).labels(*ident)
         self._request_children: dict[int, Any] = {}
         self._retry_children: dict[int, Any] = {}
         self._requests_family = self._requests

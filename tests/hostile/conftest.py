@@ -39,6 +39,7 @@ from tests.serving.serving_helpers import (
     router_config,
     sidecar,
     write_config,
+    write_receipt_keys,
 )
 
 # A proxy's resident memory may grow by this much over its level before a case, at its peak
@@ -271,14 +272,17 @@ def data_plane(tmp_path_factory: pytest.TempPathFactory, table: Table) -> Iterat
         started.append(nginx)
         for server in (server_a, server_b):
             server.wait_ready("/v2/health/ready")
-        champion = start_sidecar(server_a, "v1", "champion", log_dir)
+        # Signed feedback, as the operator runs them: labels need the answer's receipt.
+        signed = ("--receipt-keys-file", str(write_receipt_keys(work / "receipt-keys.json")))
+        champion = start_sidecar(server_a, "v1", "champion", log_dir,
+                                 *signed)
         started.append(champion)
-        challenger = start_sidecar(server_b, "v2", "challenger", log_dir)
+        challenger = start_sidecar(server_b, "v2", "challenger", log_dir, *signed)
         started.append(challenger)
         config_path = work / "router.json"
         write_config(config_path, router_config(champion.url, challenger.url, mode="split",
                                                 challengerWeight=50))
-        front = start_router(config_path, log_dir)
+        front = start_router(config_path, log_dir, *signed)
         started.append(front)
         assert nginx.process is not None
         nginx_proxy = Proxy("nginx", nginx.port, "/v2/health/live", nginx.process, nginx)

@@ -1,5 +1,6 @@
-"""Feedback forgery: labels for ids never issued, malformed labels, and steering a challenge by
-labelling only one arm's answers."""
+"""Feedback forgery: labels without a receipt, with an altered one, replayed, malformed, and
+steering a challenge by labelling only one arm's answers. The data plane runs as the operator
+runs it, with a receipt key ring (docs/serving.md, feedback)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,17 @@ pytestmark = pytest.mark.hostile
 
 
 def feedback_count(proxy: Proxy, outcome: str) -> float:
-    name = "modelops_feedback_total" if proxy.name == "sidecar" else \
-        "modelops_router_feedback_total"
+    """A feedback outcome's counter, or a refusal's (by its reason) when outcome names one."""
+    sidecar = proxy.name == "sidecar"
+    if outcome in REFUSALS:
+        name = "modelops_feedback_refused_total" if sidecar else \
+            "modelops_router_feedback_refused_total"
+        return proxy.metric(name, reason=outcome)
+    name = "modelops_feedback_total" if sidecar else "modelops_router_feedback_total"
     return proxy.metric(name, outcome=outcome)
+
+
+REFUSALS = {"missing", "malformed", "forged", "duplicate", "expired"}
 
 
 def label(port: int, body: bytes) -> str:
@@ -27,8 +36,11 @@ def label(port: int, body: bytes) -> str:
 
 
 FORGED = {
-    "feedback: id never issued": (json.dumps({"id": "never-issued-4711", "truth": 1}).encode(),
-                                  404, "unmatched"),
+    "feedback: id never issued (no receipt)": (
+        json.dumps({"id": "never-issued-4711", "truth": 1}).encode(), 400, "missing"),
+    "feedback: receipt not ours": (
+        json.dumps({"receipt": "v1.k1.eyJkIjoiZnJhdWQifQ.AAAA", "truth": 1}).encode(), 400,
+        "malformed"),
     "feedback: malformed JSON": (b'{"id": "x", "truth": ', 400, "invalid"),
 }
 
@@ -53,14 +65,13 @@ def verdicts(proxy: Proxy) -> tuple[float, float]:
     return feedback_count(proxy, "correct"), feedback_count(proxy, "incorrect")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: signed receipts not built yet (a label "
-                   "naming a bare request id is scored, so labelling only one arm's answers "
-                   "steers the challenge)")
 def test_steering_by_labelling_one_arm(data_plane: DataPlane, table: Table) -> None:
     """Router at 50/50, the same model on both arms: the attacker tells the arms apart by the
     answer's model_version, labels the champion's answers with their own prediction and the
-    challenger's with the other class. Fixed means: a label that does not carry a signed
-    receipt of the answer is refused and counted nowhere, so neither arm's accuracy moves."""
+    challenger's with the other class, naming bare request ids. A label that does not carry the
+    answer's signed receipt is refused and counted nowhere, so neither arm's accuracy moves.
+    (A client that holds receipts and lies about the truth is not stopped by receipts: only
+    trusted labellers should reach /v2/feedback, docs/security.md.)"""
     case = "feedback: steering one arm (50/50)"
     table.once(case, "nginx", lambda: "n/a (no arms)")
     router = data_plane.router
@@ -89,4 +100,31 @@ def test_steering_by_labelling_one_arm(data_plane: DataPlane, table: Table) -> N
     assert seen["v1"] and seen["v2"], seen
     assert all(400 <= s < 500 for s in statuses), f"un-receipted labels answered {statuses}"
     assert moved == {"v1": (0, 0), "v2": (0, 0)}, f"labels were scored: {moved}"
+    router.check_after()
+
+
+def test_a_replayed_or_altered_receipt_counts_nothing(data_plane: DataPlane, table: Table) -> None:
+    """One genuine answer through the router; its label sent three times and once with the
+    receipt's prediction altered: the first counts, the rest are refused (409, 403)."""
+    case = "feedback: replayed and altered receipts"
+    table.once(case, "nginx", lambda: "n/a (no receipts)")
+    router = data_plane.router
+    arms = (data_plane.sidecar, data_plane.challenger)
+    before = [verdicts(proxy) for proxy in arms]
+    with httpx.Client(base_url=f"http://127.0.0.1:{router.port}", timeout=10) as client:
+        answer = client.post("/v2/models/fraud/infer", content=BODY,
+                             headers={"X-Request-Id": "replayed-1"})
+        assert answer.status_code == 200, answer.text
+        token = answer.headers["X-Modelops-Receipt"]
+        truth = answer.json()["outputs"][0]["data"][0]
+        version, key, payload, mac = token.split(".")
+        altered = ".".join((version, key, payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB"),
+                            mac))
+        statuses = [client.post("/v2/feedback", json={"receipt": t, "truth": truth}).status_code
+                    for t in (token, token, token, altered)]
+    gained = sum(sum(after) - sum(was) for after, was in
+                 zip((verdicts(proxy) for proxy in arms), before, strict=True))
+    table.record(case, "router", f"labels {statuses}; counted {gained:.0f}")
+    assert statuses == [200, 409, 409, 403], statuses
+    assert gained == 1, f"{gained} labels counted for one answer"
     router.check_after()

@@ -183,6 +183,17 @@ def router(config_path: Path, *extra: str) -> Program:
                    env=dict(NO_DRAIN), command=data_plane_command("modelops-router"))
 
 
+def write_receipt_keys(path: Path) -> Path:
+    """A receipt key ring as the operator's `<md>-dataplane-keys` Secret holds it (the item the
+    kubelet mounts), for --receipt-keys-file."""
+    from modelops_operator.builders.keys import ReceiptKeyPolicy, rotated_receipt_keys
+
+    ring = rotated_receipt_keys(None, time.time(), ReceiptKeyPolicy())
+    assert ring is not None
+    path.write_text(json.dumps(ring))
+    return path
+
+
 def router_config(champion: str, challenger: str | None, **fields: object) -> dict[str, object]:
     config: dict[str, object] = {"apiVersion": "router.modelops.io/v1alpha1",
                                  "kind": "RouterConfig", "champion": {"url": champion}}

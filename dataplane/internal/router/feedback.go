@@ -10,8 +10,10 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"time"
 
 	"modelops.io/dataplane/internal/marks"
+	"modelops.io/dataplane/internal/receipt"
 	"modelops.io/dataplane/internal/serve"
 	"modelops.io/dataplane/internal/upstream"
 )
@@ -23,16 +25,37 @@ type answer struct {
 	err     error
 }
 
-// feedback sends POST /v2/feedback to the arm that answered that request id (to the replica,
-// when it said which), in shadow mode to both arms, and counts the pair's verdicts.
+// target is where a label goes: the replica that answered (when known) and its arm's URL.
+type target struct{ replica, armURL string }
+
+// feedback sends POST /v2/feedback to the arm that answered (to the replica, when it said
+// which), in shadow mode to both arms, and counts the pair's verdicts. With receipts the arm
+// and replica are the receipt's, checked before anything is sent; without, this router's
+// memory of the request id.
 func (rt *Router) feedback(w http.ResponseWriter, r *http.Request, body []byte) {
+	object, _ := parseJSON(body).(map[string]any)
+	var arm string
+	var targets []target
+	if rt.Receipts != nil {
+		arm, targets = rt.receiptTargets(w, r, object)
+	} else {
+		arm, targets = rt.rememberedTargets(w, r, object)
+	}
+	if targets == nil {
+		return // answered
+	}
+	header := endToEnd(r.Header)
+	rt.forwardFeedback(w, r, body, header, arm, targets)
+}
+
+// rememberedTargets: where this router sent the request id the label names.
+func (rt *Router) rememberedTargets(w http.ResponseWriter, r *http.Request,
+	object map[string]any) (string, []target) {
 	requestID := ""
-	if object, ok := parseJSON(body).(map[string]any); ok {
-		if id, ok := object["id"].(string); ok {
-			requestID = id
-		} else if truthy(object["id"]) {
-			requestID = "\x00not a string" // an id that is no string: refused below
-		}
+	if id, ok := object["id"].(string); ok {
+		requestID = id
+	} else if truthy(object["id"]) {
+		requestID = "\x00not a string" // an id that is no string: refused below
 	}
 	if requestID == "" {
 		requestID = r.Header.Get(marks.RequestIDField)
@@ -41,33 +64,78 @@ func (rt *Router) feedback(w http.ResponseWriter, r *http.Request, body []byte) 
 		rt.Metrics.CountFeedback("invalid")
 		serve.Error(w, http.StatusBadRequest, `feedback body must be JSON {"id": ..., "truth": `+
 			`...} (or send the id in X-Request-Id)`)
-		return
+		return "", nil
 	}
 	answered, ok := rt.Memory.Take(requestID)
 	if !ok {
 		rt.Metrics.CountFeedback("unmatched")
 		serve.JSON(w, http.StatusNotFound, map[string]string{"id": requestID, "outcome": "unmatched",
 			"error": "this router has no record of the request id"})
-		return
+		return "", nil
 	}
-	header := endToEnd(r.Header)
-	header.Set(marks.RequestIDField, marks.HeaderValue(requestID))
-	targets := [][2]string{{answered.Replica, answered.URL}}
+	r.Header.Set(marks.RequestIDField, marks.HeaderValue(requestID))
+	targets := []target{{answered.Replica, answered.URL}}
 	if answered.ShadowURL != "" {
-		targets = append(targets, [2]string{answered.ShadowReplica, answered.ShadowURL})
+		targets = append(targets, target{answered.ShadowReplica, answered.ShadowURL})
 	}
+	return answered.Arm, targets
+}
+
+// receiptTargets: the arm and replica a valid receipt names (its signature vouches for the
+// replica's address, so no client picks where the router sends a request), and in shadow mode
+// the copy's arm and replica as this router remembers them.
+func (rt *Router) receiptTargets(w http.ResponseWriter, r *http.Request,
+	object map[string]any) (string, []target) {
+	if object == nil {
+		rt.Metrics.CountFeedback("invalid")
+		serve.Error(w, http.StatusBadRequest, `feedback body must be a JSON object: {"receipt": ..., "truth": ...}`)
+		return "", nil
+	}
+	token, present := receipt.TokenOf(object, r.Header)
+	failure := receipt.Missing
+	var verified receipt.Verified
+	if present {
+		verified, failure = rt.Receipts.Check(token, time.Now())
+	}
+	if failure != "" {
+		rt.Metrics.Refused[failure].Inc()
+		serve.JSON(w, failure.Status(), map[string]string{"outcome": "refused",
+			"reason": string(failure), "error": failure.Message(rt.Receipts.MaxAge)})
+		return "", nil
+	}
+	live := rt.Watcher.Live.Load()
+	arm, base := Champion, live.Champion
+	if verified.Role == Challenger && live.Challenger != nil {
+		arm, base = Challenger, live.Challenger
+	}
+	// After a promotion or a rollback the receipt's arm may be gone: the champion takes the
+	// label, and its sidecar refuses it if it does not serve the receipt's version.
+	replica := ""
+	if base.Scheme == "http" && verified.ServedBy != "" && verified.Role == arm {
+		replica = marks.ReplicaAddress(verified.ServedBy)
+	}
+	r.Header.Set(marks.RequestIDField, marks.HeaderValue(verified.RequestID))
+	targets := []target{{replica, URLString(base)}}
+	if answered, ok := rt.Memory.Take(verified.RequestID); ok && answered.ShadowURL != "" {
+		targets = append(targets, target{answered.ShadowReplica, answered.ShadowURL})
+	}
+	return arm, targets
+}
+
+func (rt *Router) forwardFeedback(w http.ResponseWriter, r *http.Request, body []byte,
+	header http.Header, arm string, targets []target) {
 	answers := make([]answer, len(targets))
 	var wg sync.WaitGroup
-	for i, target := range targets {
+	for i, to := range targets {
 		wg.Go(func() {
-			answers[i] = rt.sendFeedback(r.Context(), target[0], target[1], body, header)
+			answers[i] = rt.sendFeedback(r.Context(), to.replica, to.armURL, body, header)
 		})
 	}
 	wg.Wait()
 	primary := answers[0]
 	if primary.err != nil {
 		rt.Metrics.CountFeedback("failed")
-		serve.Error(w, http.StatusBadGateway, "the "+answered.Arm+" did not take the feedback")
+		serve.Error(w, http.StatusBadGateway, "the "+arm+" did not take the feedback")
 		return
 	}
 	rt.Metrics.CountFeedback("forwarded")

@@ -9,6 +9,7 @@ import (
 
 	"modelops.io/dataplane/internal/cli"
 	"modelops.io/dataplane/internal/promtext"
+	"modelops.io/dataplane/internal/receipt"
 	"modelops.io/dataplane/internal/serve"
 	"modelops.io/dataplane/internal/upstream"
 )
@@ -33,6 +34,10 @@ func Main(args []string) int {
 		"another with its X-Request-Id is a retry: sent to the same arm, not counted again")
 	keyFile := f.String("sticky-key-file", "", "file holding the secret that keys the sticky "+
 		"hash (16-64 bytes); without it the hash is unkeyed and clients can choose their arm")
+	receiptKeys := f.String("receipt-keys-file", "", "the deployment's receipt key ring (JSON): "+
+		"a label must carry a valid receipt, which names the arm and replica it goes to")
+	maxDelay := f.Float("feedback-max-delay", 7*86400, "seconds after its prediction a receipt "+
+		"is accepted (spec.monitoring.feedback.maxDelay)")
 	_ = f.String("log-level", "INFO", "logging level")
 	limits := serve.AddLimitFlags(f)
 	if err := f.Parse(args); err != nil {
@@ -69,6 +74,16 @@ func Main(args []string) int {
 		cli.Seconds(*mirrorTimeout), transport, metrics, memory
 	rt := &Router{Watcher: watcher, Metrics: metrics, Memory: memory, Sticky: sticky, Mirror: mirror,
 		Replicas: upstream.New(2 * time.Second)} // a replica slower than that to accept is gone
+	if *receiptKeys != "" {
+		if *maxDelay <= 0 {
+			return cli.Fail(fmt.Errorf("--feedback-max-delay must be > 0"))
+		}
+		ring, err := receipt.OpenRingFile(*receiptKeys, 10*time.Second)
+		if err != nil {
+			return cli.Fail(fmt.Errorf("--receipt-keys-file: %w", err))
+		}
+		rt.Receipts = &receipt.Checker{Keys: ring, MaxAge: cli.Seconds(*maxDelay), Deployment: *deployment}
+	}
 	rt.Init(transport)
 	program := &serve.Program{
 		Name: "modelops-router", Host: *host, Port: int(*port), MetricsPort: int(*metricsPort),

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"modelops.io/dataplane/internal/receipt"
 )
 
 var latencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
@@ -21,6 +23,7 @@ type Metrics struct {
 	paired           *prometheus.CounterVec
 	feedback         *prometheus.CounterVec
 	FeedbackFallback prometheus.Counter
+	Refused          map[receipt.Failure]prometheus.Counter
 	reloads          *prometheus.CounterVec
 	weight, mirror   prometheus.Gauge
 	shadowMode       prometheus.Gauge
@@ -71,6 +74,12 @@ func NewMetrics(deployment string, queueDepth func() float64) *Metrics {
 		"Single-row shadow pairs with feedback: each arm's correctness on the same request.",
 		"champion", "challenger")
 	m.feedback = counterVec("modelops_router_feedback_total", "Feedback requests by outcome.", "outcome")
+	m.Refused = map[receipt.Failure]prometheus.Counter{}
+	refused := counterVec("modelops_router_feedback_refused_total", "Labels refused for their "+
+		"receipt before any arm saw them, by reason.", "reason")
+	for _, reason := range receipt.Failures {
+		m.Refused[reason] = refused.WithLabelValues(string(reason))
+	}
 	m.FeedbackFallback = counterVec("modelops_router_feedback_fallbacks_total",
 		"Feedback sent to an arm's URL because the replica that answered was gone.").WithLabelValues()
 	m.reloads = counterVec("modelops_router_config_reloads_total", "Configuration reloads by result.", "result")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"modelops.io/dataplane/internal/marks"
+	"modelops.io/dataplane/internal/receipt"
 	"modelops.io/dataplane/internal/serve"
 	"modelops.io/dataplane/internal/upstream"
 )
@@ -28,6 +29,7 @@ type Router struct {
 	Sticky    *Sticky
 	Mirror    *Mirror
 	Replicas  http.RoundTripper // to the replica that answered: a short connect timeout
+	Receipts  *receipt.Checker  // nil: labels name a request id this router remembers
 	transport http.RoundTripper
 	proxy     *httputil.ReverseProxy
 }

@@ -39,6 +39,16 @@ func (s *Sidecar) feedback(w http.ResponseWriter, r *http.Request, body []byte) 
 		serve.Error(w, http.StatusBadRequest, `feedback body must be JSON: {"id": ..., "truth": ...}`)
 		return
 	}
+	if s.Receipts != nil {
+		object, ok := document.(map[string]any)
+		if !ok {
+			invalid.Inc()
+			serve.Error(w, http.StatusBadRequest, `feedback body must be a JSON object: {"receipt": ..., "truth": ...}`)
+			return
+		}
+		s.feedbackWithReceipt(w, r, object)
+		return
+	}
 	headerID, hasHeader := "", false
 	if ids := r.Header.Values(marks.RequestIDField); len(ids) > 0 {
 		headerID, hasHeader = ids[0], true
@@ -72,12 +82,7 @@ func (s *Sidecar) feedback(w http.ResponseWriter, r *http.Request, body []byte) 
 				strconv.FormatFloat(s.Maturing.Window.Seconds(), 'g', -1, 64) + " s; it is not counted"})
 		return
 	}
-	serve.JSON(w, http.StatusOK, struct {
-		ID        string `json:"id"`
-		Correct   int    `json:"correct"`
-		Incorrect int    `json:"incorrect"`
-		Scored    int    `json:"scored"`
-	}{id, score.Correct, score.Incorrect, score.Scored})
+	writeScore(w, id, score)
 }
 
 func (s *Sidecar) countScore(score feedback.Score) {
@@ -114,24 +119,33 @@ func ParseFeedback(document any, headerID string, hasHeader bool) (string, []any
 	if !ok || id == "" || utf8.RuneCountInString(id) > marks.MaxIDLength {
 		return "", nil, "id: expected the request id (1-256 characters) from the response or X-Request-Id"
 	}
+	values, problem := parseTruth(body)
+	if problem != "" {
+		return "", nil, problem
+	}
+	return id, values, ""
+}
+
+// parseTruth is a label's true values: a scalar or a flat, non-empty list of scalars.
+func parseTruth(body map[string]any) ([]any, string) {
 	truth, present := body["truth"]
 	if !present {
-		return "", nil, "truth: missing; send the true value (or a list, one per row)"
+		return nil, "truth: missing; send the true value (or a list, one per row)"
 	}
 	values, isList := truth.([]any)
 	if !isList {
 		values = []any{truth}
 	}
 	if len(values) == 0 {
-		return "", nil, "truth: expected a scalar or a flat, non-empty list of scalars"
+		return nil, "truth: expected a scalar or a flat, non-empty list of scalars"
 	}
 	for _, value := range values {
 		switch value.(type) {
 		case nil, []any, map[string]any:
-			return "", nil, "truth: expected a scalar or a flat, non-empty list of scalars"
+			return nil, "truth: expected a scalar or a flat, non-empty list of scalars"
 		}
 	}
-	return id, values, ""
+	return values, ""
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

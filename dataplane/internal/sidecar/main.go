@@ -12,6 +12,7 @@ import (
 	"modelops.io/dataplane/internal/cli"
 	"modelops.io/dataplane/internal/feedback"
 	"modelops.io/dataplane/internal/promtext"
+	"modelops.io/dataplane/internal/receipt"
 	"modelops.io/dataplane/internal/serve"
 	"modelops.io/dataplane/internal/upstream"
 )
@@ -41,6 +42,13 @@ func Main(args []string) int {
 	lossBound := f.String("loss-bound", "", "regression: the largest absolute error one label counts for")
 	retryWindow := f.Float("retry-window", 60, "seconds after this sidecar answered an X-Request-Id "+
 		"in which another request with it is a retry (counted in modelops_retries_total only)")
+	receiptKeys := f.String("receipt-keys-file", "", "the deployment's receipt key ring "+
+		"(JSON, re-read when it changes): answers carry a signed X-Modelops-Receipt and a label "+
+		"counts only with a valid one; without it labels name a request id this replica remembers")
+	maxDelay := f.Float("feedback-max-delay", 7*86400, "seconds after its prediction a receipt "+
+		"is accepted (spec.monitoring.feedback.maxDelay)")
+	seenCapacity := f.Int("receipt-seen-capacity", 200_000, "scored receipts remembered so "+
+		"that a label sent twice counts once")
 	_ = f.String("log-level", "INFO", "logging level")
 	limits := serve.AddLimitFlags(f)
 	if err := f.Parse(args); err != nil {
@@ -79,7 +87,18 @@ func Main(args []string) int {
 		Metrics: NewMetrics(Identity{*deployment, *model, *version, *role}, predictionBounds,
 			latencyBounds, memory),
 		Task: *task, PredictionOutput: *predictionOutput, FeedbackOn: *feedbackOn == "on",
-		LossBound: bound, RetryWindow: cli.Seconds(*retryWindow), MaxAnswerBytes: 4 * lim.MaxBodyBytes,
+		LossBound: bound, Identity: Identity{*deployment, *model, *version, *role}, RetryWindow: cli.Seconds(*retryWindow), MaxAnswerBytes: 4 * lim.MaxBodyBytes,
+	}
+	if *receiptKeys != "" {
+		if *maxDelay <= 0 || *seenCapacity < 1 {
+			return cli.Fail(fmt.Errorf("--feedback-max-delay must be > 0 and --receipt-seen-capacity >= 1"))
+		}
+		ring, err := receipt.OpenRingFile(*receiptKeys, ringRecheck)
+		if err != nil {
+			return cli.Fail(fmt.Errorf("--receipt-keys-file: %w", err))
+		}
+		s.Receipts = &receipt.Checker{Keys: ring, MaxAge: cli.Seconds(*maxDelay), Deployment: *deployment}
+		s.Seen = receipt.NewSeen(int(*seenCapacity))
 	}
 	if *maturity > 0 {
 		s.Maturing = feedback.NewMaturing(cli.Seconds(*maturity), nil)
@@ -95,6 +114,9 @@ func Main(args []string) int {
 	}
 	return 0
 }
+
+// ringRecheck: how often the key ring's file is looked at (a stat; read only when it changed).
+const ringRecheck = 10 * time.Second
 
 func parseUpstream(raw string) (*url.URL, error) {
 	target, err := url.Parse(strings.TrimRight(raw, "/"))

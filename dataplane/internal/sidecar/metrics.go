@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"modelops.io/dataplane/internal/feedback"
+	"modelops.io/dataplane/internal/receipt"
 )
 
 // The names, labels and types the operator's gates and promsource read; identical to the
@@ -33,7 +34,10 @@ type Metrics struct {
 	Feedback      map[string]prometheus.Counter
 	AbsoluteError prometheus.Counter
 	SquaredError  prometheus.Counter
-	byCode, retry sync.Map // status code -> prometheus.Counter
+	// Labels refused for their receipt, by reason; receipts forgotten by a full duplicate check.
+	Refused           map[receipt.Failure]prometheus.Counter
+	ReceiptsForgotten prometheus.Counter
+	byCode, retry     sync.Map // status code -> prometheus.Counter
 }
 
 func NewMetrics(id Identity, predictionBuckets, latencyBuckets []float64, memory feedback.Memory) *Metrics {
@@ -85,8 +89,21 @@ func NewMetrics(id Identity, predictionBuckets, latencyBuckets []float64, memory
 			"router or a standard attempt header, or a repeated X-Request-Id), by HTTP status " +
 			"code; not in modelops_requests, its latency or its predictions.", ConstLabels: labels},
 		[]string{"code"})
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelops_feedback_refused_total", Help: "Labels refused for their receipt " +
+			"(missing, malformed, forged, unknown_key, expired, future, other_deployment, " +
+			"duplicate, other_version); none of them was counted.", ConstLabels: labels},
+		[]string{"reason"})
+	m.Refused = map[receipt.Failure]prometheus.Counter{}
+	for _, reason := range receipt.Failures {
+		m.Refused[reason] = refused.WithLabelValues(string(reason))
+	}
+	m.ReceiptsForgotten = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "modelops_feedback_receipts_forgotten_total", Help: "Scored receipts the " +
+			"duplicate check forgot before they expired, to stay within its capacity (a replay " +
+			"of one of them would count again).", ConstLabels: labels})
 	registry.MustRegister(m.requests, duration, prediction, feedbackVec, m.AbsoluteError,
-		m.SquaredError, entries, evictions, start, m.retries)
+		m.SquaredError, entries, evictions, start, m.retries, refused, m.ReceiptsForgotten)
 	m.Duration, m.Prediction = duration, prediction
 	return m
 }

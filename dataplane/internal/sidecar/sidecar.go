@@ -18,6 +18,7 @@ import (
 
 	"modelops.io/dataplane/internal/feedback"
 	"modelops.io/dataplane/internal/marks"
+	"modelops.io/dataplane/internal/receipt"
 	"modelops.io/dataplane/internal/serve"
 	"modelops.io/dataplane/internal/upstream"
 )
@@ -35,6 +36,9 @@ type Sidecar struct {
 	LossBound        float64 // 0: unbounded
 	RetryWindow      time.Duration
 	MaxAnswerBytes   int64 // an inference answer is read whole; larger ones are a 502
+	Identity         Identity
+	Receipts         *receipt.Checker // nil: labels name a request id this replica remembers
+	Seen             *receipt.Seen    // receipts already scored (with Receipts)
 	proxy            *httputil.ReverseProxy
 }
 
@@ -118,6 +122,14 @@ func (s *Sidecar) modifyResponse(resp *http.Response) error {
 	header.Set(marks.RequestIDField, marks.HeaderValue(key))
 	if ex.servedBy != "" {
 		header.Set(marks.ServedByField, ex.servedBy)
+	}
+	header.Del(receipt.Field)
+	if s.Receipts != nil && response != nil {
+		if prediction, ok := s.predictionOf(response); ok {
+			if token := s.receiptFor(key, ex.servedBy, prediction, time.Now()); token != "" {
+				header.Set(receipt.Field, token)
+			}
+		}
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(payload))
 	resp.ContentLength = int64(len(payload))

@@ -18,19 +18,37 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .workload import object_labels
+from .labels import object_labels
 
 KEYS_SECRET_SUFFIX = "-dataplane-keys"
 STICKY_KEY_ITEM = "sticky.key"
 STICKY_KEY_BYTES = 32  # BLAKE2b takes keys up to 64 bytes; 32 is its usual strength
+KEYS_VOLUME = "dataplane-keys"
+KEYS_DIR = "/var/run/modelops/keys"  # where a data-plane container finds its items
 
 
 def keys_secret_name(deployment: str) -> str:
     return f"{deployment}{KEYS_SECRET_SUFFIX}"
+
+
+def keys_volume(deployment: str, items: Sequence[str]) -> dict[str, Any]:
+    """The keys Secret as a pod volume holding only `items`: a sidecar never sees the sticky
+    key. Its pod's fsGroup reads the files; nobody else in the container's user namespace."""
+    return {
+        "name": KEYS_VOLUME,
+        "secret": {
+            "secretName": keys_secret_name(deployment),
+            "items": [{"key": item, "path": item} for item in items],
+            "defaultMode": 0o440,
+        },
+    }
+
+
+KEYS_MOUNT = {"name": KEYS_VOLUME, "mountPath": KEYS_DIR, "readOnly": True}
 
 
 def build_keys_secret(
@@ -69,6 +87,8 @@ RECEIPT_CLOCK_SKEW_SECONDS = 300  # dataplane/internal/receipt.ClockSkew
 
 
 DEFAULT_MAX_DELAY_SECONDS = 7 * 86400.0  # spec.monitoring.feedback.maxDelay's default
+LONGEST_MAX_DELAY_SECONDS = 720 * 3600.0  # the most maxDelay may be (the CRD's rule)
+RECEIPT_KEYS_PATH = f"{KEYS_DIR}/receipt-keys.json"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,13 @@ from ..constants import (
     SIDECAR_PORT,
 )
 from ..gating.config import parse_duration
+from .keys import (
+    DEFAULT_MAX_DELAY_SECONDS,
+    KEYS_MOUNT,
+    RECEIPT_KEYS_ITEM,
+    RECEIPT_KEYS_PATH,
+    keys_volume,
+)
 from .servers import TRITON_VERSION_DIR, plan_server, server_port
 
 PVC_MOUNT = "/mnt/model-source"
@@ -224,6 +231,11 @@ def build_sidecar_container(
         args += ["--feedback", "off"]  # labels are refused (404)
     elif feedback.loss_bound is not None:
         args += ["--loss-bound", repr(feedback.loss_bound)]  # the number the gate divides by
+    if feedback.enabled:
+        # Labels carry the answer's signed receipt: any replica scores them, after restarts,
+        # until maxDelay (builders/keys.py, dataplane/internal/receipt).
+        args += ["--receipt-keys-file", RECEIPT_KEYS_PATH,
+                 "--feedback-max-delay", format(feedback_max_delay_seconds(spec), "g")]
     if feedback.enabled and maturity:
         # The prediction must still be remembered when its label matures.
         ttl = max(maturity, DEFAULT_FEEDBACK_TTL_SECONDS)
@@ -241,6 +253,7 @@ def build_sidecar_container(
         "env": _common_env(),
         "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
         "lifecycle": stop_delay(SIDECAR_STOP_DELAY_SECONDS),
+        "volumeMounts": [KEYS_MOUNT] if feedback.enabled else [],
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
@@ -266,11 +279,19 @@ def pod_placement(spec: ModelDeploymentSpec) -> dict[str, Any]:
     return fields
 
 
-def build_volumes(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+def feedback_max_delay_seconds(spec: ModelDeploymentSpec) -> float:
+    """spec.monitoring.feedback.maxDelay in seconds (its default when unset)."""
+    max_delay = parse_duration(spec.monitoring.feedback.max_delay)
+    return DEFAULT_MAX_DELAY_SECONDS if max_delay is None else max_delay
+
+
+def build_volumes(deployment: str, spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = [
         {"name": MODEL_VOLUME, "emptyDir": {}},
         {"name": TMP_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
     ]
+    if spec.monitoring.feedback.enabled:
+        volumes.append(keys_volume(deployment, [RECEIPT_KEYS_ITEM]))
     claim = fetch_plan(spec).pvc_claim
     if claim:
         volumes.append(

@@ -12,17 +12,13 @@ from ..api.modeldeployment import ModelDeploymentSpec
 from ..constants import (
     DEFAULT_SERVING_IMAGE,
     LABEL_DEPLOYMENT,
-    LABEL_INSTANCE,
-    LABEL_MANAGED_BY,
     LABEL_MODEL_VERSION,
-    LABEL_NAME,
     LABEL_ROLE,
-    MANAGED_BY,
-    POD_APP_NAME,
     ROLE_CHAMPION,
     ROLE_ROUTER,
     SERVICE_PORT,
 )
+from .labels import object_labels
 from .pod import (
     build_fetch_container,
     build_model_container,
@@ -46,16 +42,6 @@ def selector_labels(deployment: str, role: str) -> dict[str, str]:
 def selector_string(deployment: str, role: str) -> str:
     """The same selector as the string the scale subresource (and HPA) needs."""
     return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(deployment, role).items()))
-
-
-def object_labels(deployment: str) -> dict[str, str]:
-    """Labels on every child object: how the operator's watches find them again."""
-    return {
-        LABEL_NAME: POD_APP_NAME,
-        LABEL_INSTANCE: deployment,
-        LABEL_MANAGED_BY: MANAGED_BY,
-        LABEL_DEPLOYMENT: deployment,
-    }
 
 
 def pod_labels(deployment: str, spec: ModelDeploymentSpec, role: str) -> dict[str, str]:
@@ -118,7 +104,7 @@ def build_model_deployment(
                         build_model_container(spec, serving_image),
                         build_sidecar_container(deployment, spec, role, serving_image),
                     ],
-                    "volumes": build_volumes(spec),
+                    "volumes": build_volumes(deployment, spec),
                     "terminationGracePeriodSeconds": 30,
                     **pod_placement(spec),
                 },

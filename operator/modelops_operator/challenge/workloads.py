@@ -13,7 +13,15 @@ import json
 from typing import Any
 
 from ..api.modeldeployment import ModelDeploymentSpec, Runtime
-from ..builders.keys import STICKY_KEY_ITEM, keys_secret_name
+from ..builders.keys import (
+    KEYS_DIR,
+    KEYS_MOUNT,
+    LONGEST_MAX_DELAY_SECONDS,
+    RECEIPT_KEYS_ITEM,
+    RECEIPT_KEYS_PATH,
+    STICKY_KEY_ITEM,
+    keys_volume,
+)
 from ..builders.pod import (
     SIDECAR_STOP_DELAY_SECONDS,
     container_security_context,
@@ -33,8 +41,6 @@ from .model import ModelRef
 from .traffic import ROUTER_CONFIG_KEY, SIDECAR_TRAFFIC_PORT, arm_service_name
 
 ROUTER_CONFIG_VOLUME = "router-config"
-KEYS_VOLUME = "dataplane-keys"
-KEYS_DIR = "/var/run/modelops/keys"
 
 
 # The parts of spec.runtime that say how a version is served; replicas, resources, placement
@@ -133,6 +139,12 @@ def build_router_deployment(
             "0.5",
             "--sticky-key-file",
             f"{KEYS_DIR}/{STICKY_KEY_ITEM}",
+            # The router checks a label's receipt to know its arm and replica; the sidecar that
+            # scores it holds it to the deployment's own maxDelay, the router to the longest.
+            "--receipt-keys-file",
+            RECEIPT_KEYS_PATH,
+            "--feedback-max-delay",
+            format(LONGEST_MAX_DELAY_SECONDS, "g"),
         ],
         "ports": [
             {"name": "http", "containerPort": SIDECAR_TRAFFIC_PORT, "protocol": "TCP"},
@@ -144,7 +156,7 @@ def build_router_deployment(
         "lifecycle": stop_delay(SIDECAR_STOP_DELAY_SECONDS),
         "volumeMounts": [
             {"name": ROUTER_CONFIG_VOLUME, "mountPath": ROUTER_CONFIG_DIR, "readOnly": True},
-            {"name": KEYS_VOLUME, "mountPath": KEYS_DIR, "readOnly": True},
+            KEYS_MOUNT,
         ],
         "securityContext": container_security_context(),
         "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
@@ -183,14 +195,7 @@ def build_router_deployment(
                             "name": ROUTER_CONFIG_VOLUME,
                             "configMap": {"name": f"{deployment}-router"},
                         },
-                        {
-                            "name": KEYS_VOLUME,
-                            "secret": {
-                                "secretName": keys_secret_name(deployment),
-                                "items": [{"key": STICKY_KEY_ITEM, "path": STICKY_KEY_ITEM}],
-                                "defaultMode": 0o440,
-                            },
-                        },
+                        keys_volume(deployment, [STICKY_KEY_ITEM, RECEIPT_KEYS_ITEM]),
                     ],
                     "terminationGracePeriodSeconds": 30,
                 },

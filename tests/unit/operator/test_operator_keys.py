@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 
+from modelops_operator.api.modeldeployment import ModelDeploymentSpec
 from modelops_operator.builders.keys import (
+    KEYS_DIR,
     RECEIPT_CLOCK_SKEW_SECONDS,
     RECEIPT_KEYS_ITEM,
     STICKY_KEY_ITEM,
@@ -15,7 +17,8 @@ from modelops_operator.builders.keys import (
     receipt_keys_of,
     rotated_receipt_keys,
 )
-from modelops_operator.challenge.workloads import KEYS_DIR, build_router_deployment
+from modelops_operator.builders.workload import build_model_deployment
+from modelops_operator.challenge.workloads import build_router_deployment
 
 DAY = 86400.0
 T0 = 1_800_000_000.0
@@ -72,7 +75,45 @@ def test_the_router_reads_the_key_from_the_mounted_secret() -> None:
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == KEYS_DIR)
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
     assert volume["secret"]["secretName"] == "fraud-dataplane-keys"
-    assert volume["secret"]["items"] == [{"key": STICKY_KEY_ITEM, "path": STICKY_KEY_ITEM}]
+    assert volume["secret"]["items"] == [{"key": STICKY_KEY_ITEM, "path": STICKY_KEY_ITEM},
+                                         {"key": RECEIPT_KEYS_ITEM, "path": RECEIPT_KEYS_ITEM}]
+    # It checks receipts for their arm and replica; the longest maxDelay any spec may set,
+    # since the sidecar that scores the label holds it to the deployment's own.
+    assert args[args.index("--receipt-keys-file") + 1] == f"{KEYS_DIR}/{RECEIPT_KEYS_ITEM}"
+    assert args[args.index("--feedback-max-delay") + 1] == "2.592e+06"
     # The pod's fsGroup reads it; nobody else in the container's user namespace does.
     assert volume["secret"]["defaultMode"] == 0o440
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+
+
+def model_pod(feedback: dict[str, object]) -> dict[str, object]:
+    spec = ModelDeploymentSpec.model_validate({
+        "model": {"name": "fraud", "version": "1.0.0", "format": "sklearn",
+                  "uri": "https://models.example.com/fraud/model.skops",
+                  "digest": "sha256:" + "0" * 64},
+        "monitoring": {"feedback": feedback}})
+    pod: dict[str, object] = build_model_deployment("fraud", "ns", spec)["spec"]["template"]["spec"]
+    return pod
+
+
+def test_the_sidecar_signs_and_checks_receipts_with_the_ring_alone() -> None:
+    pod = model_pod({"enabled": True, "maxDelay": "24h"})
+    sidecar = next(c for c in pod["containers"] if c["name"] == "metrics-sidecar")  # type: ignore[index]
+    args = sidecar["args"]
+    assert args[args.index("--receipt-keys-file") + 1] == f"{KEYS_DIR}/{RECEIPT_KEYS_ITEM}"
+    assert args[args.index("--feedback-max-delay") + 1] == "86400"
+    (mount,) = sidecar["volumeMounts"]
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])  # type: ignore[attr-defined]
+    assert volume["secret"]["secretName"] == "fraud-dataplane-keys"
+    # Never the sticky key: a model pod could otherwise tell which arm a sticky value gets.
+    assert volume["secret"]["items"] == [{"key": RECEIPT_KEYS_ITEM, "path": RECEIPT_KEYS_ITEM}]
+    # No other container of the pod mounts it.
+    others = [c for c in pod["containers"] if c is not sidecar]  # type: ignore[attr-defined]
+    assert all(m["name"] != mount["name"] for c in others for m in c.get("volumeMounts", []))
+
+
+def test_without_feedback_there_is_no_key_to_mount() -> None:
+    pod = model_pod({"enabled": False})
+    sidecar = next(c for c in pod["containers"] if c["name"] == "metrics-sidecar")  # type: ignore[index]
+    assert "--receipt-keys-file" not in sidecar["args"]
+    assert all("secret" not in v for v in pod["volumes"])  # type: ignore[attr-defined]
