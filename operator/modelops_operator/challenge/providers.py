@@ -18,7 +18,7 @@ from ..api.championchallenger import ChampionChallengerSpec
 from ..api.modeldeployment import ModelDeploymentSpec
 from .model import Topology
 from .traffic import ROUTER_CONFIG_KEY, http_route, router_configmap
-from .workloads import build_router_deployment
+from .workloads import build_router_deployment, build_router_disruption_budget
 
 # Gates scored from clients' labels (POST /v2/feedback) rather than from the traffic itself
 # (accuracy: the share correct, or the loss for a regression model).
@@ -77,6 +77,7 @@ class RouterProvider:
         return [
             router_configmap(deployment, namespace, topology, self.sticky_header),
             build_router_deployment(deployment, namespace, serving_image),
+            build_router_disruption_budget(deployment, namespace),
         ]
 
     async def route_live(

@@ -46,16 +46,25 @@ ROUTER_CONFIG_VOLUME = "router-config"
 # The parts of spec.runtime that say how a version is served; replicas, resources, placement
 # and environment stay the ModelDeployment's current ones for both arms.
 SERVING_FIELDS = (
-    "server", "image", "image_pull_policy", "command", "args", "port", "readiness_path", "options"
+    "server",
+    "image",
+    "image_pull_policy",
+    "command",
+    "args",
+    "port",
+    "readiness_path",
+    "options",
 )
 
 
 def serving_of(spec: ModelDeploymentSpec) -> str:
     """The model's format and server setup, as the compact JSON a ModelRef carries."""
-    runtime = spec.runtime.model_dump(by_alias=True, exclude_defaults=True, mode="json",
-                                      include=set(SERVING_FIELDS))
-    return json.dumps({"format": spec.model.format, "runtime": runtime},
-                      sort_keys=True, separators=(",", ":"))
+    runtime = spec.runtime.model_dump(
+        by_alias=True, exclude_defaults=True, mode="json", include=set(SERVING_FIELDS)
+    )
+    return json.dumps(
+        {"format": spec.model.format, "runtime": runtime}, sort_keys=True, separators=(",", ":")
+    )
 
 
 def spec_with_model(spec: ModelDeploymentSpec, model: ModelRef) -> ModelDeploymentSpec:
@@ -72,13 +81,18 @@ def spec_with_model(spec: ModelDeploymentSpec, model: ModelRef) -> ModelDeployme
             if alias not in serving["runtime"]:
                 wire.pop(alias, None)
         runtime = Runtime.model_validate(wire)
-    return spec.model_copy(update={"model": spec.model.model_copy(update=update),
-                                   "runtime": runtime})
+    return spec.model_copy(
+        update={"model": spec.model.model_copy(update=update), "runtime": runtime}
+    )
 
 
 def model_ref(spec: ModelDeploymentSpec) -> ModelRef:
-    return ModelRef(version=spec.model.version, uri=spec.model.uri, digest=spec.model.digest,
-                    serving=serving_of(spec))
+    return ModelRef(
+        version=spec.model.version,
+        uri=spec.model.uri,
+        digest=spec.model.digest,
+        serving=serving_of(spec),
+    )
 
 
 def build_arm_service(deployment: str, namespace: str, role: str) -> dict[str, Any]:
@@ -114,13 +128,38 @@ def router_labels(deployment: str) -> dict[str, str]:
     }
 
 
+ROUTER_REPLICAS = 2
+
+
+def build_router_disruption_budget(deployment: str, namespace: str) -> dict[str, Any]:
+    """At most one router pod evicted at a time (a drain waits for its replacement)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {
+            "name": f"{deployment}-router",
+            "namespace": namespace,
+            "labels": router_labels(deployment),
+        },
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector_labels(deployment, ROLE_ROUTER)},
+        },
+    }
+
+
 def build_router_deployment(
     deployment: str,
     namespace: str,
     serving_image: str = DEFAULT_SERVING_IMAGE,
-    replicas: int = 1,
+    replicas: int = ROUTER_REPLICAS,
 ) -> dict[str, Any]:
-    """The built-in router: reads its ConfigMap-mounted file and reloads it without drops."""
+    """The built-in router: reads its ConfigMap-mounted file and reloads it without drops.
+
+    Two replicas, spread over nodes when there are several, with a PodDisruptionBudget: a
+    drain or a lost node leaves one answering. The router holds nothing a label needs (the
+    receipt names the arm and replica), so which replica a request or its label reaches does
+    not matter, shadow pairs aside (docs/serving.md)."""
     labels = router_labels(deployment)
     container = {
         "name": "router",
@@ -190,6 +229,21 @@ def build_router_deployment(
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
                     "containers": [container],
+                    # Preferred, not required: a one-node cluster still runs both.
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": topology_key,
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {
+                                "matchLabels": selector_labels(deployment, ROLE_ROUTER)
+                            },
+                        }
+                        for topology_key in (
+                            "kubernetes.io/hostname",
+                            "topology.kubernetes.io/zone",
+                        )
+                    ],
                     "volumes": [
                         {
                             "name": ROUTER_CONFIG_VOLUME,

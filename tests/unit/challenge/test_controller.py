@@ -108,6 +108,7 @@ def test_a_challenge_adds_the_challenger_its_services_and_the_router_all_owned_b
         ("Deployment", "fraud-challenger"),
         ("ConfigMap", "fraud-router"),
         ("Deployment", "fraud-router"),
+        ("PodDisruptionBudget", "fraud-router"),
     }
     assert delete == []
     for manifest in objects.values():

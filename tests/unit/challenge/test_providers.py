@@ -67,7 +67,7 @@ def test_one_setting_picks_the_provider_and_what_it_carries() -> None:
     router = provider_for(cc_spec(type="ab", stickyHeader="x-user"))
     assert isinstance(router, RouterProvider) and router.fronts_service
     kinds = [o["kind"] for o in router.objects("fraud", "prod", CANARY, "img")]
-    assert kinds == ["ConfigMap", "Deployment"]
+    assert kinds == ["ConfigMap", "Deployment", "PodDisruptionBudget"]
     gateway = provider_for(cc_spec("gatewayAPI"))
     assert isinstance(gateway, GatewayProvider) and not gateway.fronts_service
     (route,) = gateway.objects("fraud", "prod", CANARY, "img")

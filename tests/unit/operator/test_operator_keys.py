@@ -117,3 +117,21 @@ def test_without_feedback_there_is_no_key_to_mount() -> None:
     sidecar = next(c for c in pod["containers"] if c["name"] == "metrics-sidecar")  # type: ignore[index]
     assert "--receipt-keys-file" not in sidecar["args"]
     assert all("secret" not in v for v in pod["volumes"])  # type: ignore[attr-defined]
+
+
+def test_the_router_runs_two_spread_replicas_under_a_disruption_budget() -> None:
+    from modelops_operator.challenge.workloads import build_router_disruption_budget
+
+    router = build_router_deployment("fraud", "ns")
+    assert router["spec"]["replicas"] == 2
+    spread = router["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {"kubernetes.io/hostname",
+                                                  "topology.kubernetes.io/zone"}
+    # A one-node cluster still runs both.
+    assert {c["whenUnsatisfiable"] for c in spread} == {"ScheduleAnyway"}
+    budget = build_router_disruption_budget("fraud", "ns")
+    assert budget["spec"]["maxUnavailable"] == 1
+    pods = router["spec"]["template"]["metadata"]["labels"]
+    assert all(pods[k] == v for k, v in budget["spec"]["selector"]["matchLabels"].items())
+    for constraint in spread:
+        assert constraint["labelSelector"] == budget["spec"]["selector"]
