@@ -59,10 +59,8 @@ class ServedModel:
 class BackgroundLoad:
     """The demo's load generator on its own event loop, so tests stay synchronous."""
 
-    def __init__(self, url: str, model_name: str) -> None:
-        self.generator = LoadGenerator(
-            url, DemoStream(), model_name, rate_per_second=40, feedback_delay_seconds=(0.5, 2)
-        )
+    def __init__(self, generator: LoadGenerator) -> None:
+        self.generator = generator
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -88,6 +86,12 @@ class BackgroundLoad:
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
         return self.generator.snapshot()
+
+    def wait(self, timeout: float) -> dict[str, Any]:
+        """The counters once a bounded run (``max_requests``) has sent its last label."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"load not done in {timeout} s: {self.snapshot()}"
+        return self.snapshot()
 
 
 def data_plane_story(cluster: Any, namespace: str) -> str:
@@ -212,6 +216,13 @@ def mdep_history_ends_with(cluster: Any, namespace: str, action: str) -> dict[st
 
 def start_load(real_cluster: Any, namespace: str) -> BackgroundLoad:
     """Load from outside the cluster, through the Service's address (kube-proxy picks the pod)."""
+    return BackgroundLoad(LoadGenerator(router_url(real_cluster, namespace), DemoStream(),
+                                        "fraud", rate_per_second=40,
+                                        feedback_delay_seconds=(0.5, 2)))
+
+
+def router_url(real_cluster: Any, namespace: str) -> str:
+    """The Service's address from the host, once new connections to it reach the router."""
     cluster = real_cluster.cluster
     # Clients call the Service; once the router is ready the Service selects it.
     wait_until(
@@ -233,7 +244,7 @@ def start_load(real_cluster: Any, namespace: str) -> BackgroundLoad:
     # answers. Only the router answers /healthz, so wait until fresh connections reach it.
     wait_until(lambda: all(_router_answers(url) for _ in range(3)), timeout=60,
                what="the Service's connections to reach the router")
-    return BackgroundLoad(url, "fraud")
+    return url
 
 
 def _router_answers(url: str) -> bool:
@@ -469,3 +480,79 @@ def test_shadow_challenger_is_judged_on_mirrored_traffic_clients_never_see_it(
         final = load.stop()
     assert_no_failed_request(cluster, namespace, final)
     assert models["better"].version in final["requests"]["byVersion"]
+
+
+def delete_one_pod(cluster: Any, namespace: str, role: str) -> str:
+    pods = get_json(cluster, "-n", namespace, "pods", "-l",
+                    f"modelops.io/deployment={TARGET},modelops.io/role={role}")["items"]
+    running = [p["metadata"]["name"] for p in pods if "deletionTimestamp" not in p["metadata"]
+               and (p.get("status") or {}).get("phase") == "Running"]
+    assert len(running) >= 2, f"{role}: {running}"
+    cluster.kubectl("delete", "pod", "-n", namespace, running[0], "--wait=false")
+    return running[0]
+
+
+def prometheus_sum(real_cluster: Any, metric: str, namespace: str, **labels: str) -> float:
+    selector = ",".join([f'namespace="{namespace}"', *(f'{k}="{v}"' for k, v in labels.items())])
+    found = real_cluster.query(f"sum({metric}{{{selector}}})")
+    return float(found[0]["value"][1]) if found else 0.0
+
+
+def test_two_routers_and_two_replicas_match_every_label_through_pod_deletions(
+    real_cluster: Any, namespace: str, challenge_operator: OperatorProcess, models: Any
+) -> None:
+    """Issue 13's acceptance on the real node: 1,000 predictions through the Service, labels
+    1-60 s later, a router pod and a model pod deleted mid-load: no failed request, every label
+    matched once, and forged and replayed labels refused and counted."""
+    cluster = real_cluster.cluster
+    # Held at a 50/50 split awaiting approval: the router stays in front for the whole run.
+    deploy(cluster, namespace, models["champion"], replicas=2,
+           strategy={"type": "canary", "steps": [50]}, approval={"required": True})
+    challenge(cluster, namespace, models["better"])
+    wait_until(lambda: cc_status(cluster, namespace).get("trafficPercent") == 50, timeout=180,
+               what="the split at 50 %")
+    routers = get_json(cluster, "-n", namespace, f"deployment/{TARGET}-router")
+    assert routers["spec"]["replicas"] == 2
+    cluster.kubectl("get", "-n", namespace, f"pdb/{TARGET}-router")  # it exists
+    url = router_url(real_cluster, namespace)
+    # 1,000 predictions at 20/s, each labelled 1-60 s later.
+    load = BackgroundLoad(LoadGenerator(url, DemoStream(), TARGET, rate_per_second=20,
+                                        feedback_delay_seconds=(1, 60), max_requests=1000))
+    try:
+        time.sleep(15)
+        deleted = [delete_one_pod(cluster, namespace, "router")]
+        time.sleep(10)
+        deleted.append(delete_one_pod(cluster, namespace, "champion"))
+        final = load.wait(timeout=240)
+    finally:
+        load.stop()
+    assert_no_failed_request(cluster, namespace, final)
+    assert final["requests"]["ok"] == 1000
+    labels = final["feedback"]
+    assert (labels["sent"], labels["unmatched"], labels["failed"], labels["dropped"]) == \
+        (1000, 0, 0, 0), f"deleted {deleted}: {labels} {final['recentErrors']}"
+
+    # Forged and replayed labels, through the Service as any client sends them.
+    row, _ = next(DemoStream())
+    with httpx.Client(base_url=url, timeout=10) as client:
+        answer = client.post(f"/v2/models/{TARGET}/infer", json={
+            "id": "replayed", "inputs": [{"name": "input-0", "shape": [1, len(row)],
+                                          "datatype": "FP64", "data": row}]})
+        assert answer.status_code == 200, answer.text
+        token = answer.headers["x-modelops-receipt"]
+        first = client.post("/v2/feedback", json={"receipt": token, "truth": 1})
+        replay = client.post("/v2/feedback", json={"receipt": token, "truth": 1})
+        version, key, payload, mac = token.split(".")
+        forged = client.post("/v2/feedback", json={"receipt": ".".join(
+            (version, key, payload, mac[:-4] + ("AAAA" if mac[-4:] != "AAAA" else "BBBB"))),
+            "truth": 1})
+        bare = client.post("/v2/feedback", json={"id": "replayed", "truth": 1})
+    assert first.status_code == 200, first.text
+    assert (replay.status_code, replay.json()["reason"]) == (409, "duplicate"), replay.text
+    assert (forged.status_code, forged.json()["reason"]) == (403, "forged"), forged.text
+    assert (bare.status_code, bare.json()["reason"]) == (400, "missing"), bare.text
+    wait_until(lambda: prometheus_sum(real_cluster, "modelops_feedback_refused_total",
+                                      namespace, reason="duplicate") >= 1
+               and prometheus_sum(real_cluster, "modelops_router_feedback_refused_total",
+                                  namespace, reason="forged") >= 1,
+               timeout=60, what="the refusals in Prometheus")
