@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.bench_serving import write_receipt_keys  # noqa: F401 - one helper for both
+
 HOST = "127.0.0.1"
 N_FEATURES = 4
 
@@ -181,17 +183,6 @@ def router(config_path: Path, *extra: str) -> Program:
                               str(metrics_port), "--deployment", "fraud",
                               "--reload-interval", "0.1", *extra], port, metrics_port,
                    env=dict(NO_DRAIN), command=data_plane_command("modelops-router"))
-
-
-def write_receipt_keys(path: Path) -> Path:
-    """A receipt key ring as the operator's `<md>-dataplane-keys` Secret holds it (the item the
-    kubelet mounts), for --receipt-keys-file."""
-    from modelops_operator.builders.keys import ReceiptKeyPolicy, rotated_receipt_keys
-
-    ring = rotated_receipt_keys(None, time.time(), ReceiptKeyPolicy())
-    assert ring is not None
-    path.write_text(json.dumps(ring))
-    return path
 
 
 def router_config(champion: str, challenger: str | None, **fields: object) -> dict[str, object]:

@@ -41,8 +41,12 @@ def test_too_little_quiet_time_gives_no_quiet_figure() -> None:
     run = slices(3.0, MIN_QUIET_SLICES - 1, 1.0, 1.3) + slices(30.0, 20, 1.5, 2.5)
     added = added_by_alternation(run)["sidecar"]
     assert added.quiet is None
-    verdicts = targets_met({}, {1: {"sidecar": added}}, [])
-    assert verdicts[0].startswith("sidecar adds <= 0.5 ms at p50: not judged")
+
+
+def hops(steal: float, count: int, direct: float, **added_ms: float) -> list[Slice]:
+    return [Slice(steal, {"direct": [direct] * 5,
+                          **{hop.replace("_", "+"): [direct + ms] * 5 for hop, ms in
+                             added_ms.items()}}) for _ in range(count)]
 
 
 def result(scenario: str, rps: float, p50: float, p99: float = 10.0) -> Result:
@@ -61,13 +65,30 @@ def test_paired_rounds_compare_each_round_with_direct_in_the_same_round() -> Non
 
 
 def test_verdicts_name_the_figure_and_say_met_or_missed() -> None:
-    quiet = added_by_alternation(slices(3.0, MIN_QUIET_SLICES, 1.0, 1.6))
-    pairs = {("sidecar", 16): (0.1, 0.0, 0.2, 0.65)}
+    """The data-plane targets: the sidecar adds no more than nginx at c=1, router+sidecar no
+    more than twice nginx, the sidecar keeps 90% of direct throughput at c=16."""
+    quiet = added_by_alternation(hops(3.0, MIN_QUIET_SLICES, 1.0, sidecar=0.6, nginx=0.5,
+                                      router_sidecar=0.9))
+    pairs = {("sidecar", 16): (0.1, 0.0, 0.2, 0.85)}
     results = [result("direct", 1200, 10, 20), result("mlserver", 300, 40, 80)]
-    sidecar_latency, sidecar_throughput, versus = targets_met(pairs, {1: quiet}, results)
-    assert "+0.600 ms -> MISSED" in sidecar_latency
-    assert "65.0% -> MISSED" in sidecar_throughput
+    latency, router, throughput, versus = targets_met(pairs, {1: quiet}, results)
+    assert "+0.600 vs +0.500 ms -> MISSED" in latency and "steal < 10%" in latency
+    assert "+0.900 vs 2 x +0.500 ms -> met" in router
+    assert "85.0% -> MISSED" in throughput
     assert "x4.00" in versus and versus.endswith("met")
+
+
+def test_a_noisy_host_judges_by_the_whole_runs_and_says_so() -> None:
+    noisy = added_by_alternation(hops(30.0, 20, 1.0, sidecar=0.2, nginx=0.3))
+    (latency,) = targets_met({}, {1: noisy, 20: noisy}, [])
+    assert "whole runs, steal included" in latency and latency.endswith("met")
+
+
+def test_cpu_per_request_is_reported_for_each_hop() -> None:
+    results = [Result("sidecar", 16, 1000, 1, 2, 0, "wrk", {"sidecar": 80.0, "server": 400.0}),
+               Result("nginx", 16, 1000, 1, 2, 0, "wrk", {"nginx": 60.0})]
+    (cpu,) = targets_met({}, {}, results)
+    assert cpu == "CPU per request at c=16 (us, each hop's own processes): sidecar 80, nginx 60"
 
 
 def served(scenario: str, concurrency: int, rps: float, p50: float, p99: float,
