@@ -12,6 +12,9 @@ import (
 type Score struct {
 	Correct, Incorrect, Scored  int
 	AbsoluteError, SquaredError float64
+	// Whose counters it goes to when it is counted (nil: the scorer's own); a label held for
+	// maturity keeps it.
+	Owner any
 }
 
 // ScoreLabel compares true values with the remembered prediction, row by row. A regression

@@ -70,8 +70,7 @@ func (f Failure) Message(maxAge time.Duration) string {
 	case Duplicate:
 		return "receipt: this prediction's label was counted already; each prediction counts once"
 	case OtherVersion:
-		return "receipt: issued by a model version this arm does not serve (and it made no " +
-			"prediction under that request id)"
+		return "receipt: issued by more other model versions than this sidecar counts labels for"
 	}
 	return "receipt: not a receipt of this data plane (send the X-Modelops-Receipt value of the answer unchanged)"
 }
@@ -95,7 +94,7 @@ func (r Receipt) Values() []any {
 const (
 	Missing      Failure = "missing"       // a label without a receipt, where receipts are required
 	Duplicate    Failure = "duplicate"     // this replica scored that receipt already
-	OtherVersion Failure = "other_version" // a receipt of a model version this arm does not serve
+	OtherVersion Failure = "other_version" // one version too many to count labels for here
 )
 
 // Failures are every reason a label is refused for, each a series of the refusal counters.

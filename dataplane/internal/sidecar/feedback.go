@@ -86,11 +86,15 @@ func (s *Sidecar) feedback(w http.ResponseWriter, r *http.Request, body []byte) 
 }
 
 func (s *Sidecar) countScore(score feedback.Score) {
-	s.Metrics.Feedback["correct"].Add(float64(score.Correct))
-	s.Metrics.Feedback["incorrect"].Add(float64(score.Incorrect))
-	s.Metrics.Feedback["scored"].Add(float64(score.Scored))
-	s.Metrics.AbsoluteError.Add(score.AbsoluteError)
-	s.Metrics.SquaredError.Add(score.SquaredError)
+	into, _ := score.Owner.(*Scored)
+	if into == nil {
+		into = &Scored{s.Metrics.Feedback, s.Metrics.AbsoluteError, s.Metrics.SquaredError}
+	}
+	into.Outcomes["correct"].Add(float64(score.Correct))
+	into.Outcomes["incorrect"].Add(float64(score.Incorrect))
+	into.Outcomes["scored"].Add(float64(score.Scored))
+	into.AbsoluteError.Add(score.AbsoluteError)
+	into.SquaredError.Add(score.SquaredError)
 }
 
 // CountMatured counts the held labels whose predictions reached the maturity window's age.

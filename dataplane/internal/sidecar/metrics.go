@@ -38,6 +38,73 @@ type Metrics struct {
 	Refused           map[receipt.Failure]prometheus.Counter
 	ReceiptsForgotten prometheus.Counter
 	byCode, retry     sync.Map // status code -> prometheus.Counter
+	identity          Identity
+	mu                sync.Mutex
+	foreign           map[Identity]*Scored // labels of other versions' predictions, by their identity
+}
+
+// Scored is where the labels of one identity's predictions are counted.
+type Scored struct {
+	Outcomes      map[string]prometheus.Counter
+	AbsoluteError prometheus.Counter
+	SquaredError  prometheus.Counter
+}
+
+// MaxForeignIdentities bounds the other versions and roles a sidecar counts labels for (each is
+// a few series; receipts are signed, so only versions of this deployment can appear).
+const MaxForeignIdentities = 8
+
+func newScored(labels prometheus.Labels) (*Scored, []prometheus.Collector) {
+	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "modelops_feedback_total", Help: "Feedback rows by outcome (correct/incorrect for " +
+			"classifiers, scored for regressors, unmatched, invalid).", ConstLabels: labels},
+		[]string{"outcome"})
+	scored := &Scored{Outcomes: map[string]prometheus.Counter{}}
+	for _, outcome := range FeedbackOutcomes {
+		scored.Outcomes[outcome] = outcomes.WithLabelValues(outcome)
+	}
+	scored.AbsoluteError = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "modelops_feedback_absolute_error_total",
+		Help: "Sum of |truth - prediction| over scored regression feedback rows.", ConstLabels: labels})
+	scored.SquaredError = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "modelops_feedback_squared_error_total",
+		Help: "Sum of (truth - prediction)^2 over scored regression feedback rows.", ConstLabels: labels})
+	return scored, []prometheus.Collector{outcomes, scored.AbsoluteError, scored.SquaredError}
+}
+
+// startGauge says when counters with these labels started from zero: the operator tells a
+// restart (a reset) from a lagging Prometheus answer, and a new pod from one whose history was
+// lost.
+func startGauge(labels prometheus.Labels) prometheus.Gauge {
+	start := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "modelops_process_start_time_seconds",
+		Help: "When this process's counters started from zero (unix seconds).", ConstLabels: labels})
+	start.Set(float64(time.Now().UnixNano()) / 1e9)
+	return start
+}
+
+// ScoredFor is where labels of predictions made by id are counted: nil for this sidecar's own
+// counters, else series labelled with id (with their own start time, so that the operator
+// counts them from their first label), created at the first such label. ok is false beyond
+// MaxForeignIdentities.
+func (m *Metrics) ScoredFor(id Identity) (*Scored, bool) {
+	if id == m.identity {
+		return nil, true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if found, ok := m.foreign[id]; ok {
+		return found, true
+	}
+	if len(m.foreign) >= MaxForeignIdentities {
+		return nil, false
+	}
+	labels := prometheus.Labels{"deployment": id.Deployment, "model": id.Model,
+		"version": id.Version, "role": id.Role}
+	scored, collectors := newScored(labels)
+	m.Registry.MustRegister(append(collectors, startGauge(labels))...)
+	m.foreign[id] = scored
+	return scored, true
 }
 
 func NewMetrics(id Identity, predictionBuckets, latencyBuckets []float64, memory feedback.Memory) *Metrics {
@@ -55,20 +122,8 @@ func NewMetrics(id Identity, predictionBuckets, latencyBuckets []float64, memory
 		Name:        "modelops_prediction_value",
 		Help:        "Predicted values (class label or score) of successful inference responses.",
 		ConstLabels: labels, Buckets: predictionBuckets})
-	feedbackVec := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "modelops_feedback_total", Help: "Feedback rows by outcome (correct/incorrect for " +
-			"classifiers, scored for regressors, unmatched, invalid).", ConstLabels: labels},
-		[]string{"outcome"})
-	m.Feedback = map[string]prometheus.Counter{}
-	for _, outcome := range FeedbackOutcomes {
-		m.Feedback[outcome] = feedbackVec.WithLabelValues(outcome)
-	}
-	m.AbsoluteError = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "modelops_feedback_absolute_error_total",
-		Help: "Sum of |truth - prediction| over scored regression feedback rows.", ConstLabels: labels})
-	m.SquaredError = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "modelops_feedback_squared_error_total",
-		Help: "Sum of (truth - prediction)^2 over scored regression feedback rows.", ConstLabels: labels})
+	own, scoredCollectors := newScored(labels)
+	m.Feedback, m.AbsoluteError, m.SquaredError = own.Outcomes, own.AbsoluteError, own.SquaredError
 	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "modelops_feedback_store_entries", Help: "Predictions remembered for feedback.",
 		ConstLabels: labels}, func() float64 { return float64(memory.Len()) })
@@ -76,12 +131,7 @@ func NewMetrics(id Identity, predictionBuckets, latencyBuckets []float64, memory
 		Name:        "modelops_feedback_store_evictions_total",
 		Help:        "Predictions dropped from the full store before their feedback arrived.",
 		ConstLabels: labels}, func() float64 { return float64(memory.Evicted()) })
-	// When these counters started from zero: the operator tells a restart (a reset) from a
-	// lagging Prometheus answer, and a new pod from one whose history was lost.
-	start := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "modelops_process_start_time_seconds",
-		Help: "When this process's counters started from zero (unix seconds).", ConstLabels: labels})
-	start.Set(float64(time.Now().UnixNano()) / 1e9)
+	start := startGauge(labels)
 	// Retries are counted here, not in the series above: the gates read those as independent
 	// requests, which a retry of one is not.
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -102,8 +152,10 @@ func NewMetrics(id Identity, predictionBuckets, latencyBuckets []float64, memory
 		Name: "modelops_feedback_receipts_forgotten_total", Help: "Scored receipts the " +
 			"duplicate check forgot before they expired, to stay within its capacity (a replay " +
 			"of one of them would count again).", ConstLabels: labels})
-	registry.MustRegister(m.requests, duration, prediction, feedbackVec, m.AbsoluteError,
-		m.SquaredError, entries, evictions, start, m.retries, refused, m.ReceiptsForgotten)
+	registry.MustRegister(m.requests, duration, prediction, entries, evictions, start, m.retries,
+		refused, m.ReceiptsForgotten)
+	registry.MustRegister(scoredCollectors...)
+	m.identity, m.foreign = id, map[Identity]*Scored{}
 	m.Duration, m.Prediction = duration, prediction
 	return m
 }

@@ -71,19 +71,29 @@ func (s *Sidecar) feedbackWithReceipt(w http.ResponseWriter, r *http.Request, bo
 	}
 	prediction := feedback.Prediction{Values: verified.Values(), Classification: verified.Classification}
 	madeAt := time.Unix(verified.Issued, 0)
+	var owner *Scored // nil: this sidecar's own counters
 	if verified.Version != s.Identity.Version {
-		// In shadow mode the router sends the champion's receipt to the challenger too: the
-		// receipt proves the request and its label, this arm's own answer to that request is
-		// what it is scored against (kept by this replica, so a paired label needs the replica
-		// that answered the copy, which the router names).
-		own, at, ok := s.Memory.Take(verified.RequestID)
-		if !ok {
-			s.refuse(w, receipt.OtherVersion)
-			return
+		if own, at, ok := s.Memory.Take(verified.RequestID); ok {
+			// Shadow mode: the router sends the champion's receipt to the challenger's replica
+			// that answered the copy; the receipt proves the request and carries the label's
+			// time, this arm's own answer to the same request is what it is scored against.
+			prediction, madeAt = own, at
+		} else {
+			// A prediction of another version (a label that comes after a promotion or a
+			// rollback, or that a Gateway's split sent to the other arm): scored against the
+			// receipt, counted for the version and arm that made it.
+			made := Identity{verified.Deployment, s.Identity.Model, verified.Version, verified.Role}
+			var room bool
+			if owner, room = s.Metrics.ScoredFor(made); !room {
+				s.refuse(w, receipt.OtherVersion)
+				return
+			}
 		}
-		prediction, madeAt = own, at
 	}
 	score, err := feedback.ScoreLabel(prediction, truth, s.LossBound)
+	if owner != nil {
+		score.Owner = owner
+	}
 	if err != nil {
 		s.Metrics.Feedback["invalid"].Inc()
 		serve.Error(w, http.StatusBadRequest, err.Error())

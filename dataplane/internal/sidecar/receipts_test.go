@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
 
 	"modelops.io/dataplane/internal/feedback"
 	"modelops.io/dataplane/internal/receipt"
@@ -151,18 +152,36 @@ func TestABadLabelDoesNotUseUpItsReceipt(t *testing.T) {
 	}
 }
 
-func TestAReceiptOfAnotherVersionIsScoredOnlyAgainstThisArmsOwnAnswer(t *testing.T) {
+func TestAReceiptOfAnotherVersionCountsForThatVersionOrInShadowModeForThisArmsOwnAnswer(t *testing.T) {
 	path := ringFile(t, "0123456789abcdef0123456789abcdef")
 	champion := replica(t, path, "d", "v1")
-	shadow := replica(t, path, "d", "v2")
+	other := replica(t, path, "d", "v2") // after a promotion, or the other arm of a Gateway split
 	token := infer(t, champion, "req-1")
-	if code, answer := labelWithReceipt(shadow, map[string]any{"receipt": token, "truth": 1}, nil); code != 409 ||
-		answer["reason"] != string(receipt.OtherVersion) {
-		t.Fatalf("a v1 receipt at a v2 sidecar that never answered req-1: %d %v", code, answer)
+	if code, answer := labelWithReceipt(other, map[string]any{"receipt": token, "truth": 0}, nil); code != 200 ||
+		answer["incorrect"] != 1.0 {
+		t.Fatalf("a v1 receipt at a v2 sidecar: %d %v", code, answer)
 	}
-	infer(t, shadow, "req-1") // the router's shadow copy of req-1
-	if code, answer := labelWithReceipt(shadow, map[string]any{"receipt": token, "truth": 1}, nil); code != 200 ||
+	if got := testutil.ToFloat64(other.Metrics.Feedback["incorrect"]); got != 0 {
+		t.Errorf("v2's own counters moved: %v", got)
+	}
+	page, _ := testutil.CollectAndFormat(other.Metrics.Registry, expfmt.TypeTextPlain,
+		"modelops_feedback_total", "modelops_process_start_time_seconds")
+	for _, series := range []string{
+		`modelops_feedback_total{deployment="d",model="m",outcome="incorrect",role="champion",version="v1"} 1`,
+		`modelops_process_start_time_seconds{deployment="d",model="m",role="champion",version="v1"}`,
+	} {
+		if !strings.Contains(string(page), series) {
+			t.Errorf("no %s in\n%s", series, page)
+		}
+	}
+	infer(t, other, "req-2") // the router's shadow copy of req-2
+	token = infer(t, champion, "req-2")
+	before := testutil.ToFloat64(other.Metrics.Feedback["correct"])
+	if code, answer := labelWithReceipt(other, map[string]any{"receipt": token, "truth": 1}, nil); code != 200 ||
 		answer["correct"] != 1.0 {
 		t.Fatalf("the shadow copy's label: %d %v", code, answer)
+	}
+	if got := testutil.ToFloat64(other.Metrics.Feedback["correct"]) - before; got != 1 {
+		t.Errorf("the shadow copy's label went to %v of v2's own counters, want 1", got)
 	}
 }
