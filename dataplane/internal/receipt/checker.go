@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"modelops.io/dataplane/internal/serve"
 )
 
 // Field is the response header that carries a prediction's receipt, and the request header a
@@ -22,6 +24,13 @@ type Checker struct {
 // Check verifies token at now against the ring in force.
 func (c *Checker) Check(token string, now time.Time) (Verified, Failure) {
 	return Verify(c.Keys.Current(now), token, now, c.MaxAge, c.Deployment)
+}
+
+// Refuse answers a label refused for failure: its status, and {"outcome": "refused", "reason",
+// "error"}, the same from the router and the sidecar. The caller counts it.
+func (c *Checker) Refuse(w http.ResponseWriter, failure Failure) {
+	serve.JSON(w, failure.Status(), map[string]string{"outcome": "refused",
+		"reason": string(failure), "error": failure.Message(c.MaxAge)})
 }
 
 // TokenOf is the receipt a label presents: the body's "receipt", else the X-Modelops-Receipt

@@ -99,8 +99,7 @@ func (rt *Router) receiptTargets(w http.ResponseWriter, r *http.Request,
 	}
 	if failure != "" {
 		rt.Metrics.Refused[failure].Inc()
-		serve.JSON(w, failure.Status(), map[string]string{"outcome": "refused",
-			"reason": string(failure), "error": failure.Message(rt.Receipts.MaxAge)})
+		rt.Receipts.Refuse(w, failure)
 		return "", nil
 	}
 	live := rt.Watcher.Live.Load()

@@ -120,8 +120,7 @@ func (s *Sidecar) feedbackWithReceipt(w http.ResponseWriter, r *http.Request, bo
 
 func (s *Sidecar) refuse(w http.ResponseWriter, failure receipt.Failure) {
 	s.Metrics.Refused[failure].Inc()
-	serve.JSON(w, failure.Status(), map[string]string{"outcome": "refused",
-		"reason": string(failure), "error": failure.Message(s.Receipts.MaxAge)})
+	s.Receipts.Refuse(w, failure)
 }
 
 func writeScore(w http.ResponseWriter, id string, score feedback.Score) {
