@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .monitoring.cli import add_monitoring
+
 
 def _shares(text: str) -> tuple[float, ...]:
     """ "0.1" or "5,25,50" (percent when > 1) → challenger shares in (0, 1)."""
@@ -424,7 +426,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 #: Functions that register one command group each on the top-level subparsers.
-COMMAND_GROUPS: list[Callable[[Any], None]] = [_add_gating]
+COMMAND_GROUPS: list[Callable[[Any], None]] = [_add_gating, add_monitoring]
 
 
 def build_parser() -> argparse.ArgumentParser:
