@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .monitoring.cli import add_monitoring
+from .monitoring.cli import add_monitoring, add_profile
 
 
 def _shares(text: str) -> tuple[float, ...]:
@@ -426,7 +426,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 #: Functions that register one command group each on the top-level subparsers.
-COMMAND_GROUPS: list[Callable[[Any], None]] = [_add_gating, add_monitoring]
+COMMAND_GROUPS: list[Callable[[Any], None]] = [_add_gating, add_monitoring, add_profile]
 
 
 def build_parser() -> argparse.ArgumentParser:

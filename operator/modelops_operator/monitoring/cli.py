@@ -8,9 +8,19 @@ import json
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ..gating.config import parse_duration
+from .profile import (
+    DEFAULT_BINS,
+    ProfileError,
+    build_profile,
+    digest,
+    encode,
+    model_predictor,
+    read_table,
+)
 from .simulate import MINUTES_PER_DAY, DriftWorld, run, summary
 
 LABELS = {
@@ -135,4 +145,59 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     result = simulate(args, progress)
     print(json.dumps(result, indent=2) if args.json else render(result))
+    return 0
+
+
+def add_profile(subparsers: Any) -> None:
+    profile = subparsers.add_parser(
+        "profile",
+        help="build a model version's training profile from a training or holdout table",
+        description=(
+            "Write the training profile the monitors compare a live model against: per-feature "
+            "bins and frequencies, input ranges, the prediction and confidence distributions "
+            "and, with --label, the holdout's accuracy or mean absolute error. Prints the "
+            "digest to put in spec.model.profile."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    profile.add_argument("table", type=Path, help="CSV (header row first) or Parquet file")
+    profile.add_argument("-o", "--output", type=Path, default=Path("profile.json"))
+    profile.add_argument("--model", type=Path, help="the model file or directory")
+    profile.add_argument("--format", default="sklearn", help="the model's format, as in spec.model")
+    profile.add_argument(
+        "--allow-unsafe-pickle",
+        action="store_true",
+        help="load a pickled model (only one you trust)",
+    )
+    profile.add_argument("--label", help="the column holding the true label or value")
+    profile.add_argument(
+        "--features",
+        help="feature columns in the model's input order "
+        "(comma-separated; default: every column but the label)",
+    )
+    profile.add_argument("--bins", type=int, default=DEFAULT_BINS, help="bins per feature")
+    profile.set_defaults(func=_cmd_profile)
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    try:
+        columns = read_table(args.table)
+        predict = None
+        if args.model is not None:
+            predict = model_predictor(args.format, args.model, args.allow_unsafe_pickle)
+        features = [f.strip() for f in args.features.split(",")] if args.features else None
+        built = build_profile(
+            columns, label=args.label, features=features, predict=predict, bins=args.bins
+        )
+    except (OSError, ProfileError, ValueError) as exc:
+        print(f"modelops profile: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    data = encode(built)
+    args.output.write_bytes(data)
+    holdout = built.get("holdout")
+    summary_line = f"{len(built['features'])} features, {built['rows']:,} rows"
+    if holdout:
+        summary_line += f", holdout {holdout['metric']} {holdout['value']:.4f}"
+    print(f"wrote {args.output} ({summary_line})")
+    print(f"digest: {digest(data)}")
     return 0
