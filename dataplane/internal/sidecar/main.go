@@ -9,8 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"modelops.io/dataplane/internal/cli"
 	"modelops.io/dataplane/internal/feedback"
+	"modelops.io/dataplane/internal/inputs"
 	"modelops.io/dataplane/internal/promtext"
 	"modelops.io/dataplane/internal/receipt"
 	"modelops.io/dataplane/internal/serve"
@@ -49,6 +52,8 @@ func Main(args []string) int {
 		"is accepted (spec.monitoring.feedback.maxDelay)")
 	seenCapacity := f.Int("receipt-seen-capacity", 200_000, "scored receipts remembered so "+
 		"that a label sent twice counts once")
+	profileFile := f.String("profile-file", "", "the model version's training profile (JSON from "+
+		"`modelops profile`): inputs are counted in its bins (modelops_input_* series)")
 	_ = f.String("log-level", "INFO", "logging level")
 	limits := serve.AddLimitFlags(f)
 	if err := f.Parse(args); err != nil {
@@ -99,6 +104,14 @@ func Main(args []string) int {
 		}
 		s.Receipts = &receipt.Checker{Keys: ring, MaxAge: cli.Seconds(*maxDelay), Deployment: *deployment}
 		s.Seen = receipt.NewSeen(int(*seenCapacity))
+	}
+	if *profileFile != "" {
+		profile, err := inputs.Load(*profileFile)
+		if err != nil {
+			return cli.Fail(fmt.Errorf("--profile-file: %w", err))
+		}
+		s.Inputs = inputs.NewCounter(profile, prometheus.Labels{"deployment": *deployment,
+			"model": *model, "version": *version, "role": *role}, s.Metrics.Registry)
 	}
 	if *maturity > 0 {
 		s.Maturing = feedback.NewMaturing(cli.Seconds(*maturity), nil)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"modelops.io/dataplane/internal/feedback"
+	"modelops.io/dataplane/internal/inputs"
 	"modelops.io/dataplane/internal/marks"
 	"modelops.io/dataplane/internal/receipt"
 	"modelops.io/dataplane/internal/serve"
@@ -39,12 +40,14 @@ type Sidecar struct {
 	Identity         Identity
 	Receipts         *receipt.Checker // nil: labels name a request id this replica remembers
 	Seen             *receipt.Seen    // receipts already scored (with Receipts)
+	Inputs           *inputs.Counter  // nil: no training profile, inputs are not counted
 	proxy            *httputil.ReverseProxy
 }
 
 // exchange is one proxied request's state, carried in its context.
 type exchange struct {
 	inference bool
+	answered  bool // a 200 to a first attempt: its inputs are counted
 	started   time.Time
 	marks     marks.Marks
 	servedBy  string
@@ -82,6 +85,11 @@ func (s *Sidecar) Handle(w http.ResponseWriter, r *http.Request, body []byte) {
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), exchangeKey{}, ex), s.Timeout)
 	defer cancel()
 	s.proxy.ServeHTTP(w, r.WithContext(ctx))
+	if s.Inputs != nil && ex.answered {
+		// The answer goes out first; counting the inputs is not the client's wait.
+		_ = http.NewResponseController(w).Flush()
+		s.Inputs.Observe(body)
+	}
 }
 
 func (s *Sidecar) rewrite(pr *httputil.ProxyRequest) {
@@ -136,8 +144,9 @@ func (s *Sidecar) modifyResponse(resp *http.Response) error {
 	resp.TransferEncoding = nil
 	header.Del("Transfer-Encoding")
 	header.Set("Content-Length", itoa(len(payload)))
-	s.account(key, resp.StatusCode, response, time.Since(ex.started), ex.marks.Attempt(),
+	retry := s.account(key, resp.StatusCode, response, time.Since(ex.started), ex.marks.Attempt(),
 		ex.marks.RequestID != "")
+	ex.answered = resp.StatusCode == http.StatusOK && !retry
 	return nil
 }
 
@@ -179,9 +188,10 @@ func (s *Sidecar) isRetry(attempt int, clientID string) bool {
 }
 
 // account is the metrics and feedback memory of one answered inference. A retry is
-// remembered for its feedback as any answer, but counted only in modelops_retries_total.
+// remembered for its feedback as any answer, but counted only in modelops_retries_total
+// (returned true).
 func (s *Sidecar) account(key string, status int, response map[string]any, elapsed time.Duration,
-	attempt int, clientNamed bool) {
+	attempt int, clientNamed bool) bool {
 	clientID := ""
 	if clientNamed {
 		clientID = key
@@ -192,10 +202,11 @@ func (s *Sidecar) account(key string, status int, response map[string]any, elaps
 	}
 	if retry {
 		s.Metrics.CountRetry(status)
-		return
+		return true
 	}
 	s.Metrics.CountRequest(status)
 	s.Metrics.Duration.Observe(elapsed.Seconds())
+	return false
 }
 
 func (s *Sidecar) remember(key string, response map[string]any, retry bool) {
