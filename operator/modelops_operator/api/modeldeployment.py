@@ -32,6 +32,46 @@ _QUANTITY_RULE = cel(
 )
 
 
+class ModelProfile(KubeModel):
+    """The model version's training profile, written by `modelops profile` (docs/monitoring.md):
+    the reference its live inputs are compared with."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!self.uri.startsWith('pvc://') || self.uri.matches('^pvc://[a-z0-9][-a-z0-9.]*/.+')",
+                "spec.model.profile.uri pvc:// must look like pvc://<claim-name>/<path/in/volume>",
+                field_path=".uri",
+            ),
+        )
+    )
+
+    uri: str = Field(
+        description="Where the profile file is, with the same schemes as spec.model.uri (one "
+        "file, not a directory). Fetched beside the model, with its credentials, and verified "
+        "against digest; the metrics sidecar counts inputs in its bins.",
+        min_length=1,
+        max_length=2048,
+        json_schema_extra=validations(
+            cel(
+                "self.matches('^(file|pvc|http|https|s3|gs)://.+[^/]$')",
+                "spec.model.profile.uri must start with one of file://, pvc://, http://, "
+                "https://, s3://, gs:// and name a file (not ending in '/')",
+            )
+        ),
+    )
+    digest: str = Field(
+        description="SHA-256 digest of the profile file (`modelops profile` prints it).",
+        max_length=71,
+        json_schema_extra=validations(
+            cel(
+                "self.matches('^sha256:[0-9a-f]{64}$')",
+                "spec.model.profile.digest must be sha256: followed by 64 lower-case hex digits",
+            )
+        ),
+    )
+
+
 class ModelSource(KubeModel):
     """Which model to serve: where its file is, its format, and the digest that proves it."""
 
@@ -84,6 +124,12 @@ class ModelSource(KubeModel):
                 "spec.model.digest must be sha256: followed by 64 lower-case hex digits",
             )
         ),
+    )
+    profile: ModelProfile | None = Field(
+        None,
+        description="This version's training profile (`modelops profile`): with it, the "
+        "sidecar counts inputs in the profile's bins and the operator watches the live model "
+        "for input drift (spec.monitoring.drift, condition DataDrift).",
     )
     credentials_secret: str | None = Field(
         None,
@@ -432,8 +478,21 @@ class Feedback(KubeModel):
     )
 
 
+class DriftMonitor(KubeModel):
+    """Input drift against the training profile, watched while the model is live."""
+
+    alarm_every: str = Field(
+        "90d",
+        max_length=8,
+        pattern=r"^[1-9][0-9]{0,4}(d|h)$",
+        description="Expected time between false alarms on a healthy model, in days or hours "
+        "(90d, 12h): the detector's threshold, shared by all features. Larger waits for more "
+        "evidence before DataDrift; smaller alarms sooner and more often for nothing.",
+    )
+
+
 class Monitoring(KubeModel):
-    """What the metrics sidecar records about predictions."""
+    """What the metrics sidecar records about predictions, and how the live model is watched."""
 
     prediction_buckets: list[float] | None = Field(
         None,
@@ -458,6 +517,11 @@ class Monitoring(KubeModel):
         gt=0,
         le=1,
         description="Share of requests whose predictions are recorded, in (0, 1].",
+    )
+    drift: DriftMonitor = Field(
+        default_factory=lambda: DriftMonitor.model_validate({}),
+        description="Input drift monitoring (needs spec.model.profile).",
+        json_schema_extra={"default": {}},
     )
 
 
@@ -584,6 +648,40 @@ class HistoryEntry(KubeModel):
     )
 
 
+class FeatureDrift(KubeModel):
+    """One feature's part in the drift evidence."""
+
+    name: str = Field(description="Feature name, as in the profile.")
+    share: float = Field(description="Its share of the drift statistic, in [0, 1].")
+
+
+class DriftStatus(KubeModel):
+    """The input-drift monitor's state (docs/monitoring.md). Written when it changes, not at
+    every look: the live figures are the operator's modelops_monitor_* metrics."""
+
+    state: Literal["Watching", "Drifted", "NoData", "Unavailable"] = Field(
+        description="Watching (no drift found), Drifted (DataDrift), NoData (no inputs counted "
+        "yet) or Unavailable (Prometheus or the profile's series cannot be read)."
+    )
+    version: str = Field(description="The live version watched (its profile's bins).")
+    evidence: float = Field(
+        0.0, description="How far the detector is towards an alarm, log M / log c: 1 alarms."
+    )
+    rows: int = Field(0, ge=0, description="Input rows counted since `since`, when written.")
+    since: datetime | None = Field(None, description="When the detector (re)started.")
+    detected_at: datetime | None = Field(None, description="When drift was found.")
+    features: list[FeatureDrift] = Field(
+        default_factory=list, max_length=5, description="Features carrying most evidence."
+    )
+    message: str = Field("", max_length=1024, description="What the monitor says, for people.")
+
+
+class MonitoringStatus(KubeModel):
+    """What the live-model monitors found."""
+
+    drift: DriftStatus | None = Field(None, description="Input drift against the profile.")
+
+
 class ModelDeploymentStatus(ObservedStatus):
     """What is live, written by the operator only."""
 
@@ -601,6 +699,9 @@ class ModelDeploymentStatus(ObservedStatus):
         default_factory=list,
         max_length=20,
         description="The last changes of the live model, newest last (bounded).",
+    )
+    monitoring: MonitoringStatus | None = Field(
+        None, description="The live-model monitors' findings (with spec.model.profile)."
     )
 
 

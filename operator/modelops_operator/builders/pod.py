@@ -46,6 +46,11 @@ MODEL_STOP_DELAY_SECONDS = SIDECAR_STOP_DELAY_SECONDS + SIDECAR_DRAIN_SECONDS + 
 MODEL_VOLUME = "model"
 TMP_VOLUME = "tmp"
 SOURCE_VOLUME = "model-source"
+# The training profile (spec.model.profile): fetched into its own emptyDir, read by the sidecar.
+PROFILE_VOLUME = "profile"
+PROFILE_DIR = "/profile"
+PROFILE_SOURCE_VOLUME = "profile-source"
+PROFILE_PVC_MOUNT = "/mnt/profile-source"
 
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
@@ -123,29 +128,27 @@ def _common_env() -> list[dict[str, str]]:
     return [{"name": "MODELOPS_TERMINATION_LOG", "value": TERMINATION_LOG}]
 
 
-def build_fetch_container(
-    spec: ModelDeploymentSpec, serving_image: str = DEFAULT_SERVING_IMAGE
-) -> dict[str, Any]:
-    """Init container: copy the model into the shared emptyDir, refusing a wrong digest."""
-    plan = fetch_plan(spec)
+def _fetch_image(spec: ModelDeploymentSpec, serving_image: str) -> str:
     # A file:// model lives inside the model image, so the fetch must run that image.
     # (file:// is refused with MLServer and Triton, whose images have no modelops-fetch.)
-    image = (
-        spec.runtime.image or serving_image
-        if spec.model.uri.startswith("file://") else serving_image
-    )
-    mounts: list[dict[str, Any]] = [
-        {"name": MODEL_VOLUME, "mountPath": MODEL_DIR},
-        {"name": TMP_VOLUME, "mountPath": "/tmp"},
-    ]
-    if plan.pvc_claim:
-        mounts.append({"name": SOURCE_VOLUME, "mountPath": PVC_MOUNT, "readOnly": True})
+    if spec.model.uri.startswith("file://"):
+        return spec.runtime.image or serving_image
+    return serving_image
+
+
+def _fetch_container(
+    spec: ModelDeploymentSpec,
+    serving_image: str,
+    name: str,
+    args: list[str],
+    mounts: list[dict[str, Any]],
+) -> dict[str, Any]:
     container: dict[str, Any] = {
-        "name": "model-fetch",
-        "image": image,
+        "name": name,
+        "image": _fetch_image(spec, serving_image),
         "imagePullPolicy": spec.runtime.image_pull_policy,
         "command": ["modelops-fetch"],
-        "args": [plan.fetch_uri, plan.fetch_dest, "--digest", spec.model.digest],
+        "args": args,
         "env": _common_env(),
         "volumeMounts": mounts,
         "securityContext": container_security_context(),
@@ -155,6 +158,62 @@ def build_fetch_container(
     if spec.model.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": spec.model.credentials_secret}}]
     return container
+
+
+def build_fetch_container(
+    spec: ModelDeploymentSpec, serving_image: str = DEFAULT_SERVING_IMAGE
+) -> dict[str, Any]:
+    """Init container: copy the model into the shared emptyDir, refusing a wrong digest."""
+    plan = fetch_plan(spec)
+    mounts: list[dict[str, Any]] = [
+        {"name": MODEL_VOLUME, "mountPath": MODEL_DIR},
+        {"name": TMP_VOLUME, "mountPath": "/tmp"},
+    ]
+    if plan.pvc_claim:
+        mounts.append({"name": SOURCE_VOLUME, "mountPath": PVC_MOUNT, "readOnly": True})
+    args = [plan.fetch_uri, plan.fetch_dest, "--digest", spec.model.digest]
+    return _fetch_container(spec, serving_image, "model-fetch", args, mounts)
+
+
+@dataclass(frozen=True)
+class ProfileFetchPlan:
+    """Where the profile comes from (a pvc:// one through its own read-only mount) and where
+    the sidecar reads it."""
+
+    fetch_uri: str
+    path: str
+    pvc_claim: str | None
+
+
+def profile_fetch_plan(spec: ModelDeploymentSpec) -> ProfileFetchPlan | None:
+    if spec.model.profile is None:
+        return None
+    parts = urlsplit(spec.model.profile.uri)
+    name = posixpath.basename(unquote(parts.path)) or "profile.json"
+    if parts.scheme == "pvc":
+        return ProfileFetchPlan(f"file://{PROFILE_PVC_MOUNT}{parts.path}",
+                                f"{PROFILE_DIR}/{name}", parts.netloc)  # fmt: skip
+    return ProfileFetchPlan(spec.model.profile.uri, f"{PROFILE_DIR}/{name}", None)
+
+
+def build_init_containers(
+    spec: ModelDeploymentSpec, serving_image: str = DEFAULT_SERVING_IMAGE
+) -> list[dict[str, Any]]:
+    """The model's fetch, then the profile's (verified against its own digest)."""
+    containers = [build_fetch_container(spec, serving_image)]
+    plan = profile_fetch_plan(spec)
+    if plan is not None and spec.model.profile is not None:
+        mounts: list[dict[str, Any]] = [
+            {"name": PROFILE_VOLUME, "mountPath": PROFILE_DIR},
+            {"name": TMP_VOLUME, "mountPath": "/tmp"},
+        ]
+        if plan.pvc_claim:
+            mounts.append(
+                {"name": PROFILE_SOURCE_VOLUME, "mountPath": PROFILE_PVC_MOUNT, "readOnly": True}
+            )
+        args = [plan.fetch_uri, f"{PROFILE_DIR}/", "--digest", spec.model.profile.digest]
+        containers.append(_fetch_container(spec, serving_image, "profile-fetch", args, mounts))
+    return containers
 
 
 def build_model_container(
@@ -240,6 +299,12 @@ def build_sidecar_container(
         # The prediction must still be remembered when its label matures.
         ttl = max(maturity, DEFAULT_FEEDBACK_TTL_SECONDS)
         args += ["--label-maturity", format(maturity, "g"), "--feedback-ttl", format(ttl, "g")]
+    mounts = [KEYS_MOUNT] if feedback.enabled else []
+    profile = profile_fetch_plan(spec)
+    if profile is not None:
+        # Inputs counted in the profile's bins, for the drift monitor (docs/monitoring.md).
+        args += ["--profile-file", profile.path]
+        mounts.append({"name": PROFILE_VOLUME, "mountPath": PROFILE_DIR, "readOnly": True})
     return {
         "name": "metrics-sidecar",
         "image": serving_image,
@@ -253,7 +318,7 @@ def build_sidecar_container(
         "env": _common_env(),
         "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5},
         "lifecycle": stop_delay(SIDECAR_STOP_DELAY_SECONDS),
-        "volumeMounts": [KEYS_MOUNT] if feedback.enabled else [],
+        "volumeMounts": mounts,
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
@@ -297,4 +362,10 @@ def build_volumes(deployment: str, spec: ModelDeploymentSpec) -> list[dict[str, 
         volumes.append(
             {"name": SOURCE_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
+    profile = profile_fetch_plan(spec)
+    if profile is not None:
+        volumes.append({"name": PROFILE_VOLUME, "emptyDir": {"sizeLimit": "4Mi"}})
+        if profile.pvc_claim:
+            volumes.append({"name": PROFILE_SOURCE_VOLUME, "persistentVolumeClaim": {
+                "claimName": profile.pvc_claim, "readOnly": True}})  # fmt: skip
     return volumes

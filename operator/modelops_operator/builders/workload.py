@@ -20,7 +20,7 @@ from ..constants import (
 )
 from .labels import object_labels
 from .pod import (
-    build_fetch_container,
+    build_init_containers,
     build_model_container,
     build_sidecar_container,
     build_volumes,
@@ -99,7 +99,7 @@ def build_model_deployment(
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
-                    "initContainers": [build_fetch_container(spec, serving_image)],
+                    "initContainers": build_init_containers(spec, serving_image),
                     "containers": [
                         build_model_container(spec, serving_image),
                         build_sidecar_container(deployment, spec, role, serving_image),

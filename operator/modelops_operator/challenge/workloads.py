@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..api.modeldeployment import ModelDeploymentSpec, Runtime
+from ..api.modeldeployment import ModelDeploymentSpec, ModelProfile, Runtime
 from ..builders.keys import (
     KEYS_DIR,
     KEYS_MOUNT,
@@ -62,19 +62,22 @@ def serving_of(spec: ModelDeploymentSpec) -> str:
     runtime = spec.runtime.model_dump(
         by_alias=True, exclude_defaults=True, mode="json", include=set(SERVING_FIELDS)
     )
-    return json.dumps(
-        {"format": spec.model.format, "runtime": runtime}, sort_keys=True, separators=(",", ":")
-    )
+    serving: dict[str, Any] = {"format": spec.model.format, "runtime": runtime}
+    if spec.model.profile is not None:  # the version's own profile goes where it goes
+        serving["profile"] = spec.model.profile.model_dump(mode="json")
+    return json.dumps(serving, sort_keys=True, separators=(",", ":"))
 
 
 def spec_with_model(spec: ModelDeploymentSpec, model: ModelRef) -> ModelDeploymentSpec:
     """The ModelDeployment's spec with another version of its model, served as that version
-    was (its format and server) when the reference records it."""
+    was (its format, server and training profile) when the reference records it."""
     update: dict[str, Any] = {"version": model.version, "uri": model.uri, "digest": model.digest}
     runtime = spec.runtime
     if model.serving:
         serving = json.loads(model.serving)
         update["format"] = serving["format"]
+        profile = serving.get("profile")
+        update["profile"] = ModelProfile.model_validate(profile) if profile else None
         wire = {**spec.runtime.to_wire(), **serving["runtime"]}
         for name in SERVING_FIELDS:  # a field the recorded setup left unset is unset
             alias = Runtime.model_fields[name].alias or name
