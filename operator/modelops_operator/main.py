@@ -5,6 +5,6 @@ Importing the handler modules registers them with kopf; nothing else happens at 
 
 from __future__ import annotations
 
-from .handlers import championchallenger, modeldeployment, operator
+from .handlers import championchallenger, modeldeployment, monitoring, operator
 
-__all__ = ["championchallenger", "modeldeployment", "operator"]
+__all__ = ["championchallenger", "modeldeployment", "monitoring", "operator"]

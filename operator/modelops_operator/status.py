@@ -21,6 +21,7 @@ from .challenge.view import ChallengeView
 from .challenge.workloads import serving_of
 from .conditions import format_time
 from .constants import ROLE_CHAMPION
+from .monitoring.live import DATA_DRIFT
 from .observe import DeploymentObservation, PodFailure, rollout_complete
 
 HISTORY_LIMIT = 20
@@ -36,6 +37,7 @@ OWNED_KEYS = (
     "readyReplicas",
     "selector",
     "history",
+    "monitoring",
 )
 
 
@@ -227,28 +229,40 @@ def compute_status(
     failures: Sequence[PodFailure] = (),
     challenge: ChallengeView | None = None,
     rejection: Rejection | None = None,
+    monitoring: tuple[dict[str, Any], cond.ConditionState] | None = None,
 ) -> dict[str, Any]:
     """The status (owned keys only) for `outcome.generation`.
 
     `spec` is the spec the champion Deployment was built from: with a ChampionChallenger, its
     model is the one the challenge made live, not necessarily the one spec.model names.
     `rejection`: spec.model names a version the challenge rolled back (`rejection_of`).
+    `monitoring`: the drift monitor's status and DataDrift condition (`monitoring.live`); None
+    keeps what the status says until the monitor's first look, and a live model without a
+    profile has neither.
     """
     previous = previous or {}
     wanted, complete = _conditions_for(name, spec, outcome, observed, failures)
     wanted = _unless_rejected(wanted, rejection)
     champion, history = _champion_and_history(spec, previous, complete, now, challenge)
+    conditions = cond.merge_conditions(previous.get("conditions"), wanted, outcome.generation, now)
+    watched = previous.get("monitoring")
+    if spec.model.profile is None:
+        watched = None
+        conditions = [c for c in conditions if c["type"] != DATA_DRIFT]
+    elif monitoring is not None:
+        watched = {"drift": monitoring[0]}
+        conditions = cond.merge_conditions(conditions, [monitoring[1]], outcome.generation, now)
     status: dict[str, Any] = {
         "observedGeneration": outcome.generation,
-        "conditions": cond.merge_conditions(
-            previous.get("conditions"), wanted, outcome.generation, now
-        ),
+        "conditions": conditions,
         "endpoint": endpoint_url(name, namespace),
         "replicas": observed.replicas if observed else 0,
         "readyReplicas": observed.ready_replicas if observed else 0,
         "selector": selector_string(name, ROLE_CHAMPION),
         "history": history,
     }
+    if watched:
+        status["monitoring"] = watched
     if champion:
         status["champion"] = champion
     if challenge is not None and challenge.challenger is not None:

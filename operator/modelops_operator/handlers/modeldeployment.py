@@ -309,6 +309,7 @@ async def _publish_once(
         failures,
         challenge,
         challenge.rejection_of(model_ref(spec)) if challenge is not None else None,
+        memo.monitor_views.get((namespace, name)),
     )
     patch = status_patch(current, wanted)
     if not patch:

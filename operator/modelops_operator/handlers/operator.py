@@ -54,6 +54,8 @@ async def configure(
     memo.repairs = set()  # (namespace, name) whose children must be re-applied now
     memo.challenge_views = {}  # (namespace, mdep) -> last ChallengeView seen
     memo.applied = {}  # (kind, namespace, name) -> digest of the manifest last applied
+    memo.drift_watches = {}  # (namespace, name) -> monitoring.live.DriftWatch of the live version
+    memo.monitor_views = {}  # (namespace, name) -> (status.monitoring.drift, DataDrift condition)
     memo.prometheus = PrometheusSource(prometheus_settings())
     # A retired challenger stays this long without traffic, for labels of requests it answered.
     memo.feedback_grace_seconds = float(os.environ.get("MODELOPS_FEEDBACK_GRACE_SECONDS", "30"))

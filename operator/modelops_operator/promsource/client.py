@@ -68,7 +68,8 @@ class CountsReading:
     complete: bool = False
 
 
-def _selector(labels: Mapping[str, str]) -> str:
+def label_selector(labels: Mapping[str, str]) -> str:
+    """{a="x",b="y"}: a PromQL label matcher for exactly these values."""
     # PromQL string literals escape like JSON's (backslash, double quote, control characters).
     return "{" + ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items())) + "}"
 
@@ -155,7 +156,7 @@ class PrometheusSource:
         had not yet lost (the ledger's new-series rules rely on that)."""
         family_of = {COUNTER_FAMILIES[f][0]: f for f in families}
         names = "|".join([*family_of, START_TIME_GAUGE])
-        samples = await self.instant(f'{{__name__=~"{names}",{_selector(labels)[1:]}', at)
+        samples = await self.instant(f'{{__name__=~"{names}",{label_selector(labels)[1:]}', at)
         series: dict[str, list[Sample]] = {f: [] for f in families}
         starts: list[Sample] = []
         for sample in samples:
@@ -189,7 +190,7 @@ class PrometheusSource:
         first `warm_up` seconds are left out (the ledger's rule)."""
         now = time.time() if now is None else now
         labels = {self.settings.namespace_label: namespace, "deployment": deployment}
-        selector = _selector(labels)
+        selector = label_selector(labels)
         families = (*SIDECAR_FAMILIES, "paired") if paired else SIDECAR_FAMILIES
         arms = (champion, challenger)
         stamps_query = f"timestamp(modelops_requests_total{selector})"

@@ -1,0 +1,209 @@
+"""One live deployment's input-drift watch: pure state, fed by the handler from Prometheus.
+
+The handler (``handlers/monitoring.py``) reads, per look, what the champion's sidecars counted
+since the previous look (``modelops_input_bin_total``, summed over replicas) and, once per
+version, the profile they count against (``modelops_profile_bin_share``, which the sidecars
+export from the verified file). Everything else is here: the detector, the state, and what
+status, condition and metrics say.
+
+The detector lives in the operator's memory. A restart begins a new detector: that loses the
+evidence gathered so far (a drift is found later) but not the guarantee, since the chance of
+a false alarm within T looks is at most T / c for every detector, restarted or not. A drift
+already found is kept: the condition and status say so until another version goes live.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from ..conditions import ConditionState, format_time
+from .detectors import BinnedDrift, alarm_threshold
+
+DATA_DRIFT = "DataDrift"
+#: Evidence written to status only in steps of this much (the metrics carry every look).
+EVIDENCE_STEP = 0.1
+TOP_FEATURES = 3
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The profile as the sidecars export it: features in order, bin shares, rows."""
+
+    features: tuple[str, ...]
+    shares: np.ndarray  # (F, K), zero-padded
+    mask: np.ndarray  # (F, K) real bins
+    rows: float
+
+
+def reference_from(
+    shares: Iterable[tuple[Mapping[str, str], float]], rows: float
+) -> Reference | None:
+    """The reference from ``modelops_profile_bin_share`` samples (labels feature, bin)."""
+    by_feature: dict[str, dict[int, float]] = {}
+    for labels, value in shares:
+        try:
+            bin_index = int(labels["bin"])
+        except (KeyError, ValueError):
+            continue
+        by_feature.setdefault(labels.get("feature", ""), {})[bin_index] = value
+    if not by_feature or rows <= 0:
+        return None
+    features = tuple(sorted(by_feature))
+    width = max(max(bins) + 1 for bins in by_feature.values())
+    shares_array = np.zeros((len(features), width))
+    mask = np.zeros((len(features), width), dtype=bool)
+    for f, name in enumerate(features):
+        for b, value in by_feature[name].items():
+            shares_array[f, b] = max(value, 0.0)
+            mask[f, b] = True
+    return Reference(features, shares_array, mask, rows)
+
+
+def counts_from(
+    samples: Iterable[tuple[Mapping[str, str], float]], reference: Reference
+) -> np.ndarray:
+    """(F, K) counts of one look from ``increase(modelops_input_bin_total[...])`` samples."""
+    index = {name: i for i, name in enumerate(reference.features)}
+    counts = np.zeros(reference.shares.shape)
+    for labels, value in samples:
+        f = index.get(labels.get("feature", ""))
+        try:
+            b = int(labels.get("bin", ""))
+        except ValueError:
+            continue
+        if (
+            f is not None
+            and 0 <= b < reference.shares.shape[-1]
+            and reference.mask[f, b]
+            and math.isfinite(value)
+        ):
+            counts[f, b] += max(value, 0.0)
+    return counts
+
+
+@dataclass
+class DriftWatch:
+    """The drift detector of one deployment's live version."""
+
+    version: str
+    reference: Reference
+    alarm_every_seconds: float
+    interval_seconds: float
+    since: float
+    multiplicity: float = 1.0
+    detector: BinnedDrift = field(init=False)
+    last_look: float | None = None
+    totals: Any = None  # the sidecars' counters at the last look (reading.SeriesTotals)
+    rows: float = 0.0
+    drifted_at: float | None = None
+    rows_at_detection: float = 0.0
+    top_at_detection: list[tuple[str, float]] = field(default_factory=list)
+    evidence: float = 0.0
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.detector = BinnedDrift(
+            self.reference.shares[None],
+            self.reference.mask,
+            self.reference.rows,
+            self.threshold,
+        )
+
+    @property
+    def threshold(self) -> float:
+        return alarm_threshold(self.alarm_every_seconds, self.interval_seconds, self.multiplicity)
+
+    def look(self, counts: np.ndarray, now: float) -> bool:
+        """Take one look's counts; True when this look found drift (a new alarm)."""
+        self.last_look = now
+        self.rows += float(counts.sum(axis=-1).max(initial=0.0))
+        statistic = float(self.detector.update(counts[None])[0])
+        self.evidence = max(statistic, 0.0) / math.log(self.threshold)
+        shares = self.detector.feature_shares()[0]
+        order = np.argsort(-shares)[:TOP_FEATURES]
+        self.top = [(self.reference.features[i], float(shares[i])) for i in order]
+        if not self.detector.alarmed()[0]:
+            return False
+        # Keep watching with a fresh detector; the drift found stays found for this version.
+        self.detector.reset(np.ones(1, dtype=bool))
+        newly = self.drifted_at is None
+        if newly:
+            self.drifted_at, self.rows_at_detection = now, self.rows
+            self.top_at_detection = list(self.top)
+        return newly
+
+
+def _time(seconds: float | None) -> str | None:
+    return None if seconds is None else format_time(datetime.fromtimestamp(seconds, UTC))
+
+
+def drift_view(
+    watch: DriftWatch | None,
+    version: str,
+    *,
+    problem: str = "",
+) -> tuple[dict[str, Any], ConditionState]:
+    """status.monitoring.drift and the DataDrift condition.
+
+    ``problem``: why this look could not be read (Prometheus down, no sidecar scraped yet).
+    """
+    if watch is None or (watch.last_look is None and watch.drifted_at is None):
+        state = "Unavailable" if problem else "NoData"
+        message = problem or "no inputs counted yet by the champion's sidecars"
+        condition = ConditionState(DATA_DRIFT, "Unknown", state, message)
+        return {"state": state, "version": version, "message": message}, condition
+    top = watch.top_at_detection if watch.drifted_at is not None else watch.top
+    features: list[dict[str, Any]] = [
+        {"name": n, "share": round(s, 2)} for n, s in top if s >= 0.05
+    ]
+    # Only what changes with the state is written: a healthy look writes nothing.
+    status: dict[str, Any] = {
+        "version": watch.version,
+        "evidence": round(math.floor(watch.evidence / EVIDENCE_STEP) * EVIDENCE_STEP, 1),
+        "since": _time(watch.since),
+    }
+    if watch.drifted_at is not None:
+        names = ", ".join(str(f["name"]) for f in features) or "several features"
+        message = (
+            f"inputs of version {watch.version} drifted from its training profile "
+            f"(most in {names}); found after {int(watch.rows_at_detection):,} rows"
+        )
+        status.update(state="Drifted", detectedAt=_time(watch.drifted_at), features=features,
+                      rows=int(watch.rows_at_detection), message=message, evidence=1.0)  # fmt: skip
+        return status, ConditionState(DATA_DRIFT, "True", "InputsDrifted", message)
+    if watch.rows <= 0:
+        message = "no inputs counted yet by the champion's sidecars"
+        status.update(state="NoData", message=message)
+        return status, ConditionState(DATA_DRIFT, "Unknown", "NoData", message)
+    days = watch.alarm_every_seconds / 86400
+    message = (
+        f"no drift found in the inputs of version {watch.version} "
+        f"(alarm at evidence 1; false alarms at most once in {days:g} days on average)"
+    )
+    if problem:
+        message = f"{problem}; last look: {message}"
+    status.update(state="Unavailable" if problem else "Watching", message=message)
+    if status["evidence"] >= 0.5:
+        status["features"] = features
+    return status, ConditionState(DATA_DRIFT, "False", "NoDrift", message)
+
+
+def restored_drift(previous: Mapping[str, Any] | None, version: str) -> float | None:
+    """When the status already said this version drifted (kept across operator restarts)."""
+    drift = ((previous or {}).get("monitoring") or {}).get("drift") or {}
+    if drift.get("state") != "Drifted" or drift.get("version") != version:
+        return None
+    stamp = drift.get("detectedAt")
+    if not stamp:
+        return None
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def top_features_text(features: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(f"{f['name']} ({f['share']:.0%})" for f in features)
