@@ -229,6 +229,14 @@ def modeldeployment_crd() -> dict[str, Any]:
         {"name": "Desired", "type": "string", "priority": 1, "jsonPath": ".spec.model.version"},
         {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas"},
         {"name": "Wanted", "type": "integer", "priority": 1, "jsonPath": ".spec.runtime.replicas"},
+        # Watching, Drifted, NoData: empty without a profile (docs/monitoring.md).
+        {"name": "Drift", "type": "string", "jsonPath": ".status.monitoring.drift.state"},
+        {
+            "name": "Evidence",
+            "type": "number",
+            "priority": 1,
+            "jsonPath": ".status.monitoring.drift.evidence",
+        },
         {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
         status,
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -85,7 +85,7 @@ def test_modeldeployment_has_scale_status_and_columns() -> None:
     assert status_props["selector"]["type"] == "string"  # HPA needs a string selector
     assert status_props["replicas"]["type"] == "integer"
     names = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
-    assert names == ["Ready", "Model", "Version", "Replicas", "Endpoint", "Age"]
+    assert names == ["Ready", "Model", "Version", "Replicas", "Drift", "Endpoint", "Age"]
     assert crd["spec"]["names"]["shortNames"] == ["mdep"]
     assert crd["spec"]["names"]["categories"] == ["modelops"]
 
