@@ -21,10 +21,12 @@ from .challenge.view import ChallengeView
 from .challenge.workloads import serving_of
 from .conditions import format_time
 from .constants import ROLE_CHAMPION
-from .monitoring.live import DATA_DRIFT
+from .monitoring.live import ACCURACY_DEGRADED, DATA_DRIFT
 from .observe import DeploymentObservation, PodFailure, rollout_complete
 
 HISTORY_LIMIT = 20
+# The live-model monitors and the condition each one sets (docs/monitoring.md).
+MONITOR_CONDITIONS = {"drift": DATA_DRIFT, "accuracy": ACCURACY_DEGRADED}
 # The status keys this controller owns (all of them: the ChampionChallenger's progress reaches
 # this status through the ChallengeView the controller reads, so there is one writer).
 OWNED_KEYS = (
@@ -229,29 +231,36 @@ def compute_status(
     failures: Sequence[PodFailure] = (),
     challenge: ChallengeView | None = None,
     rejection: Rejection | None = None,
-    monitoring: tuple[dict[str, Any], cond.ConditionState] | None = None,
+    monitoring: Mapping[str, tuple[dict[str, Any], cond.ConditionState] | None] | None = None,
 ) -> dict[str, Any]:
     """The status (owned keys only) for `outcome.generation`.
 
     `spec` is the spec the champion Deployment was built from: with a ChampionChallenger, its
     model is the one the challenge made live, not necessarily the one spec.model names.
     `rejection`: spec.model names a version the challenge rolled back (`rejection_of`).
-    `monitoring`: the drift monitor's status and DataDrift condition (`monitoring.live`); None
-    keeps what the status says until the monitor's first look, and a live model without a
-    profile has neither.
+    `monitoring`: per monitor ("drift", "accuracy"), its status and condition
+    (`monitoring.live`), or None when it does not apply; a monitor missing from it keeps what
+    the status says (until its first look after a restart). Without a profile there is none.
     """
     previous = previous or {}
     wanted, complete = _conditions_for(name, spec, outcome, observed, failures)
     wanted = _unless_rejected(wanted, rejection)
     champion, history = _champion_and_history(spec, previous, complete, now, challenge)
     conditions = cond.merge_conditions(previous.get("conditions"), wanted, outcome.generation, now)
-    watched = previous.get("monitoring")
+    watched = dict(previous.get("monitoring") or {})
+    views = dict(monitoring or {})
     if spec.model.profile is None:
-        watched = None
-        conditions = [c for c in conditions if c["type"] != DATA_DRIFT]
-    elif monitoring is not None:
-        watched = {"drift": monitoring[0]}
-        conditions = cond.merge_conditions(conditions, [monitoring[1]], outcome.generation, now)
+        views = dict.fromkeys(MONITOR_CONDITIONS)
+    for monitor, condition_type in MONITOR_CONDITIONS.items():
+        if monitor not in views:
+            continue
+        view = views[monitor]
+        if view is None:
+            watched.pop(monitor, None)
+            conditions = [c for c in conditions if c["type"] != condition_type]
+        else:
+            watched[monitor] = view[0]
+            conditions = cond.merge_conditions(conditions, [view[1]], outcome.generation, now)
     status: dict[str, Any] = {
         "observedGeneration": outcome.generation,
         "conditions": conditions,

@@ -4,7 +4,8 @@ of the real model server, a real Prometheus scraping the sidecar, and the operat
 and detector (`monitoring.reading`, `monitoring.live`) reading Prometheus look after look.
 
 Healthy traffic (rows drawn from the training table) raises nothing; moving one feature by
-three standard deviations raises DataDrift naming that feature."""
+three standard deviations raises DataDrift naming that feature. Labels as right as on the
+holdout raise nothing; labels that contradict half the answers raise AccuracyDegraded."""
 
 from __future__ import annotations
 
@@ -19,9 +20,21 @@ import pytest
 from serving_helpers import Models, Program, make_models, model_server, sidecar, v2_request
 
 from modelops_devcluster.prometheus import PrometheusProcess, ScrapeTarget
-from modelops_operator.monitoring.live import DriftWatch, drift_view
+from modelops_operator.monitoring.live import (
+    AccuracyWatch,
+    DriftWatch,
+    accuracy_view,
+    drift_view,
+)
 from modelops_operator.monitoring.profile import build_profile, encode, model_predictor
-from modelops_operator.monitoring.reading import grown, read_reference, read_totals
+from modelops_operator.monitoring.reading import (
+    grown,
+    outcome_growth,
+    read_holdout,
+    read_outcomes,
+    read_reference,
+    read_totals,
+)
 from modelops_operator.promsource import PrometheusSettings, PrometheusSource
 from modelops_operator.promsource.client import label_selector
 
@@ -41,7 +54,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
 @pytest.fixture
 def profiled(models: Models, tmp_path: Path) -> Iterator[tuple[Program, PrometheusProcess]]:
     columns = {f"x{i}": models.X[:, i].tolist() for i in range(models.X.shape[1])}
-    profile = build_profile(columns, predict=model_predictor("sklearn", models.classifier_skops))
+    columns["y"] = _truth(models).tolist()
+    profile = build_profile(
+        columns, label="y", predict=model_predictor("sklearn", models.classifier_skops)
+    )
+    assert profile["holdout"]["metric"] == "accuracy"
     path = tmp_path / "profile.json"
     path.write_bytes(encode(profile))
     server = model_server("fraud", models.classifier_skops, "sklearn", "v1").start(tmp_path)
@@ -60,6 +77,17 @@ def profiled(models: Models, tmp_path: Path) -> Iterator[tuple[Program, Promethe
             prometheus.stop()
         proxy.stop()
         server.stop()
+
+
+def _truth(models: Models) -> np.ndarray:
+    """The training labels of serving_helpers.make_models' classifier (same generator call)."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=400, n_features=4, n_informative=3, n_redundant=0, random_state=7
+    )
+    assert np.array_equal(x, models.X)
+    return y
 
 
 def _send(proxy: Program, rows: np.ndarray) -> None:
@@ -116,3 +144,57 @@ def test_drift_is_found_in_the_moved_feature_and_not_before(
     assert status["features"][0]["name"] == "x0"
     # Every request was counted once, through Prometheus, at the sidecar's bin rule.
     assert watch.rows == len(evidence) * 120
+
+
+async def _judge(
+    proxy: Program, prometheus: PrometheusProcess, models: Models
+) -> tuple[list[str], AccuracyWatch]:
+    rng = np.random.default_rng(12)
+    truth = _truth(models)
+    source = PrometheusSource(PrometheusSettings(url=prometheus.url))
+    try:
+        holdout = await read_holdout(source, SELECTOR, time.time())
+        assert holdout is not None and holdout[1] == 400
+        assert holdout[0] == pytest.approx(models.classifier.score(models.X, truth))
+        watch = AccuracyWatch("v1", *holdout, 2.0, 300 * LOOK_SECONDS, LOOK_SECONDS, time.time())
+        watch.totals = await read_outcomes(source, SELECTOR, time.time())
+        found: list[str] = []
+        with httpx.Client(base_url=proxy.url, timeout=10) as client:
+            for phase, flip, looks in (("healthy", 0.0, 5), ("degraded", 0.5, 10)):
+                for look in range(looks):
+                    for i in rng.integers(0, len(truth), 60):
+                        request_id = f"{phase}-{look}-{i}-{rng.integers(1 << 30)}"
+                        body = v2_request(models.X[i : i + 1], request_id)
+                        assert client.post("/v2/models/fraud/infer", json=body).status_code == 200
+                        label = int(truth[i]) if rng.random() >= flip else 1 - int(truth[i])
+                        answer = client.post(
+                            "/v2/feedback", json={"id": request_id, "truth": label}
+                        )
+                        assert answer.status_code == 200, answer.text
+                    await asyncio.to_thread(prometheus.wait_for_scrapes)
+                    now = time.time()
+                    totals = await read_outcomes(source, SELECTOR, now)
+                    wrong, labelled = outcome_growth(watch.totals, totals)
+                    watch.totals = totals
+                    if watch.look(wrong, labelled, now):
+                        found.append(phase)
+                    if found:
+                        return found, watch
+        return found, watch
+    finally:
+        await source.aclose()
+
+
+def test_accuracy_decay_is_found_from_labels_and_not_before(
+    profiled: tuple[Program, PrometheusProcess], models: Models
+) -> None:
+    proxy, prometheus = profiled
+    found, watch = asyncio.run(_judge(proxy, prometheus, models))
+    assert found == ["degraded"], f"labels {watch.labels}, wrong {watch.wrong}"
+    status, condition = accuracy_view(watch, "v1")
+    assert (condition.type, condition.status, status["state"]) == (
+        "AccuracyDegraded",
+        "True",
+        "Degraded",
+    )
+    assert watch.labels % 60 == 0  # every label counted once, through Prometheus

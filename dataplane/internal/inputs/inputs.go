@@ -53,6 +53,14 @@ type Profile struct {
 	Kind     string    `json:"kind"`
 	Rows     float64   `json:"rows"`
 	Features []Feature `json:"features"`
+	Holdout  *Holdout  `json:"holdout"`
+}
+
+// Holdout is how the model did on the profile's labelled rows (accuracy or meanAbsoluteError).
+type Holdout struct {
+	Metric string  `json:"metric"`
+	Value  float64 `json:"value"`
+	Rows   float64 `json:"rows"`
 }
 
 // Load reads and checks a profile file.
@@ -210,6 +218,18 @@ func NewCounter(p *Profile, labels prometheus.Labels, registry prometheus.Regist
 		}
 	}
 	registry.MustRegister(binVec, outsideVec, missingVec, c.rows, c.unreadable, shareVec, rows)
+	if p.Holdout != nil && p.Holdout.Metric != "" {
+		holdout := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "modelops_profile_holdout",
+			Help: "The model's figure on the profile's labelled rows (metric: accuracy or " +
+				"meanAbsoluteError), the accuracy monitor's reference.", ConstLabels: labels},
+			[]string{"metric"})
+		holdoutRows := prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "modelops_profile_holdout_rows", Help: "Labelled rows behind modelops_profile_holdout.",
+			ConstLabels: labels})
+		holdout.WithLabelValues(p.Holdout.Metric).Set(p.Holdout.Value)
+		holdoutRows.Set(p.Holdout.Rows)
+		registry.MustRegister(holdout, holdoutRows)
+	}
 	return c
 }
 

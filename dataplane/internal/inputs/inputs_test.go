@@ -12,7 +12,8 @@ import (
 const profileDocument = `{"apiVersion":"modelops.io/v1alpha1","kind":"TrainingProfile","rows":100,
  "features":[
   {"name":"age","type":"numeric","edges":[18,30,50],"frequencies":[0.1,0.3,0.4,0.2],"min":16,"max":90,"missing":0},
-  {"name":"colour","type":"categorical","categories":["red","blue"],"frequencies":[0.5,0.3,0.2],"missing":0}]}`
+  {"name":"colour","type":"categorical","categories":["red","blue"],"frequencies":[0.5,0.3,0.2],"missing":0}],
+ "holdout":{"metric":"accuracy","value":0.9,"rows":100}}`
 
 func counter(t *testing.T) (*Counter, *prometheus.Registry) {
 	p, err := Parse([]byte(profileDocument))
@@ -117,6 +118,14 @@ func TestTheProfileIsExportedForTheOperator(t *testing.T) {
 modelops_profile_rows{deployment="d"} 100
 `
 	if err := testutil.GatherAndCompare(registry, strings.NewReader(expected), "modelops_profile_rows"); err != nil {
+		t.Error(err)
+	}
+	expected = `
+# HELP modelops_profile_holdout The model's figure on the profile's labelled rows (metric: accuracy or meanAbsoluteError), the accuracy monitor's reference.
+# TYPE modelops_profile_holdout gauge
+modelops_profile_holdout{deployment="d",metric="accuracy"} 0.9
+`
+	if err := testutil.GatherAndCompare(registry, strings.NewReader(expected), "modelops_profile_holdout"); err != nil {
 		t.Error(err)
 	}
 	if count, _ := testutil.GatherAndCount(registry, "modelops_profile_bin_share"); count != 7 {

@@ -491,6 +491,26 @@ class DriftMonitor(KubeModel):
     )
 
 
+class AccuracyMonitor(KubeModel):
+    """Accuracy decay against the profile's holdout, from delayed labels (classifiers)."""
+
+    margin: float = Field(
+        2.0,
+        ge=0,
+        le=50,
+        description="Accuracy points (2.0 = two percentage points) the live model may lose "
+        "against its holdout accuracy before AccuracyDegraded; the holdout's own sampling "
+        "error is added to it.",
+    )
+    alarm_every: str = Field(
+        "90d",
+        max_length=8,
+        pattern=r"^[1-9][0-9]{0,4}(d|h)$",
+        description="Expected time between false alarms while the model is as accurate as "
+        "allowed, in days or hours.",
+    )
+
+
 class Monitoring(KubeModel):
     """What the metrics sidecar records about predictions, and how the live model is watched."""
 
@@ -521,6 +541,12 @@ class Monitoring(KubeModel):
     drift: DriftMonitor = Field(
         default_factory=lambda: DriftMonitor.model_validate({}),
         description="Input drift monitoring (needs spec.model.profile).",
+        json_schema_extra={"default": {}},
+    )
+    accuracy: AccuracyMonitor = Field(
+        default_factory=lambda: AccuracyMonitor.model_validate({}),
+        description="Accuracy decay monitoring (needs spec.model.profile with a holdout "
+        "accuracy and spec.monitoring.feedback.enabled).",
         json_schema_extra={"default": {}},
     )
 
@@ -676,10 +702,35 @@ class DriftStatus(KubeModel):
     message: str = Field("", max_length=1024, description="What the monitor says, for people.")
 
 
+class AccuracyStatus(KubeModel):
+    """The accuracy monitor's state. Written when it changes, not at every look."""
+
+    state: Literal["Watching", "Degraded", "NoData", "Unavailable"] = Field(
+        description="Watching, Degraded (AccuracyDegraded), NoData (no labels yet) or "
+        "Unavailable."
+    )
+    version: str = Field(description="The live version watched.")
+    holdout: float | None = Field(None, description="The profile's holdout accuracy.")
+    allowed_error: float | None = Field(
+        None, description="The error rate still called healthy (holdout, margin, sampling)."
+    )
+    evidence: float = Field(0.0, description="How far towards an alarm (1 alarms).")
+    labels: int = Field(0, ge=0, description="Labels counted when drift was found.")
+    observed_error: float | None = Field(
+        None, description="Error rate of the labels counted when degradation was found."
+    )
+    since: datetime | None = Field(None, description="When the detector (re)started.")
+    detected_at: datetime | None = Field(None, description="When degradation was found.")
+    message: str = Field("", max_length=1024, description="What the monitor says, for people.")
+
+
 class MonitoringStatus(KubeModel):
     """What the live-model monitors found."""
 
     drift: DriftStatus | None = Field(None, description="Input drift against the profile.")
+    accuracy: AccuracyStatus | None = Field(
+        None, description="Accuracy decay against the holdout, from labels."
+    )
 
 
 class ModelDeploymentStatus(ObservedStatus):

@@ -20,8 +20,22 @@ from pydantic import ValidationError
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..constants import ROLE_CHAMPION
 from ..gating.config import parse_duration
-from ..monitoring.live import DriftWatch, drift_view, restored_drift
-from ..monitoring.reading import grown, read_reference, read_totals
+from ..monitoring.live import (
+    AccuracyWatch,
+    DriftWatch,
+    accuracy_view,
+    drift_view,
+    parse_time,
+    restored_alarm,
+)
+from ..monitoring.reading import (
+    grown,
+    outcome_growth,
+    read_holdout,
+    read_outcomes,
+    read_reference,
+    read_totals,
+)
 from ..promsource import PrometheusUnavailable
 from ..promsource.client import label_selector
 from .modeldeployment import MDEP, _wake
@@ -64,27 +78,106 @@ def _live_version(spec: ModelDeploymentSpec, status: Any) -> str:
     return str(champion.get("version") or spec.model.version)
 
 
-def _alarm_every(spec: ModelDeploymentSpec, monitored: int) -> float:
-    own = parse_duration(spec.monitoring.drift.alarm_every) or 90 * 86400.0
+def _alarm_every(alarm_every: str, monitored: int) -> float:
+    own = parse_duration(alarm_every) or 90 * 86400.0
     if FLEET_ALARM_EVERY_SECONDS:
         return max(own, FLEET_ALARM_EVERY_SECONDS * max(monitored, 1))
     return own
 
 
-async def _new_watch(
-    memo: kopf.Memo, selector: str, version: str, alarm_every: float, status: Any, now: float
-) -> DriftWatch | None:
-    reference = await read_reference(memo.prometheus, selector, now)
-    if reference is None:
+def _show(namespace: str, name: str, monitor: str, evidence: float, alarm: bool) -> None:
+    EVIDENCE.labels(namespace, name, monitor).set(min(evidence, 1.0))
+    ALARM.labels(namespace, name, monitor).set(1.0 if alarm else 0.0)
+
+
+async def _look_for_drift(
+    memo: kopf.Memo, key: tuple[str, str], body: kopf.Body, spec: ModelDeploymentSpec,
+    version: str, selector: str, now: float, logger: Any,
+) -> tuple[dict[str, Any], Any]:  # fmt: skip
+    namespace, name = key
+    alarm_every = _alarm_every(spec.monitoring.drift.alarm_every, len(memo.drift_watches))
+    watch: DriftWatch | None = memo.drift_watches.get(key)
+    problem = ""
+    try:
+        if watch is None or watch.version != version:
+            watch = None
+            reference = await read_reference(memo.prometheus, selector, now)
+            if reference is None:
+                problem = "no profile series from the champion's sidecars yet"
+            else:
+                watch = DriftWatch(version, reference, alarm_every, INTERVAL_SECONDS, since=now)
+                found = restored_alarm(body.get("status"), "drift", "Drifted", version)
+                if found is not None:  # drift found before a restart stays found
+                    watch.drifted_at = parse_time(found["detectedAt"])
+                    watch.rows_at_detection = float(found.get("rows") or 0)
+                    watch.top_at_detection = [
+                        (f["name"], f["share"]) for f in found.get("features") or []
+                    ]
+                memo.drift_watches[key] = watch
+        elif watch.last_look is None or now - watch.last_look >= MIN_LOOK_SECONDS:
+            # The first look after (re)starting reads the counters it will count from.
+            totals = await read_totals(memo.prometheus, selector, now)
+            counts = grown(watch.totals, totals, watch.reference)
+            watch.totals = totals
+            watch.alarm_every_seconds = alarm_every
+            watch.detector.threshold = watch.threshold
+            ROWS.labels(namespace, name).inc(float(counts.sum(axis=-1).max(initial=0.0)))
+            if watch.look(counts, now):
+                found_view = drift_view(watch, version)[0]
+                ALARMS.labels(namespace, name, "drift").inc()
+                kopf.warn(body, reason="DataDrift", message=found_view["message"])
+                logger.warning(found_view["message"])
+    except PrometheusUnavailable as error:
+        problem = f"Prometheus unavailable: {error}"
+    if watch is not None:
+        _show(namespace, name, "drift", watch.evidence, watch.drifted_at is not None)
+    return drift_view(watch, version, problem=problem)
+
+
+async def _look_at_accuracy(
+    memo: kopf.Memo, key: tuple[str, str], body: kopf.Body, spec: ModelDeploymentSpec,
+    version: str, selector: str, now: float, logger: Any,
+) -> tuple[dict[str, Any], Any] | None:  # fmt: skip
+    """None when the monitor does not apply (no labels accepted)."""
+    if not spec.monitoring.feedback.enabled:
+        memo.accuracy_watches.pop(key, None)
         return None
-    watch = DriftWatch(version, reference, alarm_every, INTERVAL_SECONDS, since=now)
-    found = restored_drift(status, version)
-    if found is not None:  # drift found before a restart stays found
-        drift = status["monitoring"]["drift"]
-        watch.drifted_at, watch.rows_at_detection = found, float(drift.get("rows") or 0)
-        watch.top_at_detection = [(f["name"], f["share"]) for f in drift.get("features") or []]
-        watch.last_look = now
-    return watch
+    namespace, name = key
+    settings = spec.monitoring.accuracy
+    alarm_every = _alarm_every(settings.alarm_every, len(memo.accuracy_watches))
+    watch: AccuracyWatch | None = memo.accuracy_watches.get(key)
+    problem = ""
+    try:
+        if watch is None or watch.version != version or watch.margin != settings.margin:
+            watch = None
+            holdout = await read_holdout(memo.prometheus, selector, now)
+            if holdout is None:
+                problem = "the profile has no holdout accuracy (modelops profile --label)"
+            else:
+                watch = AccuracyWatch(version, holdout[0], holdout[1], settings.margin,
+                                      alarm_every, INTERVAL_SECONDS, since=now)  # fmt: skip
+                found = restored_alarm(body.get("status"), "accuracy", "Degraded", version)
+                if found is not None:
+                    watch.degraded_at = parse_time(found["detectedAt"])
+                    watch.labels_at_detection = float(found.get("labels") or 0)
+                    watch.error_at_detection = found.get("observedError")
+                memo.accuracy_watches[key] = watch
+        elif watch.last_look is None or now - watch.last_look >= MIN_LOOK_SECONDS:
+            totals = await read_outcomes(memo.prometheus, selector, now)
+            wrong, labelled = outcome_growth(watch.totals, totals)
+            watch.totals = totals
+            watch.alarm_every_seconds = alarm_every
+            watch.detector.threshold = watch.threshold
+            if watch.look(wrong, labelled, now):
+                found_view = accuracy_view(watch, version)[0]
+                ALARMS.labels(namespace, name, "accuracy").inc()
+                kopf.warn(body, reason="AccuracyDegraded", message=found_view["message"])
+                logger.warning(found_view["message"])
+    except PrometheusUnavailable as error:
+        problem = f"Prometheus unavailable: {error}"
+    if watch is not None:
+        _show(namespace, name, "accuracy", watch.evidence, watch.degraded_at is not None)
+    return accuracy_view(watch, version, problem=problem)
 
 
 @kopf.timer(*MDEP, interval=INTERVAL_SECONDS, initial_delay=INTERVAL_SECONDS, when=_monitored)
@@ -98,58 +191,34 @@ async def watch_live_model(
     except ValidationError:
         return  # the reconcile reports an invalid spec
     key = (namespace, name)
-    watches = memo.drift_watches
     version = _live_version(spec, body.get("status"))
-    labels = {
+    selector = label_selector({
         memo.prometheus.settings.namespace_label: namespace,
         "deployment": name,
         "role": ROLE_CHAMPION,
         "version": version,
-    }
-    selector = label_selector(labels)
+    })  # fmt: skip
     now = time.time()
-    alarm_every = _alarm_every(spec, len(watches))
-    watch: DriftWatch | None = watches.get(key)
-    problem = ""
-    try:
-        if watch is None or watch.version != version:
-            watch = await _new_watch(memo, selector, version, alarm_every, body.get("status"), now)
-            if watch is None:
-                problem = "no profile series from the champion's sidecars yet"
-            else:
-                watches[key] = watch
-        elif watch.last_look is None or now - watch.last_look >= MIN_LOOK_SECONDS:
-            # The first look after (re)starting reads the counters it will count from.
-            totals = await read_totals(memo.prometheus, selector, now)
-            counts = grown(watch.totals, totals, watch.reference)
-            watch.totals = totals
-            watch.alarm_every_seconds = alarm_every
-            watch.detector.threshold = watch.threshold
-            ROWS.labels(namespace, name).inc(float(counts.sum(axis=-1).max(initial=0.0)))
-            if watch.look(counts, now):
-                found = drift_view(watch, version)[0]
-                ALARMS.labels(namespace, name, "drift").inc()
-                kopf.warn(body, reason="DataDrift", message=found["message"])
-                logger.warning(found["message"])
-    except PrometheusUnavailable as error:
-        problem = f"Prometheus unavailable: {error}"
-    view = drift_view(watch, version, problem=problem)
-    if watch is not None:
-        EVIDENCE.labels(namespace, name, "drift").set(min(watch.evidence, 1.0))
-        ALARM.labels(namespace, name, "drift").set(1.0 if watch.drifted_at is not None else 0.0)
-    if memo.monitor_views.get(key) != view:
-        memo.monitor_views[key] = view
+    views = {
+        "drift": await _look_for_drift(memo, key, body, spec, version, selector, now, logger),
+        "accuracy": await _look_at_accuracy(memo, key, body, spec, version, selector, now, logger),
+    }
+    if memo.monitor_views.get(key) != views:
+        memo.monitor_views[key] = views
         _wake(memo, key)
 
 
 @kopf.on.event(*MDEP, when=lambda event, **_: event.get("type") == "DELETED")
-async def forget_monitors(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+async def forget_monitors(
+    name: str, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
     """A deleted ModelDeployment's monitors and series go with it."""
-    key = (namespace, name)
-    memo.drift_watches.pop(key, None)
-    memo.monitor_views.pop(key, None)
-    for family in (EVIDENCE, ALARM, ALARMS):
-        with contextlib.suppress(KeyError):
-            family.remove(namespace, name, "drift")
+    key = (namespace or "", name)
+    for watches in (memo.drift_watches, memo.accuracy_watches, memo.monitor_views):
+        watches.pop(key, None)
+    for monitor in ("drift", "accuracy"):
+        for family in (EVIDENCE, ALARM, ALARMS):
+            with contextlib.suppress(KeyError):
+                family.remove(namespace, name, monitor)
     with contextlib.suppress(KeyError):
         ROWS.remove(namespace, name)

@@ -55,7 +55,8 @@ async def configure(
     memo.challenge_views = {}  # (namespace, mdep) -> last ChallengeView seen
     memo.applied = {}  # (kind, namespace, name) -> digest of the manifest last applied
     memo.drift_watches = {}  # (namespace, name) -> monitoring.live.DriftWatch of the live version
-    memo.monitor_views = {}  # (namespace, name) -> (status.monitoring.drift, DataDrift condition)
+    memo.accuracy_watches = {}  # (namespace, name) -> monitoring.live.AccuracyWatch
+    memo.monitor_views = {}  # (namespace, name) -> {monitor: (its status, its condition) | None}
     memo.prometheus = PrometheusSource(prometheus_settings())
     # A retired challenger stays this long without traffic, for labels of requests it answered.
     memo.feedback_grace_seconds = float(os.environ.get("MODELOPS_FEEDBACK_GRACE_SECONDS", "30"))

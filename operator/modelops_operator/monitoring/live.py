@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..conditions import ConditionState, format_time
-from .detectors import BinnedDrift, alarm_threshold
+from .detectors import BinnedDrift, RateIncrease, alarm_threshold, error_rate_null
 
 DATA_DRIFT = "DataDrift"
 #: Evidence written to status only in steps of this much (the metrics carry every look).
@@ -196,14 +196,119 @@ def drift_view(
 
 def restored_drift(previous: Mapping[str, Any] | None, version: str) -> float | None:
     """When the status already said this version drifted (kept across operator restarts)."""
-    drift = ((previous or {}).get("monitoring") or {}).get("drift") or {}
-    if drift.get("state") != "Drifted" or drift.get("version") != version:
-        return None
-    stamp = drift.get("detectedAt")
-    if not stamp:
-        return None
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    found = restored_alarm(previous, "drift", "Drifted", version)
+    return None if found is None else parse_time(found["detectedAt"])
 
 
 def top_features_text(features: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(f"{f['name']} ({f['share']:.0%})" for f in features)
+
+
+ACCURACY_DEGRADED = "AccuracyDegraded"
+
+
+@dataclass
+class AccuracyWatch:
+    """Accuracy decay of one deployment's live version, from its labels (classifiers)."""
+
+    version: str
+    holdout: float
+    holdout_rows: float
+    margin: float  # accuracy points, 2.0 = two percentage points
+    alarm_every_seconds: float
+    interval_seconds: float
+    since: float
+    detector: RateIncrease = field(init=False)
+    last_look: float | None = None
+    totals: Any = None
+    labels: float = 0.0
+    wrong: float = 0.0
+    evidence: float = 0.0
+    degraded_at: float | None = None
+    labels_at_detection: float = 0.0
+    error_at_detection: float | None = None
+
+    def __post_init__(self) -> None:
+        self.detector = RateIncrease(self.allowed_error, self.threshold)
+
+    @property
+    def allowed_error(self) -> float:
+        return error_rate_null(1.0 - self.holdout, self.holdout_rows, self.margin / 100.0)
+
+    @property
+    def threshold(self) -> float:
+        return alarm_threshold(self.alarm_every_seconds, self.interval_seconds)
+
+    def look(self, wrong: float, labelled: float, now: float) -> bool:
+        """Take one look's labels; True when this look found the model degraded."""
+        self.last_look = now
+        self.labels += labelled
+        self.wrong += wrong
+        statistic = float(self.detector.update(np.array([wrong]), np.array([labelled]))[0])
+        self.evidence = max(statistic, 0.0) / math.log(self.threshold)
+        if not self.detector.alarmed()[0]:
+            return False
+        self.detector.reset(np.ones(1, dtype=bool))
+        newly = self.degraded_at is None
+        if newly:
+            self.degraded_at, self.labels_at_detection = now, self.labels
+            self.error_at_detection = self.wrong / self.labels if self.labels else None
+        return newly
+
+
+def accuracy_view(
+    watch: AccuracyWatch | None, version: str, *, problem: str = ""
+) -> tuple[dict[str, Any], ConditionState]:
+    """status.monitoring.accuracy and the AccuracyDegraded condition."""
+    if watch is None or (watch.last_look is None and watch.degraded_at is None):
+        state = "Unavailable" if problem else "NoData"
+        message = problem or "no holdout accuracy or no labels read yet"
+        condition = ConditionState(ACCURACY_DEGRADED, "Unknown", state, message)
+        return {"state": state, "version": version, "message": message}, condition
+    status: dict[str, Any] = {
+        "version": watch.version,
+        "holdout": round(watch.holdout, 4),
+        "allowedError": round(watch.allowed_error, 4),
+        "evidence": round(math.floor(watch.evidence / EVIDENCE_STEP) * EVIDENCE_STEP, 1),
+        "since": _time(watch.since),
+    }
+    if watch.degraded_at is not None:
+        observed = watch.error_at_detection
+        message = (
+            f"version {watch.version} is less accurate than its holdout allows: error rate "
+            f"{observed if observed is not None else float('nan'):.3f} over "
+            f"{int(watch.labels_at_detection):,} labels against at most "
+            f"{watch.allowed_error:.3f} (holdout accuracy {watch.holdout:.3f}, margin "
+            f"{watch.margin:g} points)"
+        )
+        status.update(state="Degraded", detectedAt=_time(watch.degraded_at), evidence=1.0,
+                      labels=int(watch.labels_at_detection), message=message)  # fmt: skip
+        if observed is not None:
+            status["observedError"] = round(observed, 4)
+        return status, ConditionState(ACCURACY_DEGRADED, "True", "AccuracyDecayed", message)
+    if watch.labels <= 0:
+        message = "no labels counted yet for this version"
+        status.update(state="NoData", message=message)
+        return status, ConditionState(ACCURACY_DEGRADED, "Unknown", "NoData", message)
+    message = (
+        f"no decay found in the labels of version {watch.version} (allowed error rate "
+        f"{watch.allowed_error:.3f})"
+    )
+    if problem:
+        message = f"{problem}; last look: {message}"
+    status.update(state="Unavailable" if problem else "Watching", message=message)
+    return status, ConditionState(ACCURACY_DEGRADED, "False", "AsAccurate", message)
+
+
+def restored_alarm(
+    previous: Mapping[str, Any] | None, monitor: str, state: str, version: str
+) -> Mapping[str, Any] | None:
+    """The monitor's status when it already raised its alarm for this version."""
+    found = ((previous or {}).get("monitoring") or {}).get(monitor) or {}
+    if found.get("state") != state or found.get("version") != version:
+        return None
+    return found if found.get("detectedAt") else None
+
+
+def parse_time(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()

@@ -40,11 +40,12 @@ async def read_totals(source: InstantQueries, selector: str, at: float) -> Serie
     return {tuple(sorted(s.labels.items())): s.value for s in samples}
 
 
-def grown(previous: Mapping[tuple[tuple[str, str], ...], float] | None, totals: SeriesTotals,
-          reference: Reference) -> np.ndarray:  # fmt: skip
-    """(F, K) rows counted between two reads; nothing for a first read (no baseline)."""
+def series_growth(
+    previous: Mapping[tuple[tuple[str, str], ...], float] | None, totals: SeriesTotals
+) -> list[tuple[dict[str, str], float]]:
+    """What each series grew between two reads; nothing for a first read (no baseline)."""
     if previous is None:
-        return np.zeros(reference.shares.shape)
+        return []
     increments = []
     for key, value in totals.items():
         before = previous.get(key)
@@ -53,4 +54,45 @@ def grown(previous: Mapping[tuple[tuple[str, str], ...], float] | None, totals: 
         else:
             growth = value - before if value >= before else value  # reset: from zero
         increments.append((dict(key), growth))
-    return counts_from(increments, reference)
+    return increments
+
+
+def grown(
+    previous: Mapping[tuple[tuple[str, str], ...], float] | None,
+    totals: SeriesTotals,
+    reference: Reference,
+) -> np.ndarray:
+    """(F, K) rows counted between two reads."""
+    return counts_from(series_growth(previous, totals), reference)
+
+
+async def read_holdout(
+    source: InstantQueries, selector: str, at: float
+) -> tuple[float, float] | None:
+    """The profile's holdout accuracy and its row count, as the sidecars export them."""
+    accuracy = await source.instant(
+        f'max(modelops_profile_holdout{{metric="accuracy",{selector[1:]})', at
+    )
+    rows = await source.instant(f"max(modelops_profile_holdout_rows{selector})", at)
+    if not accuracy or not rows or rows[0].value <= 0:
+        return None
+    return accuracy[0].value, rows[0].value
+
+
+async def read_outcomes(source: InstantQueries, selector: str, at: float) -> SeriesTotals:
+    """The labels scored for the selected version's predictions, by outcome and series."""
+    query = f'modelops_feedback_total{{outcome=~"correct|incorrect",{selector[1:]}'
+    samples = await source.instant(query, at)
+    return {tuple(sorted(s.labels.items())): s.value for s in samples}
+
+
+def outcome_growth(
+    previous: Mapping[tuple[tuple[str, str], ...], float] | None, totals: SeriesTotals
+) -> tuple[float, float]:
+    """(wrong, labelled) between two reads."""
+    wrong = labelled = 0.0
+    for labels, growth in series_growth(previous, totals):
+        labelled += growth
+        if labels.get("outcome") == "incorrect":
+            wrong += growth
+    return wrong, labelled

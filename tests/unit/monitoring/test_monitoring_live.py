@@ -10,13 +10,15 @@ import numpy as np
 
 from modelops_operator.api.modeldeployment import ModelDeploymentSpec
 from modelops_operator.monitoring.live import (
+    AccuracyWatch,
     DriftWatch,
     Reference,
+    accuracy_view,
     drift_view,
     reference_from,
     restored_drift,
 )
-from modelops_operator.monitoring.reading import grown
+from modelops_operator.monitoring.reading import grown, outcome_growth
 from modelops_operator.observe import DeploymentObservation
 from modelops_operator.status import ReconcileOutcome, compute_status, status_patch
 
@@ -122,7 +124,7 @@ def test_status_carries_the_view_keeps_it_until_the_first_look_and_drops_it_with
     watch = _watch()
     for minute in range(60):
         watch.look(_counts(rng, [0.1, 0.2, 0.3, 0.4]), T0.timestamp() + 60 * minute)
-    drifted = _status(_spec(), None, drift_view(watch, "1.0.0"))
+    drifted = _status(_spec(), None, {"drift": drift_view(watch, "1.0.0")})
     assert drifted["monitoring"]["drift"]["state"] == "Drifted"
     assert {c["type"]: c["status"] for c in drifted["conditions"]}["DataDrift"] == "True"
     # After an operator restart, before the monitor's first look: nothing to write.
@@ -134,3 +136,46 @@ def test_status_carries_the_view_keeps_it_until_the_first_look_and_drops_it_with
     gone = _status(_spec(profile=False), drifted, None)
     assert "monitoring" not in gone
     assert "DataDrift" not in {c["type"] for c in gone["conditions"]}
+
+
+def test_accuracy_decay_is_found_against_the_holdout_and_a_healthy_model_is_left_alone() -> None:
+    rng = np.random.default_rng(2)
+    # Holdout accuracy 0.90 on 2,000 rows, margin 2 points: errors up to about 0.147 are fine.
+    watch = AccuracyWatch("1.0.0", 0.90, 2000, 2.0, 86400.0, 60.0, since=T0.timestamp())
+    assert 0.12 < watch.allowed_error < 0.16
+    for minute in range(120):
+        labelled = float(rng.poisson(50))
+        wrong = float(rng.binomial(int(labelled), 0.10))
+        assert not watch.look(wrong, labelled, T0.timestamp() + 60 * minute)
+    status, condition = accuracy_view(watch, "1.0.0")
+    assert (status["state"], condition.status) == ("Watching", "False")
+    found = None
+    for minute in range(120, 240):
+        labelled = float(rng.poisson(50))
+        if watch.look(
+            float(rng.binomial(int(labelled), 0.25)), labelled, T0.timestamp() + 60 * minute
+        ):
+            found = minute
+            break
+    assert found is not None and found < 150
+    status, condition = accuracy_view(watch, "1.0.0")
+    assert (status["state"], condition.type, condition.status) == (
+        "Degraded",
+        "AccuracyDegraded",
+        "True",
+    )
+    assert "holdout accuracy 0.900" in status["message"]
+
+
+def test_labels_are_counted_from_the_feedback_counters_growth() -> None:
+    def series(pod: str, outcome: str) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted({"pod": pod, "outcome": outcome}.items()))
+
+    before = {series("a", "correct"): 10.0, series("a", "incorrect"): 2.0}
+    after = {
+        series("a", "correct"): 18.0,
+        series("a", "incorrect"): 5.0,
+        series("b", "incorrect"): 1.0,
+    }
+    assert outcome_growth(None, after) == (0.0, 0.0)
+    assert outcome_growth(before, after) == (4.0, 12.0)
