@@ -19,6 +19,11 @@ GATE_ESTIMATE = Gauge(
     "Each gate's estimate and anytime-valid interval at the last evaluation.",
     ["namespace", "name", "gate", "bound"],
 )
+METRICS_AVAILABLE = Gauge(
+    "modelops_challenge_metrics_available",
+    "0 while a gated challenge cannot read both arms' metrics (MetricsAvailable=False), else 1.",
+    ["namespace", "name"],
+)
 DECISIONS = Counter(
     "modelops_challenge_decisions",
     "Decisions taken: promotions and rollbacks started, approvals awaited, evaluations.",
@@ -39,13 +44,17 @@ def show_gates(namespace: str, name: str, gates: Iterable[Mapping[str, Any]]) ->
                 GATE_ESTIMATE.labels(namespace, name, gate["name"], bound).set(float(value))
 
 
+def show_metrics_available(namespace: str, name: str, available: bool) -> None:
+    METRICS_AVAILABLE.labels(namespace, name).set(1 if available else 0)
+
+
 def count_decision(namespace: str, name: str, decision: str) -> None:
     DECISIONS.labels(namespace, name, decision).inc()
 
 
 def forget(namespace: str, name: str) -> None:
     """A deleted ChampionChallenger leaves no series behind."""
-    for metric in (CHALLENGE_PHASE, GATE_ESTIMATE, DECISIONS):
+    for metric in (CHALLENGE_PHASE, GATE_ESTIMATE, DECISIONS, METRICS_AVAILABLE):
         for labels in list(metric._metrics):
             if labels[:2] == (namespace, name):
                 metric.remove(*labels)

@@ -55,6 +55,7 @@ from ..constants import (
 from ..kube import apply_manifest, delete_deployment, patch_challenge_status, read_object
 from ..lineage.records import ChallengeTickFacts, Deployment, challenge_records
 from ..lineage.store import prune, write_records
+from ..opmetrics import count_error
 from ..promsource import PrometheusUnavailable
 from . import first_indexed
 
@@ -286,6 +287,7 @@ async def _tick(
             now=now,
             loss_bound=md_spec.monitoring.feedback.loss_bound,
         )
+        metrics.show_metrics_available(namespace, name, not tick.metrics_problem)
         if tick.metrics_problem:
             # Retry soon, not a whole interval later, but never decide on missing data.
             evaluation = replace(evaluation, at=None)
@@ -294,6 +296,7 @@ async def _tick(
             metrics.show_gates(namespace, name, evaluation.gates)
     elif not gated:
         tick.metrics_problem = None
+        metrics.show_metrics_available(namespace, name, True)
 
     live = LiveState(
         now=now,
@@ -383,9 +386,11 @@ async def run_challenge(
             )
         except (ApiError, httpx2.HTTPError) as error:
             logger.warning(f"challenge tick failed, retrying: {error!r}")
+            count_error("challenge")
             delay = 5.0
         except Exception:
             logger.exception("challenge tick failed unexpectedly, retrying")
+            count_error("challenge")
             delay = 5.0
         await stopped.wait(delay)
     metrics.forget(namespace, name)

@@ -46,6 +46,7 @@ from ..observe import (
     observe_pod,
     slim_manifest,
 )
+from ..opmetrics import count_error
 from ..reconcile import ReconcileReport, champion_spec_of, reconcile_modeldeployment
 from ..status import ReconcileOutcome, compute_status, status_patch
 from . import first_indexed
@@ -227,6 +228,7 @@ async def _reconcile(
                 _challenge_of(indices["challenges"], namespace, name, body),
             )
         except (ApiError, httpx2.HTTPError) as error:
+            count_error("reconcile")
             # Retried soon (kopf's default backoff for other errors is a minute).
             raise kopf.TemporaryError(
                 f"API error while applying children: {error!r}", delay=5
@@ -372,6 +374,7 @@ async def _publish_loop(
             )
         except (ApiError, httpx2.HTTPError) as error:
             logger.warning(f"status write failed, retrying: {error!r}")
+            count_error("status")
             await stopped.wait(2)
             continue
         waiter = asyncio.ensure_future(wakeup.wait())

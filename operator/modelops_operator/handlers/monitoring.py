@@ -36,6 +36,7 @@ from ..monitoring.reading import (
     read_reference,
     read_totals,
 )
+from ..opmetrics import count_error
 from ..promsource import PrometheusUnavailable
 from ..promsource.client import label_selector
 from .modeldeployment import MDEP, _wake
@@ -129,6 +130,7 @@ async def _look_for_drift(
                 logger.warning(found_view["message"])
     except PrometheusUnavailable as error:
         problem = f"Prometheus unavailable: {error}"
+        count_error("monitoring")
     if watch is not None:
         _show(namespace, name, "drift", watch.evidence, watch.drifted_at is not None)
     return drift_view(watch, version, problem=problem)
@@ -175,6 +177,7 @@ async def _look_at_accuracy(
                 logger.warning(found_view["message"])
     except PrometheusUnavailable as error:
         problem = f"Prometheus unavailable: {error}"
+        count_error("monitoring")
     if watch is not None:
         _show(namespace, name, "accuracy", watch.evidence, watch.degraded_at is not None)
     return accuracy_view(watch, version, problem=problem)

@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 from ..constants import DEFAULT_SERVING_IMAGE, GROUP
 from ..kube import make_client
 from ..lineage.store import DEFAULT_KEEP
+from ..opmetrics import show_running
 from ..peering import configure_peering, ensure_peering_object
 from ..promsource import PrometheusSettings, PrometheusSource
 
@@ -67,6 +68,7 @@ async def configure(
     # together should queue here, not in the API server where requests time out.
     memo.api_slots = asyncio.Semaphore(int(os.environ.get("MODELOPS_MAX_CONCURRENT", "16")))
 
+    show_running()
     port = int(os.environ.get("MODELOPS_METRICS_PORT", "0") or 0)
     if port:
         start_http_server(port, addr=os.environ.get("MODELOPS_METRICS_ADDR", "0.0.0.0"))
