@@ -31,6 +31,7 @@ class ScrapeTarget:
 def prometheus_config(
     targets: Sequence[ScrapeTarget],
     scrape_interval: str,
+    rule_files: Sequence[Path] = (),
 ) -> dict[str, object]:
     scrape_configs: list[dict[str, object]] = [
         {
@@ -40,10 +41,13 @@ def prometheus_config(
             ],
         }
     ]
-    return {
+    config: dict[str, object] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": scrape_configs,
     }
+    if rule_files:  # alerting and recording rules, evaluated every scrape interval
+        config["rule_files"] = [str(path) for path in rule_files]
+    return config
 
 
 class PrometheusProcess:
@@ -64,13 +68,16 @@ class PrometheusProcess:
         scrape_interval: str = "1s",
         port: int | None = None,
         timeout: float = 60,
+        rule_files: Sequence[Path] = (),
     ) -> PrometheusProcess:
         binary = shutil.which("prometheus")
         if binary is None:
             raise DevClusterError("prometheus not found; `make system-deps` installs it")
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "prometheus.yml"
-        config.write_text(yaml.safe_dump(prometheus_config(targets, scrape_interval)))
+        config.write_text(
+            yaml.safe_dump(prometheus_config(targets, scrape_interval, rule_files))
+        )
         port = port or free_port()
         log = (workdir / "prometheus.log").open("ab")
         process = subprocess.Popen(

@@ -1,0 +1,252 @@
+"""A live model watched end to end: pods on the real node fetch the model and its training
+profile (written by `modelops profile` from the demo's holdout table), the sidecars count
+inputs and labels, Prometheus in the cluster scrapes them, and the operator (a host process,
+one look every 5 s) raises DataDrift and then AccuracyDegraded when the inputs move; a second
+Prometheus evaluates the chart's own alert rules against the operator's metrics.
+
+Healthy traffic first (rows and labels from the model's own task): nothing fires. Then the
+strongest feature moves by 1.5 standard deviations, its labels following the task's true rule.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from modelops_demo.loadgen import LoadGenerator
+from modelops_demo.models import (
+    HOLDOUT_ROWS,
+    HOLDOUT_SEED,
+    NOISE_SCALE,
+    TRUE_WEIGHTS,
+    DemoStream,
+    build_demo_models,
+    draw_rows,
+)
+from modelops_devcluster.prometheus import PrometheusProcess, ScrapeTarget
+from modelops_operator.monitoring.profile import build_profile, digest, encode, model_predictor
+from tests.harness.chart import CHART
+from tests.harness.operator_process import OperatorProcess
+
+from ..operator_fixtures import crds, get_json, operator_identity, wait_until  # noqa: F401 - fixtures
+from .conftest import serve_directory
+from .test_challenge import BackgroundLoad, assert_no_failed_request
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TARGET = "fraud"
+SHIFT = 1.5  # standard deviations of feature x0, the strongest
+LOOK_SECONDS = "5"
+
+
+class ShiftableStream:
+    """The demo's request stream; with ``shift`` set, feature 0 moves and the labels follow
+    the task's true rule (its weights and noise) for the moved rows."""
+
+    def __init__(self) -> None:
+        self.inner = DemoStream()
+        self.shift = 0.0
+        self.rng = np.random.default_rng(5)
+
+    def __iter__(self) -> ShiftableStream:
+        return self
+
+    def __next__(self) -> tuple[list[float], int]:
+        row, label = next(self.inner)
+        if not self.shift:
+            return row, label
+        moved = [row[0] + self.shift, *row[1:]]
+        score = float(np.dot(TRUE_WEIGHTS, moved)) + self.rng.normal(scale=NOISE_SCALE)
+        return moved, int(score > 0)
+
+
+@pytest.fixture(scope="module")
+def served(real_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The demo's champion and its profile (from the 20,000-row holdout, with labels)."""
+    directory = tmp_path_factory.mktemp("monitored")
+    champion = build_demo_models(directory)["champion"]
+    features, labels = draw_rows(HOLDOUT_ROWS, HOLDOUT_SEED)
+    columns: dict[str, list[Any]] = {
+        f"x{i}": features[:, i].tolist() for i in range(features.shape[1])
+    }
+    columns["label"] = labels.tolist()
+    profile = encode(
+        build_profile(columns, label="label", predict=model_predictor("sklearn", champion.path))
+    )
+    (directory / "profile.json").write_bytes(profile)
+    with serve_directory(real_cluster, directory) as base:
+        yield {
+            "version": champion.version,
+            "uri": f"{base}/{champion.path.relative_to(directory)}",
+            "digest": champion.digest,
+            "profile_uri": f"{base}/profile.json",
+            "profile_digest": digest(profile),
+        }
+
+
+@pytest.fixture(scope="module")
+def monitoring_operator(
+    real_cluster: Any,
+    operator_identity: tuple[Path, str],  # noqa: F811 - the fixture imported above
+    tmp_path_factory: Any,
+) -> Iterator[OperatorProcess]:
+    kubeconfig, _ = operator_identity
+    log_path = tmp_path_factory.mktemp("monitoring-operator") / "operator.log"
+    process = OperatorProcess.start(
+        kubeconfig,
+        log_path,
+        extra_env={
+            "MODELOPS_PROMETHEUS_URL": real_cluster.prometheus.url,
+            "MODELOPS_MONITOR_INTERVAL_SECONDS": LOOK_SECONDS,
+        },
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+        print(f"[operator] log: {log_path}")
+
+
+@pytest.fixture(scope="module")
+def alerting(
+    monitoring_operator: OperatorProcess, tmp_path_factory: Any
+) -> Iterator[PrometheusProcess]:
+    """A Prometheus of the host scraping the operator, with the chart's alert rules loaded."""
+    target = ScrapeTarget(f"127.0.0.1:{monitoring_operator.metrics_port}", {})
+    prometheus = PrometheusProcess.start(
+        tmp_path_factory.mktemp("alerting"), [target], rule_files=[CHART / "files" / "alerts.yaml"]
+    )
+    try:
+        yield prometheus
+    finally:
+        prometheus.stop()
+
+
+def _deploy(cluster: Any, namespace: str, served: dict[str, str]) -> None:
+    manifest = {
+        "apiVersion": "modelops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": TARGET},
+        "spec": {
+            "model": {
+                "name": "fraud",
+                "version": served["version"],
+                "uri": served["uri"],
+                "format": "sklearn",
+                "digest": served["digest"],
+                "profile": {"uri": served["profile_uri"], "digest": served["profile_digest"]},
+            },
+            "runtime": {"replicas": 2},
+            "monitoring": {
+                "feedback": {"enabled": True},
+                "drift": {"alarmEvery": "1h"},
+                "accuracy": {"alarmEvery": "1h", "margin": 2},
+            },
+        },
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    cluster.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", f"mdep/{TARGET}", "--timeout=180s"
+    )
+
+
+def _monitoring(cluster: Any, namespace: str) -> dict[str, Any]:
+    status = get_json(cluster, "-n", namespace, f"mdep/{TARGET}").get("status") or {}
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    return {"monitoring": status.get("monitoring") or {}, "conditions": conditions}
+
+
+def _condition(cluster: Any, namespace: str, kind: str, wanted: str) -> dict[str, Any] | None:
+    found = _monitoring(cluster, namespace)
+    condition = found["conditions"].get(kind) or {}
+    return found if condition.get("status") == wanted else None
+
+
+def _firing(prometheus: PrometheusProcess, alert: str) -> bool:
+    query = f'ALERTS{{alertname="{alert}",alertstate="firing"}}'
+    answer = httpx.get(f"{prometheus.url}/api/v1/query", params={"query": query}, timeout=5).json()
+    return bool(answer["data"]["result"])
+
+
+def test_drift_then_accuracy_decay_are_found_and_alerted(
+    real_cluster: Any,
+    namespace: str,
+    monitoring_operator: OperatorProcess,
+    alerting: PrometheusProcess,
+    served: dict[str, str],
+) -> None:
+    cluster = real_cluster.cluster
+    _deploy(cluster, namespace, served)
+    service = get_json(cluster, "-n", namespace, f"service/{TARGET}")["spec"]
+    port = real_cluster.node.forward(service["clusterIP"], service["ports"][0]["port"])
+    stream = ShiftableStream()
+    load = BackgroundLoad(
+        LoadGenerator(
+            f"http://127.0.0.1:{port}",
+            stream,
+            "fraud",
+            rate_per_second=40,
+            feedback_delay_seconds=(0.5, 2),
+        )
+    )
+    try:
+        # Healthy: the monitors see rows and labels and find nothing.
+        watching = wait_until(
+            lambda: _condition(cluster, namespace, "DataDrift", "False"),
+            timeout=120,
+            what="DataDrift=False (the drift monitor watching healthy inputs)",
+        )
+        assert watching["monitoring"]["drift"]["state"] == "Watching"
+        wait_until(
+            lambda: _condition(cluster, namespace, "AccuracyDegraded", "False"),
+            timeout=120,
+            what="AccuracyDegraded=False (labels as accurate as the holdout)",
+        )
+        time.sleep(30)
+        calm = _monitoring(cluster, namespace)
+        assert calm["conditions"]["DataDrift"]["status"] == "False", calm
+        assert calm["conditions"]["AccuracyDegraded"]["status"] == "False", calm
+        assert not _firing(alerting, "ModelopsDataDrift")
+
+        stream.shift = SHIFT
+        drifted = wait_until(
+            lambda: _condition(cluster, namespace, "DataDrift", "True"),
+            timeout=120,
+            what="DataDrift=True",
+        )
+        drift = drifted["monitoring"]["drift"]
+        assert drift["state"] == "Drifted" and drift["features"][0]["name"] == "x0", drift
+        degraded = wait_until(
+            lambda: _condition(cluster, namespace, "AccuracyDegraded", "True"),
+            timeout=180,
+            what="AccuracyDegraded=True",
+        )
+        assert (
+            degraded["monitoring"]["accuracy"]["observedError"]
+            > degraded["monitoring"]["accuracy"]["allowedError"]
+        )
+        events = get_json(cluster, "-n", namespace, "events")["items"]
+        reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == TARGET}
+        assert {"DataDrift", "AccuracyDegraded"} <= reasons, reasons
+        wait_until(
+            lambda: _firing(alerting, "ModelopsDataDrift"),
+            timeout=60,
+            what="the drift alert firing",
+        )
+        wait_until(
+            lambda: _firing(alerting, "ModelopsAccuracyDegraded"),
+            timeout=60,
+            what="the accuracy alert",
+        )
+    finally:
+        final = load.stop()
+    assert_no_failed_request(cluster, namespace, final)
+    printed = get_json(cluster, "-n", namespace, f"mdep/{TARGET}")
+    print(json.dumps(printed["status"]["monitoring"], indent=1))
