@@ -144,6 +144,24 @@ async def create_once(client: AsyncClient, manifest: Mapping[str, Any]) -> bool:
     return True
 
 
+def resource_of(api_version: str, kind: str, plural: str) -> Any:
+    """The lightkube resource of a namespaced kind: a built-in or known one, else a generic
+    resource named with ``plural`` (custom kinds such as Argo's Workflow)."""
+    try:
+        return resource_registry.load(api_version, kind)
+    except Exception:  # lightkube raises a plain exception for a kind it does not know
+        group, _, version = api_version.rpartition("/")
+        return create_namespaced_resource(group, version, kind, plural)
+
+
+async def create_generated(client: AsyncClient, manifest: Mapping[str, Any], plural: str) -> str:
+    """Create an object whose name the API server generates (metadata.generateName); returns
+    the name it got."""
+    resource = resource_of(manifest["apiVersion"], manifest["kind"], plural)
+    created: Any = await client.create(resource.from_dict(dict(manifest)))
+    return str(created.metadata.name)
+
+
 async def patch_secret_item(
     client: AsyncClient, namespace: str, name: str, item: str, encoded: str,
     resource_version: str,

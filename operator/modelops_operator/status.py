@@ -231,7 +231,8 @@ def compute_status(
     failures: Sequence[PodFailure] = (),
     challenge: ChallengeView | None = None,
     rejection: Rejection | None = None,
-    monitoring: Mapping[str, tuple[dict[str, Any], cond.ConditionState] | None] | None = None,
+    monitoring: Mapping[str, tuple[dict[str, Any], cond.ConditionState | None] | None]
+    | None = None,
 ) -> dict[str, Any]:
     """The status (owned keys only) for `outcome.generation`.
 
@@ -250,7 +251,7 @@ def compute_status(
     watched = dict(previous.get("monitoring") or {})
     views = dict(monitoring or {})
     if spec.model.profile is None:
-        views = dict.fromkeys(MONITOR_CONDITIONS)
+        views = dict.fromkeys([*MONITOR_CONDITIONS, "retraining"])
     for monitor, condition_type in MONITOR_CONDITIONS.items():
         if monitor not in views:
             continue
@@ -260,7 +261,14 @@ def compute_status(
             conditions = [c for c in conditions if c["type"] != condition_type]
         else:
             watched[monitor] = view[0]
-            conditions = cond.merge_conditions(conditions, [view[1]], outcome.generation, now)
+            if view[1] is not None:
+                conditions = cond.merge_conditions(conditions, [view[1]], outcome.generation, now)
+    for part, view in views.items():  # parts without a condition (the last retraining)
+        if part not in MONITOR_CONDITIONS:
+            if view is None:
+                watched.pop(part, None)
+            else:
+                watched[part] = view[0]
     status: dict[str, Any] = {
         "observedGeneration": outcome.generation,
         "conditions": conditions,

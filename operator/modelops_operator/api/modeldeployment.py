@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from .base import (
     DNS1035_LABEL,
@@ -511,6 +511,73 @@ class AccuracyMonitor(KubeModel):
     )
 
 
+class CloudEventSink(KubeModel):
+    """Where a retraining request is POSTed as a CloudEvent (structured JSON)."""
+
+    url: str = Field(
+        max_length=2048,
+        description="http(s) URL receiving the CloudEvent (type io.modelops.retraining."
+        "requested), for example an Argo Events webhook or a Knative broker.",
+        json_schema_extra=validations(
+            cel(
+                "self.matches('^https?://.+')",
+                "spec.monitoring.retraining.cloudEvent.url must be an http:// or https:// URL",
+            )
+        ),
+    )
+
+
+RetrainingCondition = Literal["DataDrift", "AccuracyDegraded"]
+RETRAINING_CONDITIONS: tuple[RetrainingCondition, ...] = ("DataDrift", "AccuracyDegraded")
+
+
+class RetrainingPolicy(KubeModel):
+    """What to start when a monitor fires: an object from a template and/or a CloudEvent."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.template) || has(self.cloudEvent)",
+                "spec.monitoring.retraining needs a template, a cloudEvent, or both",
+            ),
+        )
+    )
+
+    on: list[RetrainingCondition] = Field(
+        default_factory=lambda: list(RETRAINING_CONDITIONS),
+        max_length=2,
+        description="The conditions that start a retraining when they turn True.",
+    )
+    cooldown: str = Field(
+        "24h",
+        max_length=8,
+        pattern=r"^[1-9][0-9]{0,4}(d|h|m)$",
+        description="At most one retraining per this long (minutes, hours or days).",
+    )
+    template: dict[str, Any] | None = Field(
+        None,
+        description="An object created in the ModelDeployment's namespace, such as a "
+        "batch/v1 Job, an Argo Workflow or a Tekton PipelineRun: apiVersion, kind, metadata "
+        "(labels, annotations) and spec. It is named <deployment>-retrain-<random>, owned by "
+        "the ModelDeployment, and annotated with the evidence (modelops.io/retraining-*). The "
+        "operator's RBAC must allow creating that kind (chart value retraining.rules).",
+        # An embedded Kubernetes object: the API server checks its apiVersion, kind, metadata.
+        json_schema_extra={"x-kubernetes-embedded-resource": True},
+    )
+    cloud_event: CloudEventSink | None = Field(
+        None, description="Also (or only) POST a CloudEvent with the evidence."
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _names_a_kind(cls, template: dict[str, Any] | None) -> dict[str, Any] | None:
+        if template is not None and not (
+            isinstance(template.get("apiVersion"), str) and isinstance(template.get("kind"), str)
+        ):
+            raise ValueError("the template needs apiVersion and kind")
+        return template
+
+
 class Monitoring(KubeModel):
     """What the metrics sidecar records about predictions, and how the live model is watched."""
 
@@ -548,6 +615,11 @@ class Monitoring(KubeModel):
         description="Accuracy decay monitoring (needs spec.model.profile with a holdout "
         "accuracy and spec.monitoring.feedback.enabled).",
         json_schema_extra={"default": {}},
+    )
+    retraining: RetrainingPolicy | None = Field(
+        None,
+        description="Start a retraining when a monitor fires. What it produces comes back as "
+        "a new spec.model, gated like any change.",
     )
 
 
@@ -724,9 +796,24 @@ class AccuracyStatus(KubeModel):
     message: str = Field("", max_length=1024, description="What the monitor says, for people.")
 
 
+class RetrainingStatus(KubeModel):
+    """The last retraining the monitors started."""
+
+    triggered_at: datetime | None = Field(None, description="When it was started.")
+    trigger: str = Field("", description="The condition that started it.")
+    version: str = Field("", description="The live version it was started for.")
+    object: str = Field("", description="Kind/name of the object created, if any.")
+    cloud_event: str = Field("", description="delivered, or why delivery failed.")
+    count: int = Field(0, ge=0, description="Retrainings started by this operator's monitors.")
+    message: str = Field("", max_length=1024, description="What happened, for people.")
+
+
 class MonitoringStatus(KubeModel):
     """What the live-model monitors found."""
 
+    retraining: RetrainingStatus | None = Field(
+        None, description="The last retraining started by a monitor."
+    )
     drift: DriftStatus | None = Field(None, description="Input drift against the profile.")
     accuracy: AccuracyStatus | None = Field(
         None, description="Accuracy decay against the holdout, from labels."

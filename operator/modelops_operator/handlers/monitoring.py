@@ -11,15 +11,22 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+import httpx2
 import kopf
+from lightkube.core.exceptions import ApiError
 from prometheus_client import Counter, Gauge
 from pydantic import ValidationError
 
 from ..api.modeldeployment import ModelDeploymentSpec
+from ..conditions import format_time
 from ..constants import ROLE_CHAMPION
 from ..gating.config import parse_duration
+from ..kube import create_generated
+from ..lineage.store import write_records
 from ..monitoring.live import (
     AccuracyWatch,
     DriftWatch,
@@ -36,6 +43,14 @@ from ..monitoring.reading import (
     read_reference,
     read_totals,
 )
+from ..monitoring.retraining import (
+    cloud_event,
+    due,
+    resource_plural,
+    retraining_object,
+    retraining_record,
+    standing,
+)
 from ..opmetrics import count_error
 from ..promsource import PrometheusUnavailable
 from ..promsource.client import label_selector
@@ -45,6 +60,9 @@ INTERVAL_SECONDS = float(os.environ.get("MODELOPS_MONITOR_INTERVAL_SECONDS", "60
 # Optional: expected time between false alarms of the whole fleet this operator watches; each
 # deployment's threshold is then at least (monitored deployments) x this (docs/monitoring.md).
 FLEET_ALARM_EVERY_SECONDS = parse_duration(os.environ.get("MODELOPS_FLEET_ALARM_EVERY") or None)
+CLOUD_EVENT_TIMEOUT_SECONDS = 5.0
+# Which monitor's view holds each condition spec.monitoring.retraining.on names.
+RETRAINING_MONITORS = {"DataDrift": "drift", "AccuracyDegraded": "accuracy"}
 # Shorter than this since the previous look: too little for increase() to say anything.
 MIN_LOOK_SECONDS = 10.0
 
@@ -202,22 +220,104 @@ async def watch_live_model(
         "version": version,
     })  # fmt: skip
     now = time.time()
-    views = {
+    views: dict[str, Any] = {
         "drift": await _look_for_drift(memo, key, body, spec, version, selector, now, logger),
         "accuracy": await _look_at_accuracy(memo, key, body, spec, version, selector, now, logger),
     }
+    if spec.monitoring.retraining is not None:
+        retraining = await _maybe_retrain(memo, key, body, spec, views, now, logger)
+        if retraining is not None:
+            views["retraining"] = (retraining, None)
     if memo.monitor_views.get(key) != views:
         memo.monitor_views[key] = views
         _wake(memo, key)
 
 
+async def _maybe_retrain(
+    memo: kopf.Memo, key: tuple[str, str], body: kopf.Body, spec: ModelDeploymentSpec,
+    views: dict[str, Any], now: float, logger: Any,
+) -> dict[str, Any] | None:  # fmt: skip
+    """Start a retraining when a condition of spec.monitoring.retraining.on stands and the
+    cooldown has passed; the retraining status to show (None: nothing to show yet)."""
+    policy = spec.monitoring.retraining
+    assert policy is not None
+    namespace, name = key
+    status = body.get("status") or {}
+    last = memo.retrainings.get(key) or (status.get("monitoring") or {}).get("retraining")
+    trigger = standing(policy, views, RETRAINING_MONITORS)
+    if trigger is None or not due(policy, last, now):
+        return dict(last) if last else None
+    created, delivered, problems = "", "", []
+    if policy.template is not None:
+        manifest = retraining_object(
+            policy.template, namespace, name, body["metadata"]["uid"], trigger, now
+        )
+        try:
+            generated = await create_generated(
+                memo.k8s, manifest, resource_plural(manifest["kind"])
+            )
+            created = f"{manifest['kind']}/{generated}"
+        except (ApiError, httpx2.HTTPError, ValueError, TypeError) as error:
+            problems.append(f"could not create the {manifest.get('kind')}: {_why(error)}")
+    if policy.cloud_event is not None:
+        headers, event = cloud_event(namespace, name, trigger, now)
+        try:
+            async with httpx.AsyncClient(timeout=CLOUD_EVENT_TIMEOUT_SECONDS) as client:
+                answer = await client.post(policy.cloud_event.url, content=event, headers=headers)
+            delivered = "delivered" if answer.is_success else f"failed: HTTP {answer.status_code}"
+        except httpx.HTTPError as error:
+            delivered = f"failed: {type(error).__name__}"
+        if delivered != "delivered":
+            problems.append(f"the CloudEvent {delivered}")
+    if not created and delivered != "delivered":
+        count_error("retraining")
+        message = "; ".join(problems) + " (tried again at the next look)"
+        if (last or {}).get("message") != message:
+            kopf.warn(body, reason="RetrainingFailed", message=message)
+            logger.warning(message)
+        failed = {**(last or {}), "message": message}
+        memo.retrainings[key] = failed
+        return failed
+    message = "; ".join(
+        [f"started for {trigger.condition} on version {trigger.version}"]
+        + ([f"created {created}"] if created else [])
+        + problems
+    )
+    started = {
+        "triggeredAt": format_time(datetime.fromtimestamp(now, UTC)),
+        "trigger": trigger.condition,
+        "version": trigger.version,
+        "object": created,
+        "cloudEvent": delivered,
+        "count": int((last or {}).get("count") or 0) + 1,
+        "message": message,
+    }
+    memo.retrainings[key] = started
+    model = (status.get("champion") or {}) | {"name": spec.model.name}
+    await write_records(
+        memo.k8s, [retraining_record(namespace, name, model, trigger, created, now)]
+    )
+    kopf.info(body, reason="RetrainingTriggered", message=message)
+    logger.info(message)
+    return started
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, ApiError):
+        return f"{error.status.code} {error.status.message}"
+    return str(error) or type(error).__name__
+
+
 @kopf.on.event(*MDEP, when=lambda event, **_: event.get("type") == "DELETED")
-async def forget_monitors(
-    name: str, namespace: str | None, memo: kopf.Memo, **_: Any
-) -> None:
+async def forget_monitors(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     """A deleted ModelDeployment's monitors and series go with it."""
     key = (namespace or "", name)
-    for watches in (memo.drift_watches, memo.accuracy_watches, memo.monitor_views):
+    for watches in (
+        memo.drift_watches,
+        memo.accuracy_watches,
+        memo.monitor_views,
+        memo.retrainings,
+    ):
         watches.pop(key, None)
     for monitor in ("drift", "accuracy"):
         for family in (EVIDENCE, ALARM, ALARMS):

@@ -1,8 +1,9 @@
 """A live model watched end to end: pods on the real node fetch the model and its training
 profile (written by `modelops profile` from the demo's holdout table), the sidecars count
 inputs and labels, Prometheus in the cluster scrapes them, and the operator (a host process,
-one look every 5 s) raises DataDrift and then AccuracyDegraded when the inputs move; a second
-Prometheus evaluates the chart's own alert rules against the operator's metrics.
+one look every 5 s) raises DataDrift and then AccuracyDegraded when the inputs move, and starts
+one retraining (a Job that runs on the node, and a CloudEvent) for both, within its cooldown;
+a second Prometheus evaluates the chart's own alert rules against the operator's metrics.
 
 Healthy traffic first (rows and labels from the model's own task): nothing fires. Then the
 strongest feature moves by 1.5 standard deviations, its labels following the task's true rule.
@@ -10,7 +11,9 @@ strongest feature moves by 1.5 standard deviations, its labels following the tas
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +34,7 @@ from modelops_demo.models import (
     draw_rows,
 )
 from modelops_devcluster.prometheus import PrometheusProcess, ScrapeTarget
+from modelops_operator.constants import DEFAULT_SERVING_IMAGE
 from modelops_operator.monitoring.profile import build_profile, digest, encode, model_predictor
 from tests.harness.chart import CHART
 from tests.harness.operator_process import OperatorProcess
@@ -129,7 +133,65 @@ def alerting(
         prometheus.stop()
 
 
-def _deploy(cluster: Any, namespace: str, served: dict[str, str]) -> None:
+class CloudEventSink:
+    """An HTTP endpoint of the host that keeps every CloudEvent POSTed to it."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+        self.received = received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                received.append({"type": self.headers.get("Content-Type"),
+                                 "event": json.loads(self.rfile.read(length))})  # fmt: skip
+                self.send_response(202)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/events"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def sink() -> Iterator[CloudEventSink]:
+    found = CloudEventSink()
+    yield found
+    found.close()
+
+
+# A retraining as a Job: here it only says what it would train on; `make demo` trains for real.
+RETRAINING_JOB = {
+    "apiVersion": "batch/v1",
+    "kind": "Job",
+    "metadata": {"labels": {"app": "retrain"}},
+    "spec": {
+        "backoffLimit": 0,
+        "template": {
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "train",
+                        "image": DEFAULT_SERVING_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["python3", "-c", "print('retraining on fresh data')"],
+                    }
+                ],
+            }
+        },
+    },
+}
+
+
+def _deploy(cluster: Any, namespace: str, served: dict[str, str], sink_url: str) -> None:
     manifest = {
         "apiVersion": "modelops.io/v1alpha1",
         "kind": "ModelDeployment",
@@ -148,6 +210,11 @@ def _deploy(cluster: Any, namespace: str, served: dict[str, str]) -> None:
                 "feedback": {"enabled": True},
                 "drift": {"alarmEvery": "1h"},
                 "accuracy": {"alarmEvery": "1h", "margin": 2},
+                "retraining": {
+                    "cooldown": "24h",
+                    "template": RETRAINING_JOB,
+                    "cloudEvent": {"url": sink_url},
+                },
             },
         },
     }
@@ -181,9 +248,10 @@ def test_drift_then_accuracy_decay_are_found_and_alerted(
     monitoring_operator: OperatorProcess,
     alerting: PrometheusProcess,
     served: dict[str, str],
+    sink: CloudEventSink,
 ) -> None:
     cluster = real_cluster.cluster
-    _deploy(cluster, namespace, served)
+    _deploy(cluster, namespace, served, sink.url)
     service = get_json(cluster, "-n", namespace, f"service/{TARGET}")["spec"]
     port = real_cluster.node.forward(service["clusterIP"], service["ports"][0]["port"])
     stream = ShiftableStream()
@@ -248,5 +316,10 @@ def test_drift_then_accuracy_decay_are_found_and_alerted(
     finally:
         final = load.stop()
     assert_no_failed_request(cluster, namespace, final)
+    # AccuracyDegraded came within the cooldown: still one Job, one event.
+    jobs = get_json(cluster, "-n", namespace, "jobs", "-l", f"modelops.io/deployment={TARGET}")[
+        "items"
+    ]
+    assert len(jobs) == 1 and len(sink.received) == 1
     printed = get_json(cluster, "-n", namespace, f"mdep/{TARGET}")
     print(json.dumps(printed["status"]["monitoring"], indent=1))
