@@ -101,6 +101,15 @@ def retraining_object(
         "uid": uid,
     }]  # fmt: skip
     manifest["metadata"] = metadata
+    pod = (manifest.get("spec") or {}).get("template")
+    if manifest.get("kind") == "Job" and isinstance(pod, dict):
+        # A Job's container reads them through the downward API from its pod's annotations.
+        pod_meta = dict(pod.get("metadata") or {})
+        pod_meta["annotations"] = {
+            **(pod_meta.get("annotations") or {}),
+            **{k: v for k, v in metadata["annotations"].items() if k.startswith(ANNOTATION_PREFIX)},
+        }
+        pod["metadata"] = pod_meta
     return manifest
 
 

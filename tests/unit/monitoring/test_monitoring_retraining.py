@@ -84,9 +84,11 @@ def test_the_template_becomes_an_owned_object_carrying_the_evidence() -> None:
         json.loads(meta["annotations"]["modelops.io/retraining-evidence"])["features"][0]["name"]
         == "x0"
     )
-    assert (
-        made["spec"] == JOB["spec"] and JOB["metadata"]["name"] == "ignored"
-    )  # the template is untouched
+    # A Job's pods carry the annotations too, for the downward API.
+    pod_annotations = made["spec"]["template"]["metadata"]["annotations"]
+    assert pod_annotations["modelops.io/retraining-trigger"] == "DataDrift"
+    assert made["spec"]["template"]["spec"] == JOB["spec"]["template"]["spec"]
+    assert "metadata" not in JOB["spec"]["template"] and JOB["metadata"]["name"] == "ignored"
 
 
 def test_the_cloud_event_and_the_lineage_record() -> None:
