@@ -109,6 +109,15 @@ def _show(namespace: str, name: str, monitor: str, evidence: float, alarm: bool)
     ALARM.labels(namespace, name, monitor).set(1.0 if alarm else 0.0)
 
 
+def _announce(
+    body: kopf.Body, key: tuple[str, str], monitor: str, reason: str, view: Any, logger: Any
+) -> None:
+    """A monitor found something: counted, an Event, a log line."""
+    ALARMS.labels(*key, monitor).inc()
+    kopf.warn(body, reason=reason, message=view[0]["message"])
+    logger.warning(view[0]["message"])
+
+
 async def _look_for_drift(
     memo: kopf.Memo, key: tuple[str, str], body: kopf.Body, spec: ModelDeploymentSpec,
     version: str, selector: str, now: float, logger: Any,
@@ -142,10 +151,7 @@ async def _look_for_drift(
             watch.detector.threshold = watch.threshold
             ROWS.labels(namespace, name).inc(float(counts.sum(axis=-1).max(initial=0.0)))
             if watch.look(counts, now):
-                found_view = drift_view(watch, version)[0]
-                ALARMS.labels(namespace, name, "drift").inc()
-                kopf.warn(body, reason="DataDrift", message=found_view["message"])
-                logger.warning(found_view["message"])
+                _announce(body, key, "drift", "DataDrift", drift_view(watch, version), logger)
     except PrometheusUnavailable as error:
         problem = f"Prometheus unavailable: {error}"
         count_error("monitoring")
@@ -189,10 +195,8 @@ async def _look_at_accuracy(
             watch.alarm_every_seconds = alarm_every
             watch.detector.threshold = watch.threshold
             if watch.look(wrong, labelled, now):
-                found_view = accuracy_view(watch, version)[0]
-                ALARMS.labels(namespace, name, "accuracy").inc()
-                kopf.warn(body, reason="AccuracyDegraded", message=found_view["message"])
-                logger.warning(found_view["message"])
+                found = accuracy_view(watch, version)
+                _announce(body, key, "accuracy", "AccuracyDegraded", found, logger)
     except PrometheusUnavailable as error:
         problem = f"Prometheus unavailable: {error}"
         count_error("monitoring")
