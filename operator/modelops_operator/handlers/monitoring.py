@@ -195,8 +195,8 @@ async def _look_at_accuracy(
             watch.alarm_every_seconds = alarm_every
             watch.detector.threshold = watch.threshold
             if watch.look(wrong, labelled, now):
-                found = accuracy_view(watch, version)
-                _announce(body, key, "accuracy", "AccuracyDegraded", found, logger)
+                degraded = accuracy_view(watch, version)
+                _announce(body, key, "accuracy", "AccuracyDegraded", degraded, logger)
     except PrometheusUnavailable as error:
         problem = f"Prometheus unavailable: {error}"
         count_error("monitoring")
