@@ -110,7 +110,7 @@ async def _watch(
         assert reference.features == ("x0", "x1", "x2", "x3")
         # A false alarm expected once in 300 looks (c = 300, shared by the four features).
         watch = DriftWatch("v1", reference, 300 * LOOK_SECONDS, LOOK_SECONDS, since=time.time())
-        watch.totals = await read_totals(source, SELECTOR, time.time())
+        watch.totals = await read_totals(source, SELECTOR, reference, time.time())
         evidence, found = [], []
         shifted = models.X.copy()
         shifted[:, 0] += 3 * models.X[:, 0].std()
@@ -119,7 +119,7 @@ async def _watch(
                 _send(proxy, table[rng.integers(0, len(table), 120)])
                 await asyncio.to_thread(prometheus.wait_for_scrapes)
                 now = time.time()
-                totals = await read_totals(source, SELECTOR, now)
+                totals = await read_totals(source, SELECTOR, reference, now)
                 counts = grown(watch.totals, totals, reference)
                 watch.totals = totals
                 if watch.look(counts, now):

@@ -144,7 +144,7 @@ async def _look_for_drift(
                 memo.drift_watches[key] = watch
         elif watch.last_look is None or now - watch.last_look >= MIN_LOOK_SECONDS:
             # The first look after (re)starting reads the counters it will count from.
-            totals = await read_totals(memo.prometheus, selector, now)
+            totals = await read_totals(memo.prometheus, selector, watch.reference, now)
             counts = grown(watch.totals, totals, watch.reference)
             watch.totals = totals
             watch.alarm_every_seconds = alarm_every

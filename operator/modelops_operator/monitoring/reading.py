@@ -31,39 +31,52 @@ async def read_reference(source: InstantQueries, selector: str, at: float) -> Re
     return reference_from(((s.labels, s.value) for s in shares), rows[0].value if rows else 0.0)
 
 
-SeriesTotals = dict[tuple[tuple[str, str], ...], float]
+# Each sidecar's counters by pod, as one array: a deployment's memory stays a few KiB per pod
+# (50 features x 20 bins is 8 KiB), not a dictionary entry per series.
+PodTotals = dict[str, np.ndarray]
+# Prometheus's labels that tell one sidecar from another (the pod, else the scrape target).
+POD_LABELS = ("pod", "instance")
 
 
-async def read_totals(source: InstantQueries, selector: str, at: float) -> SeriesTotals:
-    """Every selected sidecar's input counters at ``at``, by series."""
-    samples = await source.instant(f"modelops_input_bin_total{selector}", at)
-    return {tuple(sorted(s.labels.items())): s.value for s in samples}
+def _pod_of(labels: Mapping[str, str]) -> str:
+    return "/".join(labels.get(name, "") for name in POD_LABELS)
 
 
-def series_growth(
-    previous: Mapping[tuple[tuple[str, str], ...], float] | None, totals: SeriesTotals
-) -> list[tuple[dict[str, str], float]]:
-    """What each series grew between two reads; nothing for a first read (no baseline)."""
+async def read_totals(
+    source: InstantQueries, selector: str, reference: Reference, at: float
+) -> PodTotals:
+    """Every selected sidecar's input counters at ``at``: (F, K) per pod."""
+    query = f"sum by (pod, instance, feature, bin) (modelops_input_bin_total{selector})"
+    samples = await source.instant(query, at)
+    by_pod: dict[str, list[tuple[Mapping[str, str], float]]] = {}
+    for sample in samples:
+        by_pod.setdefault(_pod_of(sample.labels), []).append((sample.labels, sample.value))
+    return {pod: counts_from(found, reference) for pod, found in by_pod.items()}
+
+
+def growth(previous: Mapping[str, np.ndarray] | None, totals: PodTotals) -> np.ndarray | None:
+    """What the counters grew between two reads, summed over pods; None for a first read (no
+    baseline). A cell that went down was reset (a restart) and counts from zero; a pod seen for
+    the first time counts whole, when the previous read found any pod (a new pod)."""
     if previous is None:
-        return []
-    increments = []
-    for key, value in totals.items():
-        before = previous.get(key)
+        return None
+    total: np.ndarray | None = None
+    for pod, now in totals.items():
+        before = previous.get(pod)
         if before is None:
-            growth = value if previous else 0.0  # a new pod's counts, all since it started
+            grew = now if previous else np.zeros_like(now)
         else:
-            growth = value - before if value >= before else value  # reset: from zero
-        increments.append((dict(key), growth))
-    return increments
+            grew = np.where(now >= before, now - before, now)
+        total = grew if total is None else total + grew
+    return total
 
 
 def grown(
-    previous: Mapping[tuple[tuple[str, str], ...], float] | None,
-    totals: SeriesTotals,
-    reference: Reference,
+    previous: Mapping[str, np.ndarray] | None, totals: PodTotals, reference: Reference
 ) -> np.ndarray:
     """(F, K) rows counted between two reads."""
-    return counts_from(series_growth(previous, totals), reference)
+    found = growth(previous, totals)
+    return np.zeros(reference.shares.shape) if found is None else found
 
 
 async def read_holdout(
@@ -79,20 +92,29 @@ async def read_holdout(
     return accuracy[0].value, rows[0].value
 
 
-async def read_outcomes(source: InstantQueries, selector: str, at: float) -> SeriesTotals:
-    """The labels scored for the selected version's predictions, by outcome and series."""
-    query = f'modelops_feedback_total{{outcome=~"correct|incorrect",{selector[1:]}'
-    samples = await source.instant(query, at)
-    return {tuple(sorted(s.labels.items())): s.value for s in samples}
+OUTCOMES = ("correct", "incorrect")
+
+
+async def read_outcomes(source: InstantQueries, selector: str, at: float) -> PodTotals:
+    """The labels scored for the selected version's predictions: [correct, incorrect] per pod."""
+    query = (
+        f"sum by (pod, instance, outcome) "
+        f'(modelops_feedback_total{{outcome=~"correct|incorrect",{selector[1:]})'
+    )
+    by_pod: dict[str, np.ndarray] = {}
+    for sample in await source.instant(query, at):
+        outcome = sample.labels.get("outcome", "")
+        if outcome in OUTCOMES:
+            counts = by_pod.setdefault(_pod_of(sample.labels), np.zeros(len(OUTCOMES)))
+            counts[OUTCOMES.index(outcome)] += max(sample.value, 0.0)
+    return by_pod
 
 
 def outcome_growth(
-    previous: Mapping[tuple[tuple[str, str], ...], float] | None, totals: SeriesTotals
+    previous: Mapping[str, np.ndarray] | None, totals: PodTotals
 ) -> tuple[float, float]:
     """(wrong, labelled) between two reads."""
-    wrong = labelled = 0.0
-    for labels, growth in series_growth(previous, totals):
-        labelled += growth
-        if labels.get("outcome") == "incorrect":
-            wrong += growth
-    return wrong, labelled
+    found = growth(previous, totals)
+    if found is None:
+        return 0.0, 0.0
+    return float(found[1]), float(found.sum())

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +19,9 @@ from modelops_operator.monitoring.live import (
     reference_from,
     restored_drift,
 )
-from modelops_operator.monitoring.reading import grown, outcome_growth
+from modelops_operator.monitoring.reading import grown, outcome_growth, read_outcomes, read_totals
 from modelops_operator.observe import DeploymentObservation
+from modelops_operator.promsource.counts import Sample
 from modelops_operator.status import ReconcileOutcome, compute_status, status_patch
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -80,18 +82,30 @@ def test_no_rows_is_no_data_and_a_failed_read_says_why() -> None:
     assert drift_view(watch, "1.0.0")[1].reason == "NoData"
 
 
+class Answers:
+    """Prometheus's answers to the reading queries, as recorded samples."""
+
+    def __init__(self, samples: list[tuple[dict[str, str], float]]) -> None:
+        self.samples = [Sample(labels, value, 0.0) for labels, value in samples]
+
+    async def instant(self, query: str, at: float | None = None) -> list[Sample]:
+        return self.samples
+
+
+def _bins(pod: str, counts: dict[int, float]) -> list[tuple[dict[str, str], float]]:
+    return [({"pod": pod, "feature": "age", "bin": str(b)}, v) for b, v in counts.items()]
+
+
 def test_counter_growth_handles_resets_and_new_pods() -> None:
     reference = _reference()
-
-    def series(pod: str, bin_: int) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted({"pod": pod, "feature": "age", "bin": str(bin_)}.items()))
-
-    first = {series("a", 0): 100.0, series("a", 1): 50.0}
+    first = asyncio.run(read_totals(Answers(_bins("a", {0: 100, 1: 50})), "{}", reference, 0))
     assert grown(None, first, reference).sum() == 0  # a baseline, not rows
-    later = {series("a", 0): 130.0, series("a", 1): 5.0, series("b", 2): 7.0}
+    answers = Answers(_bins("a", {0: 130, 1: 5}) + _bins("b", {2: 7}))
+    later = asyncio.run(read_totals(answers, "{}", reference, 0))
     counts = grown(first, later, reference)
     # a/0 grew 30; a/1 was reset (a restart) and counts 5 from zero; b is a new pod: 7.
     assert counts[0].tolist() == [30.0, 5.0, 7.0, 0.0]
+    assert later["a/"].nbytes == reference.shares.nbytes  # one small array per pod
 
 
 def _spec(profile: bool = True) -> ModelDeploymentSpec:
@@ -168,14 +182,13 @@ def test_accuracy_decay_is_found_against_the_holdout_and_a_healthy_model_is_left
 
 
 def test_labels_are_counted_from_the_feedback_counters_growth() -> None:
-    def series(pod: str, outcome: str) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted({"pod": pod, "outcome": outcome}.items()))
+    def outcomes(pods: dict[str, dict[str, float]]) -> Any:
+        samples = [
+            ({"pod": p, "outcome": o}, v) for p, found in pods.items() for o, v in found.items()
+        ]
+        return asyncio.run(read_outcomes(Answers(samples), '{a="b"}', 0))
 
-    before = {series("a", "correct"): 10.0, series("a", "incorrect"): 2.0}
-    after = {
-        series("a", "correct"): 18.0,
-        series("a", "incorrect"): 5.0,
-        series("b", "incorrect"): 1.0,
-    }
+    before = outcomes({"a": {"correct": 10, "incorrect": 2}})
+    after = outcomes({"a": {"correct": 18, "incorrect": 5}, "b": {"incorrect": 1, "late": 9}})
     assert outcome_growth(None, after) == (0.0, 0.0)
     assert outcome_growth(before, after) == (4.0, 12.0)
