@@ -113,10 +113,21 @@ def challenges_table(
     return _with_namespace(headers, rows, challenges, all_namespaces, "challenges")
 
 
+def _watched(status: dict[str, Any]) -> str:
+    """The live-model monitors' states, drift/accuracy (docs/monitoring.md); - without any."""
+    monitoring = status.get("monitoring") or {}
+    states = [(monitoring.get(m) or {}).get("state") for m in ("drift", "accuracy")]
+    if not any(states):
+        return "-"
+    return "/".join(state or "-" for state in states)
+
+
 def deployments_table(
     deployments: list[dict[str, Any]], all_namespaces: bool, now: datetime | None = None
 ) -> str:
-    headers = ["NAME", "MODEL", "LIVE", "DESIRED", "CHALLENGER", "PODS", "READY", "AGE"]
+    headers = [
+        "NAME", "MODEL", "LIVE", "DESIRED", "CHALLENGER", "PODS", "READY", "DRIFT/ACCURACY", "AGE"
+    ]  # fmt: skip
     rows = []
     for mdep in deployments:
         meta, status, spec = mdep["metadata"], mdep.get("status") or {}, mdep.get("spec") or {}
@@ -131,6 +142,7 @@ def deployments_table(
                 _version(status, "challenger"),
                 f"{status.get('readyReplicas', 0)}/{wanted}",
                 _condition(mdep, "Ready"),
+                _watched(status),
                 age(meta.get("creationTimestamp"), now),
             ]
         )

@@ -65,9 +65,23 @@ def test_list_deployments(cluster: FakeClient, capsys: pytest.CaptureFixture[str
     assert listed["items"][0]["kind"] == "ModelDeployment"
     header, row = run(capsys, "list", "mdep")[1].splitlines()
     assert header.split() == [
-        "NAME", "MODEL", "LIVE", "DESIRED", "CHALLENGER", "PODS", "READY", "AGE"
+        "NAME", "MODEL", "LIVE", "DESIRED", "CHALLENGER", "PODS", "READY", "DRIFT/ACCURACY", "AGE"
     ]  # fmt: skip
-    assert row.split()[:7] == ["fraud", "fraud", "1.1.0", "1.2.0", "-", "2/2", "True"]
+    assert row.split()[:8] == ["fraud", "fraud", "1.1.0", "1.2.0", "-", "2/2", "True", "-"]
+
+
+def test_the_monitors_states_show_in_the_deployments_table() -> None:
+    from modelops_operator.plugin.views import deployments_table
+
+    watched = {
+        "metadata": {"name": "fraud", "namespace": "ml"},
+        "spec": {"model": {"name": "fraud", "version": "1.0.0"}},
+        "status": {
+            "monitoring": {"drift": {"state": "Drifted"}, "accuracy": {"state": "Watching"}}
+        },
+    }
+    row = deployments_table([watched], all_namespaces=False).splitlines()[1]
+    assert "Drifted/Watching" in row.split()
 
 
 def test_list_nothing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
