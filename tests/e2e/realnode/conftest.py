@@ -112,25 +112,31 @@ def model_files(real_cluster: RealCluster) -> Iterator[ModelFiles]:
         yield ModelFiles(base_url, EXAMPLE_MODELS)
 
 
-@pytest.fixture(scope="module")
-def challenge_operator(
-    real_cluster: Any, operator_identity: tuple[Path, str], tmp_path_factory: Any
+@contextlib.contextmanager
+def host_operator(
+    real_cluster: Any, operator_identity: tuple[Path, str], log_dir: Path, **env: str
 ) -> Iterator[OperatorProcess]:
-    """The operator as a process of the host (a test can kill it), reading the in-cluster
-    Prometheus; `operator_identity` comes from the test module (tests/e2e/operator_fixtures)."""
+    """The operator as a process of the host (a test can kill it), with the chart's
+    ServiceAccount, reading the in-cluster Prometheus; ``env`` adds settings."""
     kubeconfig, _ = operator_identity
-    log_path = tmp_path_factory.mktemp("challenge-operator") / "operator.log"
-    process = OperatorProcess.start(
-        kubeconfig,
-        log_path,
-        extra_env={
-            "MODELOPS_PROMETHEUS_URL": real_cluster.prometheus.url,
-            # Labels come 0.5-2 s after the answer; a retired challenger stays long enough.
-            "MODELOPS_FEEDBACK_GRACE_SECONDS": "5",
-        },
-    )
+    log_path = log_dir / "operator.log"
+    extra_env = {"MODELOPS_PROMETHEUS_URL": real_cluster.prometheus.url, **env}
+    process = OperatorProcess.start(kubeconfig, log_path, extra_env=extra_env)
     try:
         yield process
     finally:
         process.stop()
         print(f"[operator] log: {log_path}")
+
+
+@pytest.fixture(scope="module")
+def challenge_operator(
+    real_cluster: Any, operator_identity: tuple[Path, str], tmp_path_factory: Any
+) -> Iterator[OperatorProcess]:
+    """`operator_identity` comes from the test module (tests/e2e/operator_fixtures)."""
+    log_dir = tmp_path_factory.mktemp("challenge-operator")
+    # Labels come 0.5-2 s after the answer; a retired challenger stays long enough.
+    with host_operator(
+        real_cluster, operator_identity, log_dir, MODELOPS_FEEDBACK_GRACE_SECONDS="5"
+    ) as process:
+        yield process

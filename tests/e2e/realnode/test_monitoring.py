@@ -40,7 +40,7 @@ from tests.harness.chart import CHART
 from tests.harness.operator_process import OperatorProcess
 
 from ..operator_fixtures import crds, get_json, operator_identity, wait_until  # noqa: F401 - fixtures
-from .conftest import serve_directory
+from .conftest import host_operator, serve_directory
 from .test_challenge import BackgroundLoad, assert_no_failed_request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -101,21 +101,11 @@ def monitoring_operator(
     operator_identity: tuple[Path, str],  # noqa: F811 - the fixture imported above
     tmp_path_factory: Any,
 ) -> Iterator[OperatorProcess]:
-    kubeconfig, _ = operator_identity
-    log_path = tmp_path_factory.mktemp("monitoring-operator") / "operator.log"
-    process = OperatorProcess.start(
-        kubeconfig,
-        log_path,
-        extra_env={
-            "MODELOPS_PROMETHEUS_URL": real_cluster.prometheus.url,
-            "MODELOPS_MONITOR_INTERVAL_SECONDS": LOOK_SECONDS,
-        },
-    )
-    try:
+    log_dir = tmp_path_factory.mktemp("monitoring-operator")
+    with host_operator(
+        real_cluster, operator_identity, log_dir, MODELOPS_MONITOR_INTERVAL_SECONDS=LOOK_SECONDS
+    ) as process:
         yield process
-    finally:
-        process.stop()
-        print(f"[operator] log: {log_path}")
 
 
 @pytest.fixture(scope="module")
