@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx2
 from lightkube import AsyncClient, codecs
-from lightkube.core.exceptions import ApiError
+from lightkube.core.exceptions import ApiError, LoadResourceError
 from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
@@ -149,7 +149,7 @@ def resource_of(api_version: str, kind: str, plural: str) -> Any:
     resource named with ``plural`` (custom kinds such as Argo's Workflow)."""
     try:
         return resource_registry.load(api_version, kind)
-    except Exception:  # lightkube raises a plain exception for a kind it does not know
+    except LoadResourceError:  # a kind lightkube does not know
         group, _, version = api_version.rpartition("/")
         return create_namespaced_resource(group, version, kind, plural)
 

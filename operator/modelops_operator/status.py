@@ -252,23 +252,15 @@ def compute_status(
     views = dict(monitoring or {})
     if spec.model.profile is None:
         views = dict.fromkeys([*MONITOR_CONDITIONS, "retraining"])
-    for monitor, condition_type in MONITOR_CONDITIONS.items():
-        if monitor not in views:
-            continue
-        view = views[monitor]
+    for part, view in views.items():  # a monitor, or the last retraining (no condition)
+        condition_type = MONITOR_CONDITIONS.get(part)
         if view is None:
-            watched.pop(monitor, None)
+            watched.pop(part, None)
             conditions = [c for c in conditions if c["type"] != condition_type]
         else:
-            watched[monitor] = view[0]
+            watched[part] = view[0]
             if view[1] is not None:
                 conditions = cond.merge_conditions(conditions, [view[1]], outcome.generation, now)
-    for part, view in views.items():  # parts without a condition (the last retraining)
-        if part not in MONITOR_CONDITIONS:
-            if view is None:
-                watched.pop(part, None)
-            else:
-                watched[part] = view[0]
     status: dict[str, Any] = {
         "observedGeneration": outcome.generation,
         "conditions": conditions,

@@ -32,8 +32,6 @@ from ..monitoring.live import (
     DriftWatch,
     accuracy_view,
     drift_view,
-    parse_time,
-    restored_alarm,
 )
 from ..monitoring.reading import (
     grown,
@@ -134,23 +132,17 @@ async def _look_for_drift(
                 problem = "no profile series from the champion's sidecars yet"
             else:
                 watch = DriftWatch(version, reference, alarm_every, INTERVAL_SECONDS, since=now)
-                found = restored_alarm(body.get("status"), "drift", "Drifted", version)
-                if found is not None:  # drift found before a restart stays found
-                    watch.drifted_at = parse_time(found["detectedAt"])
-                    watch.rows_at_detection = float(found.get("rows") or 0)
-                    watch.top_at_detection = [
-                        (f["name"], f["share"]) for f in found.get("features") or []
-                    ]
+                watch.resume(body.get("status"))
                 memo.drift_watches[key] = watch
         elif watch.last_look is None or now - watch.last_look >= MIN_LOOK_SECONDS:
             # The first look after (re)starting reads the counters it will count from.
             totals = await read_totals(memo.prometheus, selector, watch.reference, now)
             counts = grown(watch.totals, totals, watch.reference)
-            watch.totals = totals
-            watch.alarm_every_seconds = alarm_every
-            watch.detector.threshold = watch.threshold
-            ROWS.labels(namespace, name).inc(float(counts.sum(axis=-1).max(initial=0.0)))
-            if watch.look(counts, now):
+            watch.totals, watch.alarm_every_seconds = totals, alarm_every
+            rows_before = watch.rows
+            found = watch.look(counts, now)
+            ROWS.labels(namespace, name).inc(watch.rows - rows_before)
+            if found:
                 _announce(body, key, "drift", "DataDrift", drift_view(watch, version), logger)
     except PrometheusUnavailable as error:
         problem = f"Prometheus unavailable: {error}"
@@ -182,18 +174,12 @@ async def _look_at_accuracy(
             else:
                 watch = AccuracyWatch(version, holdout[0], holdout[1], settings.margin,
                                       alarm_every, INTERVAL_SECONDS, since=now)  # fmt: skip
-                found = restored_alarm(body.get("status"), "accuracy", "Degraded", version)
-                if found is not None:
-                    watch.degraded_at = parse_time(found["detectedAt"])
-                    watch.labels_at_detection = float(found.get("labels") or 0)
-                    watch.error_at_detection = found.get("observedError")
+                watch.resume(body.get("status"))
                 memo.accuracy_watches[key] = watch
         elif watch.last_look is None or now - watch.last_look >= MIN_LOOK_SECONDS:
             totals = await read_outcomes(memo.prometheus, selector, now)
             wrong, labelled = outcome_growth(watch.totals, totals)
-            watch.totals = totals
-            watch.alarm_every_seconds = alarm_every
-            watch.detector.threshold = watch.threshold
+            watch.totals, watch.alarm_every_seconds = totals, alarm_every
             if watch.look(wrong, labelled, now):
                 degraded = accuracy_view(watch, version)
                 _announce(body, key, "accuracy", "AccuracyDegraded", degraded, logger)

@@ -119,9 +119,18 @@ class DriftWatch:
     def threshold(self) -> float:
         return alarm_threshold(self.alarm_every_seconds, self.interval_seconds, self.multiplicity)
 
+    def resume(self, previous: Mapping[str, Any] | None) -> None:
+        """Keep a drift the status already reported for this version (an operator restart)."""
+        found = restored_alarm(previous, "drift", "Drifted", self.version)
+        if found is not None:
+            self.drifted_at = parse_time(found["detectedAt"])
+            self.rows_at_detection = float(found.get("rows") or 0)
+            self.top_at_detection = [(f["name"], f["share"]) for f in found.get("features") or []]
+
     def look(self, counts: np.ndarray, now: float) -> bool:
         """Take one look's counts; True when this look found drift (a new alarm)."""
         self.last_look = now
+        self.detector.threshold = self.threshold  # alarm_every_seconds may have changed
         self.rows += float(counts.sum(axis=-1).max(initial=0.0))
         statistic = float(self.detector.update(counts[None])[0])
         self.evidence = max(statistic, 0.0) / math.log(self.threshold)
@@ -194,12 +203,6 @@ def drift_view(
     return status, ConditionState(DATA_DRIFT, "False", "NoDrift", message)
 
 
-def restored_drift(previous: Mapping[str, Any] | None, version: str) -> float | None:
-    """When the status already said this version drifted (kept across operator restarts)."""
-    found = restored_alarm(previous, "drift", "Drifted", version)
-    return None if found is None else parse_time(found["detectedAt"])
-
-
 def top_features_text(features: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(f"{f['name']} ({f['share']:.0%})" for f in features)
 
@@ -239,9 +242,18 @@ class AccuracyWatch:
     def threshold(self) -> float:
         return alarm_threshold(self.alarm_every_seconds, self.interval_seconds)
 
+    def resume(self, previous: Mapping[str, Any] | None) -> None:
+        """Keep a decay the status already reported for this version (an operator restart)."""
+        found = restored_alarm(previous, "accuracy", "Degraded", self.version)
+        if found is not None:
+            self.degraded_at = parse_time(found["detectedAt"])
+            self.labels_at_detection = float(found.get("labels") or 0)
+            self.error_at_detection = found.get("observedError")
+
     def look(self, wrong: float, labelled: float, now: float) -> bool:
         """Take one look's labels; True when this look found the model degraded."""
         self.last_look = now
+        self.detector.threshold = self.threshold  # alarm_every_seconds may have changed
         self.labels += labelled
         self.wrong += wrong
         statistic = float(self.detector.update(np.array([wrong]), np.array([labelled]))[0])

@@ -17,7 +17,6 @@ from modelops_operator.monitoring.live import (
     accuracy_view,
     drift_view,
     reference_from,
-    restored_drift,
 )
 from modelops_operator.monitoring.reading import grown, outcome_growth, read_outcomes, read_totals
 from modelops_operator.observe import DeploymentObservation
@@ -144,9 +143,13 @@ def test_status_carries_the_view_keeps_it_until_the_first_look_and_drops_it_with
     # After an operator restart, before the monitor's first look: nothing to write.
     assert status_patch(drifted, _status(_spec(), drifted, None)) == {}
     # The restarted monitor keeps the drift found for this version, not for another.
-    found = restored_drift(drifted, "1.0.0")
-    assert found == watch.drifted_at // 1
-    assert restored_drift(drifted, "2.0.0") is None
+    restarted = _watch()
+    restarted.resume(drifted)
+    assert restarted.drifted_at == watch.drifted_at // 1
+    assert drift_view(restarted, "1.0.0")[1].status == "True"
+    other = DriftWatch("2.0.0", _reference(), 86400.0, 60.0, since=T0.timestamp())
+    other.resume(drifted)
+    assert other.drifted_at is None
     gone = _status(_spec(profile=False), drifted, None)
     assert "monitoring" not in gone
     assert "DataDrift" not in {c["type"] for c in gone["conditions"]}
