@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
         test unit e2e lint typecheck bench clean run install-crds crds
 
 help:
-	@echo "make demo          the main job: a better model promoted, a worse one rolled back (<10 min)"
+	@echo "make demo          the main job: a better model promoted, a worse one rolled back, a drifted one retrained (~8 min)"
 	@echo "make test          install everything needed, then lint, unit and end-to-end tests"
 	@echo "make images        build the OCI images into dist/images/ (no Docker daemon, no registry)"
 	@echo "make cluster-up    start a local Kubernetes cluster: control plane and a real node"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,13 @@ import pytest
 
 from modelops_demo.models import (
     DemoStream,
+    DriftingStream,
     build_demo_models,
     build_miscalibrated_model,
+    draw_rows,
+    feature_columns,
     file_digest,
+    write_profile,
 )
 from modelops_serving.runtimes import SklearnRuntime
 from modelops_serving.v2protocol import encode_tensor
@@ -82,3 +87,42 @@ def test_stream_is_deterministic_and_endless():
     assert len(row) == 6 and all(type(v) is float for v in row)
     assert type(label) is int and label in (0, 1)
     assert 0.35 < np.mean([label for _, label in first.take(2000)]) < 0.65
+
+
+def test_after_the_drift_the_best_model_decays_and_retraining_on_fresh_rows_restores_it(
+        models, tmp_path: Path):
+    """The demo's drift act in numbers: the promoted model loses accuracy on the drifted
+    world, and the retraining Job's own program, on 3,000 fresh rows, wins it back."""
+    from modelops_demo import retrain_job
+
+    stream = DriftingStream(keep=3_000)
+    healthy = stream.take(5)
+    assert healthy == DemoStream().take(5)
+    stream.drifted = True
+    rows = stream.take(3_000)
+    features = np.array([row for row, _ in rows])
+    labels = np.array([label for _, label in rows])
+    assert abs(features[:, 4].mean() - 1.0) < 0.1  # x4 moved one standard deviation
+    better = SklearnRuntime.load(models["better"].path.parent, allow_unsafe_pickle=False,
+                                 trusted=())
+    decayed = float(np.mean(better.estimator.predict(features) == labels))
+    assert decayed < models["better"].accuracy - 0.1
+    names, table, truth = retrain_job.read_table(stream.recent_csv().encode())
+    assert names == [f"x{i}" for i in range(6)] and len(truth) == 3_000
+    assert np.allclose(table, features) and (truth == labels).all()
+    model, accuracy, split = retrain_job.train(table, truth)
+    assert model.coef_[0][4] > 1.0  # it learnt the new pattern
+    assert split == 2_400 and accuracy > decayed + 0.1
+    holdout = retrain_job.holdout_csv(names, table[split:], truth[split:])
+    assert retrain_job.read_table(holdout)[1].shape == (600, 6)
+
+
+def test_a_profile_is_written_beside_the_model(models):
+    columns = feature_columns(*draw_rows(2_000, 7))
+    profiled = write_profile(models["champion"], columns)
+    assert profiled.profile == models["champion"].path.parent / "profile.json"
+    assert profiled.profile_digest == file_digest(profiled.profile)
+    profile = json.loads(profiled.profile.read_text())
+    assert [f["name"] for f in profile["features"]] == [f"x{i}" for i in range(6)]
+    assert profile["holdout"]["metric"] == "accuracy"
+    assert abs(profile["holdout"]["value"] - models["champion"].accuracy) < 0.03

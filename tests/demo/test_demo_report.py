@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from modelops_demo import report as report_module
 from modelops_demo.progress import progress_line
 from modelops_demo.report import summarize, write_report
 from modelops_demo.timeline import Timeline
@@ -167,3 +168,36 @@ def test_progress_line_formats_missing_values():
     assert "traffic   -%" in progress_line({"challenge": "x"})
     assert "+0.120 [+0.050, +0.200]" in progress_line(
         {"t": 1, "gates": [gate("accuracy", "accuracy", "Pending", 0.12, 0.05, 0.2, 9)]})
+
+
+def test_the_live_model_section_plots_evidence_and_the_clients_accuracy(tmp_path: Path):
+    """The drift act: samples carry the monitors' state, the findings are listed, and the
+    clients' accuracy per version comes from the cumulative label counts."""
+    findings = {"DataDrift": 12.0, "AccuracyDegraded": 30.0, "RetrainingTriggered": None}
+    timeline = Timeline(metadata={"expected": {"better": "Promoted"}, "driftAt": 10.0,
+                                  "liveFindings": findings})
+    labelled = correct = 0
+    for second in range(60):
+        labelled += 30
+        correct += 28 if second < 10 else 21  # 93 % before the drift, 70 % after
+        drifted = second >= 22
+        timeline.add_sample({
+            "t": float(second), "challenge": "drift", "phase": "Promoted",
+            "requests": {"ok": 30 * second, "failed": 0},
+            "feedback": {"sent": labelled, "labelledByVersion": {"1.1.0": labelled},
+                         "correctByVersion": {"1.1.0": correct}},
+            "live": {"drift": {"state": "Drifted" if drifted else "Watching",
+                               "evidence": 1.0 if drifted else 0.1},
+                     "accuracy": {"evidence": min(1.0, second / 40)}}})
+    timeline.add_event({"t": 22.0, "reason": "DataDrift", "type": "Warning",
+                        "message": "inputs drifted", "challenge": "drift"})
+    accuracy = report_module.client_accuracy(timeline.samples)
+    first, last = accuracy["1.1.0"][0], accuracy["1.1.0"][-1]
+    assert first[0] == 15.0 and 0.7 < first[1] < 0.93
+    assert last[1] == pytest.approx(0.7)
+    page = write_report(timeline, tmp_path).read_text()
+    assert "The live model: drift, accuracy decay, retraining" in page
+    assert re.search(r"<td>DataDrift</td><td class='good'>12 s</td>", page)
+    assert re.search(r"<td>RetrainingTriggered</td><td class='bad'>not seen</td>", page)
+    assert "Challenge: drift" not in page  # no challenge section for the drift act
+    assert report_module.plot_live_model(Timeline()) is None

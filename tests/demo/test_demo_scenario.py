@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -39,12 +40,14 @@ def test_helm_installs_the_chart_with_defaults_but_values_the_chart_declares() -
     assert args[3:5] == ["-n", "modelops-system"] and "--create-namespace" in args
     assert args[args.index("--timeout") + 1] == "4m" and "--wait" in args
     sets = [args[i + 1] for i, arg in enumerate(args) if arg == "--set"]
-    assert sets == ["feedbackGraceSeconds=10"]
+    assert sets == ["feedbackGraceSeconds=10", "liveMonitoring.intervalSeconds=5"]
     # The chart refuses unknown values (additionalProperties: false); these exist and type.
     schema = json.loads((CHART / "values.schema.json").read_text())
     for assignment in sets:
         key, value = assignment.split("=", 1)
-        declared = schema["properties"][key]
+        declared = schema
+        for part in key.split("."):
+            declared = declared["properties"][part]
         assert declared["type"] in ("integer", "number") and float(value) >= 0
 
 
@@ -71,7 +74,8 @@ def test_sample_carries_status_margins_and_counts() -> None:
     Timeline().add_sample(sample)
     assert sample["gates"][0]["margin"] == 0.02
     assert sample["requests"]["failed"] == 1 and sample["step"] == 1
-    assert sample["feedback"] == {"sent": 5, "failed": 0, "unmatched": 3, "dropped": 0}
+    assert sample["feedback"] == {"sent": 5, "failed": 0, "unmatched": 3, "dropped": 0,
+                                  "labelledByVersion": {}, "correctByVersion": {}}
     assert "labels 5 ok 0 failed 3 unmatched" in progress_line(sample)
     assert "accuracy Pending +0.100" in progress_line(sample)
     assert sc.build_sample(0, "better", {}, {}, {})["phase"] == "Idle"
@@ -105,18 +109,18 @@ def test_only_a_new_history_entry_of_this_version_ends_a_challenge() -> None:
 
 
 def test_problems_name_every_shortfall() -> None:
-    good = {"better": "Promoted", "worse": "RolledBack"}
+    good = {"better": "Promoted", "worse": "RolledBack", "retrained": "Promoted"}
     clean = {"requests": {"ok": 900, "failed": 0},
              "feedback": {"sent": 880, "failed": 0, "unmatched": 0, "dropped": 20}}
     assert sc.problems(good, sc.EXPECTED, clean, "1.1.0", "1.1.0") == []
     found = sc.problems({"better": "Promoted"}, sc.EXPECTED,
                         {"requests": {"ok": 900, "failed": 3}}, "1.0.0", "1.1.0")
-    assert len(found) == 3
+    assert len(found) == 4
     assert any("worse" in p and "not run" in p for p in found)
 
 
 def test_a_failed_or_unmatched_label_fails_the_demo_and_so_does_no_traffic() -> None:
-    good = {"better": "Promoted", "worse": "RolledBack"}
+    good = {"better": "Promoted", "worse": "RolledBack", "retrained": "Promoted"}
     unmatched = {"requests": {"ok": 900, "failed": 0},
                  "feedback": {"sent": 450, "failed": 0, "unmatched": 430}}
     (problem,) = sc.problems(good, sc.EXPECTED, unmatched, "1.1.0", "1.1.0")
@@ -126,3 +130,44 @@ def test_a_failed_or_unmatched_label_fails_the_demo_and_so_does_no_traffic() -> 
         "2 labels failed (expected none)"]
     assert sc.problems(good, sc.EXPECTED, {}, "1.1.0", "1.1.0") == [
         "no client request was answered"]
+
+
+def test_every_version_is_monitored_and_a_decayed_one_retrained_by_a_job() -> None:
+    profiled = dataclasses.replace(MODEL, profile=MODEL.path.parent / "profile.json",
+                                   profile_digest="sha256:" + "ab" * 32)
+    md = sc.modeldeployment_manifest(profiled, BASE)
+    spec = ModelDeploymentSpec.model_validate(md["spec"])
+    assert spec.model.profile is not None
+    assert spec.model.profile.uri == f"{BASE}/better/profile.json"
+    retraining = spec.monitoring.retraining
+    assert retraining is not None and retraining.on == ["AccuracyDegraded"]
+    job = retraining.template or {}
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FRESH_DATA_URL"] == f"{BASE}/{sc.FRESH_DATA}"
+    assert env["UPLOAD_URL"] == f"{BASE}/{sc.UPLOADS}"
+    volume = job["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["configMap"]["name"] == sc.RETRAIN_SCRIPT
+    # Without a profile (a model from before monitoring) spec.model has none.
+    assert "profile" not in sc.modeldeployment_manifest(MODEL, BASE)["spec"]["model"]
+
+
+def test_live_state_reads_the_monitors_and_problems_want_every_finding_once() -> None:
+    target = {"status": {
+        "champion": {"version": "1.1.0"},
+        "conditions": [{"type": "DataDrift", "status": "True"},
+                       {"type": "AccuracyDegraded", "status": "False"}],
+        "monitoring": {"drift": {"state": "Drifted", "evidence": 1.0, "features": []},
+                       "accuracy": {"state": "Watching", "evidence": 0.3, "holdout": 0.93,
+                                    "allowedError": 0.09},
+                       "retraining": {"count": 1}}}}
+    live = sc.live_state(target)
+    assert live["champion"] == "1.1.0" and live["retrainings"] == 1
+    assert live["conditions"] == {"DataDrift": "True", "AccuracyDegraded": "False"}
+    assert live["drift"] == {"state": "Drifted", "evidence": 1.0}
+    assert live["accuracy"]["allowedError"] == 0.09
+    assert sc.live_state({})["drift"] == {}
+    seen = {"DataDrift": 20.0, "AccuracyDegraded": 41.0, "RetrainingTriggered": 41.5}
+    assert sc.live_model_problems(seen, 1) == []
+    found = sc.live_model_problems(seen | {"AccuracyDegraded": None}, 2)
+    assert len(found) == 2 and "AccuracyDegraded was not seen" in found[0]

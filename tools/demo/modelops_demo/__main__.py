@@ -4,9 +4,11 @@ Starts a local control plane with a real node (containerd, kubelet, kube-proxy; 
 images), Prometheus in the cluster, and the operator installed by its Helm chart; deploys a
 mediocre champion (two replicas) behind a canary policy; sends it steady traffic from the host
 through its Service, with delayed true labels; then changes spec.model twice, as a GitOps
-commit would, and records what the policy does. Every request and every label is counted: the
-demo fails if a request failed or a label did not reach a model that scored it. Everything it
-starts is stopped on the way out, also on Ctrl-C.
+commit would, and records what the policy does. Then the inputs drift: the monitors raise
+DataDrift and AccuracyDegraded, the retraining Job they start trains on the fresh rows in a
+container on the node, and its model goes through the same gates. Every request and every
+label is counted: the demo fails if a request failed or a label did not reach a model that
+scored it. Everything it starts is stopped on the way out, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,19 +26,33 @@ from typing import Any
 
 from modelops_devcluster.cluster import cache_root, wait_for_service_account
 
+from . import retrain_job
 from . import scenario as sc
 from .lab import Deadline, Lab, say, wait_until
 from .loadgen import LoadGenerator
-from .models import DemoModel, DemoStream, build_demo_models
+from .models import (
+    HOLDOUT_ROWS,
+    HOLDOUT_SEED,
+    DemoModel,
+    DriftingStream,
+    build_demo_models,
+    draw_rows,
+    feature_columns,
+    file_digest,
+    write_profile,
+)
 from .progress import progress_line
 from .timeline import Timeline
 
 RATE_PER_SECOND = 30.0
 FEEDBACK_DELAY_SECONDS = (1.0, 3.0)
 CHALLENGE_TIMEOUT = 240.0
+# From the drift to the retrained model's upload: the monitors' findings, the Job's run.
+LIVE_ACT_TIMEOUT = 300.0
 # The cold start of the node (image import, kubelet, CoreDNS), Prometheus and the Helm install
-# come first; two challenges of at most CHALLENGE_TIMEOUT each fit after them in 14 minutes.
-DEFAULT_TIMEOUT = 840.0
+# come first; three challenges of at most CHALLENGE_TIMEOUT each and the live-model act fit
+# after them in 25 minutes (a run takes about half of that).
+DEFAULT_TIMEOUT = 1500.0
 # The champion answers alone for a moment first, so a broken route shows before any change.
 WARMUP_SECONDS = 5.0
 # Between challenges: the ending's Events arrive, and they stay apart from the next one's.
@@ -48,6 +64,8 @@ def deploy(lab: Lab, models: dict[str, DemoModel], deadline: Deadline) -> None:
     began = time.monotonic()
     lab.cluster.kubectl("create", "namespace", sc.NAMESPACE)
     wait_for_service_account(lab.cluster, sc.NAMESPACE)
+    # The retraining pipeline's program, which the Job the monitors start mounts.
+    lab.apply(sc.retrain_script_manifest(Path(retrain_job.__file__).read_text()))
     champion = models["champion"]
     say(f"deploying ModelDeployment {sc.TARGET} with the champion {champion.version} "
         f"({sc.REPLICAS} replicas)")
@@ -85,17 +103,22 @@ class Recorder:
         self.timeline = timeline
         self.wall_start = time.time()
         self.starts: list[tuple[str, float]] = []
+        self.last: dict[str, Any] = {}
 
     def now(self) -> float:
         return time.time() - self.wall_start
 
     async def sample(self, challenge: str) -> dict[str, Any]:
         policy = await asyncio.to_thread(self.lab.policy)
+        target = await asyncio.to_thread(self.lab.target)
         events = await asyncio.to_thread(self.lab.policy_events)
+        events += [item for item in await asyncio.to_thread(self.lab.events_of, sc.TARGET)
+                   if item.get("reason") in sc.LIVE_REASONS]
         status = policy.get("status") or {}
         sample = sc.build_sample(self.now(), challenge, status, sc.gate_margins(policy),
-                                 self.load.snapshot())
+                                 self.load.snapshot(), target)
         self.timeline.add_sample(sample)
+        self.last = sample
         print(progress_line(sample), flush=True)
         for item in events:
             entry = sc.event_entry(item, self.wall_start, self.starts)
@@ -132,26 +155,117 @@ async def run_challenge(recorder: Recorder, name: str, model: DemoModel,
     return outcome
 
 
+async def run_live_act(recorder: Recorder, stream: DriftingStream,
+                       deadline: Deadline) -> dict[str, float | None]:
+    """The inputs drift; until the retraining Job has uploaded its model, the fresh rows are
+    kept where it reads them and the monitors' findings are noted (seconds after the drift)."""
+    lab = recorder.lab
+    assert lab.model_files is not None
+    files = lab.model_files.directory
+    say("the live model: the inputs drift. x4, silent so far, moves one standard deviation "
+        "and starts to decide the label, a pattern no model has seen")
+    began = recorder.now()
+    recorder.starts.append(("drift", began))
+    recorder.timeline.metadata["driftAt"] = round(began, 2)
+    stream.drifted = True
+    findings: dict[str, float | None] = dict.fromkeys(sc.LIVE_FINDINGS)
+    limit = time.monotonic() + deadline.bound(LIVE_ACT_TIMEOUT, "the drift act")
+    uploaded = files / sc.UPLOADS / "model.skops"
+    while not uploaded.exists() and time.monotonic() < limit:
+        started = time.monotonic()
+        await recorder.sample("drift")
+        live = recorder.last.get("live") or {}
+        seen = {kind for kind, state in (live.get("conditions") or {}).items() if state == "True"}
+        if live.get("retrainings"):
+            seen.add("RetrainingTriggered")
+        for what in seen:
+            if findings.get(what) is None:
+                findings[what] = round(recorder.now() - began, 1)
+                say(f"  {what} after {findings[what]:.0f} s of drifted inputs")
+        await asyncio.to_thread(write_fresh_rows, files / sc.FRESH_DATA, stream)
+        await asyncio.sleep(max(0.1, 1.0 - (time.monotonic() - started)))
+    if not uploaded.exists():
+        say(f"the retraining produced no model within {LIVE_ACT_TIMEOUT:.0f} s")
+    return findings
+
+
+def write_fresh_rows(path: Path, stream: DriftingStream) -> None:
+    """The drifted traffic's latest rows and labels, replaced whole (the Job may read it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(stream.recent_csv())
+    partial.replace(path)
+
+
+def release_retrained(lab: Lab) -> DemoModel:
+    """The pipeline's release step: the uploaded model, profiled on the Job's held-out rows
+    with `modelops profile`'s code, becomes a version ready for spec.model."""
+    assert lab.model_files is not None
+    files = lab.model_files.directory
+    uploads = files / sc.UPLOADS
+    result = json.loads((uploads / "result.json").read_text())
+    target = files / "retrained" / "model.skops"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(uploads / "model.skops", target)
+    model = DemoModel("retrained", sc.RETRAINED[1], target, file_digest(target),
+                      float(result["accuracy"]))
+    holdout = read_holdout(uploads / "holdout.csv")
+    model = write_profile(model, holdout)
+    say(f"the retraining Job trained on {result['trainRows']} fresh rows: version "
+        f"{model.version}, accuracy {model.accuracy:.3f} on {result['holdoutRows']} held out; "
+        f"profiled, digest {model.digest[:19]}…")
+    return model
+
+
+def read_holdout(path: Path) -> dict[str, list[Any]]:
+    import csv
+
+    with path.open() as table:
+        rows = list(csv.DictReader(table))
+    columns: dict[str, list[Any]] = {name: [] for name in rows[0]}
+    for row in rows:
+        for name, value in row.items():
+            columns[name].append(int(value) if name == "label" else float(value))
+    return columns
+
+
 async def run_challenges(lab: Lab, models: dict[str, DemoModel], timeline: Timeline,
                          deadline: Deadline) -> tuple[dict[str, str], dict[str, Any]]:
     url = await asyncio.to_thread(lab.service_url)
     say(f"sending {RATE_PER_SECOND:.0f} requests/s from the host to Service {sc.TARGET} "
         f"(relayed to its ClusterIP: {url}), each true label "
         f"{FEEDBACK_DELAY_SECONDS[0]:.0f}-{FEEDBACK_DELAY_SECONDS[1]:.0f} s later")
-    load = LoadGenerator(url, DemoStream(), sc.TARGET, RATE_PER_SECOND,
+    stream = DriftingStream()
+    load = LoadGenerator(url, stream, sc.TARGET, RATE_PER_SECOND,
                          feedback_delay_seconds=FEEDBACK_DELAY_SECONDS)
     recorder = Recorder(lab, load, timeline)
     load.start()
     outcomes: dict[str, str] = {}
+    last = sc.CHALLENGES[-1][0]
     try:
         await asyncio.sleep(WARMUP_SECONDS)
         for name, model_key, _ in sc.CHALLENGES:
             outcomes[name] = await run_challenge(recorder, name, models[model_key], deadline)
+        findings = await run_live_act(recorder, stream, deadline)
+        timeline.metadata["liveFindings"] = findings
+        last = "drift"
+        assert lab.model_files is not None
+        if (lab.model_files.directory / sc.UPLOADS / "model.skops").exists():
+            retrained = await asyncio.to_thread(release_retrained, lab)
+            models["retrained"] = retrained
+            timeline.metadata["models"].append(model_facts(retrained))
+            last = sc.RETRAINED[0]
+            outcomes[last] = await run_challenge(recorder, last, retrained, deadline)
     finally:
         await load.stop()
     # The last answers and labels, so the report counts what the summary counts.
-    await recorder.sample(sc.CHALLENGES[-1][0])
+    await recorder.sample(last)
     return outcomes, load.snapshot()
+
+
+def model_facts(model: DemoModel) -> dict[str, Any]:
+    return {"name": model.name, "version": model.version, "accuracy": model.accuracy,
+            "digest": model.digest}
 
 
 def print_summary(timeline: Timeline, outcomes: dict[str, str], load: dict[str, Any],
@@ -160,6 +274,8 @@ def print_summary(timeline: Timeline, outcomes: dict[str, str], load: dict[str, 
 
     say("summary")
     for name in timeline.challenges():
+        if name not in sc.EXPECTED:
+            continue  # the drift act: its findings are summed up below
         s = summarize(timeline, name)
         decided = "undecided" if s.decided_after is None else f"{s.decided_after:.0f} s"
         say(f"  {name}: {outcomes.get(name, s.outcome)} (expected {s.expected}) after "
@@ -174,6 +290,11 @@ def print_summary(timeline: Timeline, outcomes: dict[str, str], load: dict[str, 
         f"{feedback.get('unmatched', 0)} unmatched, {feedback.get('dropped', 0)} not yet due "
         f"at the end; answered by version {requests.get('byVersion')}; accuracy the clients "
         f"measured by version {accuracy}")
+    findings = timeline.metadata.get("liveFindings") or {}
+    if findings:
+        say("  after the inputs drifted: " + ", ".join(
+            f"{what} {'not seen' if at is None else f'after {at:.0f} s'}"
+            for what, at in findings.items()))
     for error in (load.get("recentErrors") or [])[-5:]:
         say(f"  recent client error: {error}")
     for unmatched in (load.get("recentUnmatched") or [])[-2:]:
@@ -187,15 +308,16 @@ def print_summary(timeline: Timeline, outcomes: dict[str, str], load: dict[str, 
 
 
 def demo(lab: Lab, args: argparse.Namespace, deadline: Deadline) -> int:
-    say("training the three demo models")
+    say("training the three demo models, each profiled on the holdout set for monitoring")
     models = build_demo_models(lab.workdir / "models")
+    holdout = feature_columns(*draw_rows(HOLDOUT_ROWS, HOLDOUT_SEED))
+    models = {name: write_profile(model, holdout) for name, model in models.items()}
     for model in models.values():
         say(f"  {model.name:<8} {model.version}  holdout accuracy {model.accuracy:.3f}")
     lab.start(deadline, lab.workdir / "models")
     deploy(lab, models, deadline)
     timeline = Timeline(metadata={
-        "models": [{"name": m.name, "version": m.version, "accuracy": m.accuracy,
-                    "digest": m.digest} for m in models.values()],
+        "models": [model_facts(m) for m in models.values()],
         "expected": dict(sc.EXPECTED),
         "setup": [list(step) for step in lab.setup],
     })
@@ -210,7 +332,9 @@ def demo(lab: Lab, args: argparse.Namespace, deadline: Deadline) -> int:
             report = write_report(timeline, args.report_dir)
     card = write_model_card(lab, args.report_dir / "card")
     champion = ((lab.target().get("status") or {}).get("champion") or {}).get("version")
-    found = sc.problems(outcomes, sc.EXPECTED, load, champion, models["better"].version)
+    found = sc.problems(outcomes, sc.EXPECTED, load, champion, sc.RETRAINED[1])
+    found += sc.live_model_problems(timeline.metadata.get("liveFindings") or {},
+                                    len(lab.retraining_jobs()))
     print_summary(timeline, outcomes, load, report, found, lab, deadline)
     if card:
         say(f"  model card: {card} (kubectl modelops card {sc.TARGET} -n {sc.NAMESPACE})")

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import http.server
 import json
+import re
 import subprocess
 import threading
 import time
@@ -84,17 +85,42 @@ def wait_until(probe: Callable[[], Any], timeout: float, what: str,
     raise DemoError(f"{what} not reached within {timeout:.0f} s{detail}")
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+UPLOAD_NAME = re.compile(r"^/uploads/[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class _FilesHandler(http.server.SimpleHTTPRequestHandler):
+    """GET serves the directory; PUT stores one file under uploads/ (the retraining Job's
+    result), whole or not at all."""
+
+    def do_PUT(self) -> None:
+        length = int(self.headers.get("Content-Length") or -1)
+        if not UPLOAD_NAME.match(self.path):
+            self.send_error(404, "uploads go to /uploads/<name>")
+            return
+        if not 0 <= length <= MAX_UPLOAD_BYTES:
+            self.send_error(413 if length > 0 else 411, "a Content-Length up to 32 MiB")
+            return
+        target = Path(self.directory) / self.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_bytes(self.rfile.read(length))
+        partial.replace(target)  # readers see the whole file or none
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
 class ModelFiles:
     """The demo's model files over HTTP on the host's 127.0.0.1 (the node reaches them only
-    through the relay that ``RealNode.expose`` starts)."""
+    through the relay that ``RealNode.expose`` starts); the retraining Job uploads here too."""
 
     def __init__(self, directory: Path) -> None:
-        handler = functools.partial(_QuietHandler, directory=str(directory))
+        self.directory = directory
+        handler = functools.partial(_FilesHandler, directory=str(directory))
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = int(self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -194,8 +220,16 @@ class Lab:
         return self.get(f"{sc.API}/namespaces/{sc.NAMESPACE}/modeldeployments/{sc.TARGET}")
 
     def policy_events(self) -> list[dict[str, Any]]:
+        return self.events_of(sc.POLICY)
+
+    def events_of(self, name: str) -> list[dict[str, Any]]:
         found = self.get(f"/api/v1/namespaces/{sc.NAMESPACE}/events",
-                         fieldSelector=f"involvedObject.name={sc.POLICY}")
+                         fieldSelector=f"involvedObject.name={name}")
+        return list(found.get("items") or [])
+
+    def retraining_jobs(self) -> list[dict[str, Any]]:
+        found = self.get(f"/apis/batch/v1/namespaces/{sc.NAMESPACE}/jobs",
+                         labelSelector=f"modelops.io/deployment={sc.TARGET}")
         return list(found.get("items") or [])
 
     def pods_summary(self, namespace: str = sc.NAMESPACE, images: bool = False) -> str:

@@ -375,6 +375,7 @@ class LoadGenerator:
                 "byStatus": dict(counters.feedback_by_status),
                 "accuracyByVersion": accuracy,
                 "labelledByVersion": dict(counters.labelled_by_version),
+                "correctByVersion": dict(counters.correct_by_version),
             },
             "recentErrors": list(self._recent_errors),
             "recentUnmatched": list(self._recent_unmatched),

@@ -24,8 +24,9 @@ import hashlib
 import io
 import re
 import zipfile
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,12 @@ HOLDOUT_SEED = 20240502
 # The stream draws from the holdout distribution but not the holdout rows themselves.
 STREAM_SEED = 20240503
 
+# The world after the demo's drift: a pattern none of the models has seen (a new fraud scheme).
+# Feature 4, silent so far, moves up by one standard deviation and starts to decide the label
+# as strongly as the best feature did; a model that ignores it loses about 20 points.
+DRIFTED_SHIFT = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+DRIFTED_WEIGHTS = np.array([2.0, 1.9, 0.5, 0.5, 2.5, 0.0])
+
 # name -> (version, feature columns the model was allowed to learn from)
 MODEL_PLAN: dict[str, tuple[str, tuple[int, ...]]] = {
     "champion": ("1.0.0", (1, 2, 3)),
@@ -57,13 +64,20 @@ class DemoModel:
     path: Path  # the .skops file
     digest: str  # "sha256:<hex>" of the file, for spec.model.digest
     accuracy: float  # measured on the fixed holdout set
+    profile: Path | None = None  # its training profile (`modelops profile`), for monitoring
+    profile_digest: str = ""
 
 
-def draw_rows(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` rows of features (float64) and true labels (int64) from the task."""
+def draw_rows(count: int, seed: int, *, drifted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` rows of features (float64) and true labels (int64) from the task, or from
+    the world after the drift (``drifted``)."""
     rng = np.random.default_rng(seed)
     features = rng.normal(size=(count, N_FEATURES))
-    score = features @ TRUE_WEIGHTS + rng.normal(scale=NOISE_SCALE, size=count)
+    weights = TRUE_WEIGHTS
+    if drifted:
+        features += DRIFTED_SHIFT
+        weights = DRIFTED_WEIGHTS
+    score = features @ weights + rng.normal(scale=NOISE_SCALE, size=count)
     return features, (score > 0).astype(np.int64)
 
 
@@ -154,6 +168,27 @@ def build_miscalibrated_model(
     return _write(directory, "miscalibrated", version, estimator, accuracy)
 
 
+def feature_columns(features: np.ndarray, labels: np.ndarray | None = None) -> dict[str, list[Any]]:
+    """A table as ``modelops profile`` reads it: x0..x5 (and ``label``)."""
+    columns: dict[str, list[Any]] = {f"x{i}": features[:, i].tolist()
+                                     for i in range(features.shape[1])}
+    if labels is not None:
+        columns["label"] = labels.tolist()
+    return columns
+
+
+def write_profile(model: DemoModel, columns: dict[str, list[Any]]) -> DemoModel:
+    """``model`` with its training profile written beside it (``profile.json``), built from
+    ``columns`` (with a ``label`` column: the holdout accuracy) as `modelops profile` does."""
+    from modelops_operator.monitoring.profile import build_profile, digest, encode, model_predictor
+
+    profile = encode(build_profile(columns, label="label",
+                                   predict=model_predictor("sklearn", model.path)))
+    path = model.path.parent / "profile.json"
+    path.write_bytes(profile)
+    return replace(model, profile=path, profile_digest=digest(profile))
+
+
 def _accuracy(estimator: Any, holdout: tuple[np.ndarray, np.ndarray]) -> float:
     features, labels = holdout
     return float(np.mean(estimator.predict(features) == labels))
@@ -166,6 +201,42 @@ def _write(directory: Path, name: str, version: str, estimator: Any, accuracy: f
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(canonical_skops_bytes(sio.dumps(estimator)))
     return DemoModel(name, version, path, file_digest(path), accuracy)
+
+
+class DriftingStream:
+    """The demo's stream until ``drifted`` is set, then rows of the world after the drift
+    (:data:`DRIFTED_WEIGHTS`), of which the last ``keep`` (with their labels) stay for a
+    retraining: the fresh data a pipeline would pull from its feature store."""
+
+    def __init__(self, seed: int = STREAM_SEED, keep: int = 6_000) -> None:
+        self.healthy = DemoStream(seed)
+        self.drifted = False
+        self._seed = np.random.SeedSequence(seed + 1)
+        self._rows: list[tuple[list[float], int]] = []
+        self.recent: deque[tuple[list[float], int]] = deque(maxlen=keep)
+
+    def __iter__(self) -> Iterator[tuple[list[float], int]]:
+        return self
+
+    def __next__(self) -> tuple[list[float], int]:
+        if not self.drifted:
+            return next(self.healthy)
+        if not self._rows:
+            (child,) = self._seed.spawn(1)
+            features, labels = draw_rows(1024, int(child.generate_state(1)[0]), drifted=True)
+            self._rows = list(zip(features.tolist(), labels.tolist(), strict=True))[::-1]
+        row = self._rows.pop()
+        self.recent.append(row)
+        return row
+
+    def take(self, count: int) -> list[tuple[list[float], int]]:
+        return [next(self) for _ in range(count)]
+
+    def recent_csv(self) -> str:
+        """The kept drifted rows as CSV (x0..x5, label), oldest first."""
+        lines = [",".join([*(f"x{i}" for i in range(N_FEATURES)), "label"])]
+        lines += [",".join([*(repr(v) for v in row), str(label)]) for row, label in self.recent]
+        return "\n".join(lines) + "\n"
 
 
 class DemoStream:

@@ -243,6 +243,111 @@ def plot_challenge(timeline: Timeline, challenge: str) -> bytes:
     return buffer.getvalue()
 
 
+# ------------------------------------------------------------------------------ the live model
+
+LIVE_EVENT_COLOURS = {"DataDrift": "tab:orange", "AccuracyDegraded": "tab:red",
+                      "RetrainingTriggered": "tab:purple", "Promoted": "tab:green"}
+ACCURACY_WINDOW_SECONDS = 15.0
+
+
+def client_accuracy(samples: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """Per answering version: the accuracy the clients' labels showed over successive
+    windows of ACCURACY_WINDOW_SECONDS, as (window end, accuracy); from the cumulative
+    correct and labelled counts in the samples."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    start = samples[0] if samples else None
+    for sample in samples[1:]:
+        assert start is not None
+        if sample["t"] - start["t"] < ACCURACY_WINDOW_SECONDS:
+            continue
+        before, after = start.get("feedback") or {}, sample.get("feedback") or {}
+        for version, labelled in (after.get("labelledByVersion") or {}).items():
+            count = labelled - (before.get("labelledByVersion") or {}).get(version, 0)
+            correct = ((after.get("correctByVersion") or {}).get(version, 0)
+                       - (before.get("correctByVersion") or {}).get(version, 0))
+            if count >= 20:  # fewer labels say little
+                series.setdefault(version, []).append((sample["t"], correct / count))
+        start = sample
+    return series
+
+
+def _evidence(samples: list[dict[str, Any]], monitor: str) -> tuple[list[float], list[float]]:
+    times, values = [], []
+    for sample in samples:
+        found = ((sample.get("live") or {}).get(monitor) or {})
+        times.append(sample["t"])
+        values.append(_number(found.get("evidence")))
+    return times, values
+
+
+def plot_live_model(timeline: Timeline) -> bytes | None:
+    """A PNG of the whole demo: the monitors' evidence (an alarm at 1) and the accuracy the
+    clients saw per version, with the drift, the findings and the promotions marked."""
+    from matplotlib.figure import Figure
+
+    samples = [s for s in timeline.samples if s.get("live")]
+    if not samples:
+        return None
+    figure = Figure(figsize=(10, 7), layout="constrained")
+    drift, accuracy, clients = figure.subplots(3, 1, sharex=True)
+    for axes, monitor, colour in ((drift, "drift", "tab:orange"),
+                                  (accuracy, "accuracy", "tab:red")):
+        axes.step(*_evidence(samples, monitor), where="post", color=colour)
+        axes.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        axes.set_ylim(-0.05, 1.1)
+        axes.set_ylabel(f"{monitor}\nevidence")
+    drift.set_title("the champion's monitors (alarm at evidence 1, false alarms at most once "
+                    "in alarmEvery) and the accuracy its clients saw", fontsize=9, loc="left",
+                    pad=60)
+    for version, points in sorted(client_accuracy(samples).items()):
+        clients.plot([t for t, _ in points], [a for _, a in points], marker=".",
+                     label=f"answered by {version}")
+    for model in timeline.metadata.get("models") or []:
+        clients.axhline(_number(model.get("accuracy")), linewidth=0.5, color="grey")
+    clients.set_ylabel(f"accuracy, {ACCURACY_WINDOW_SECONDS:.0f} s windows")
+    clients.set_xlabel("seconds since the demo started")
+    clients.legend(fontsize=7, loc="lower left")
+    marks = [(e["t"], e["reason"], LIVE_EVENT_COLOURS[e["reason"]]) for e in timeline.events
+             if e["reason"] in LIVE_EVENT_COLOURS]
+    if isinstance(timeline.metadata.get("driftAt"), int | float):
+        marks.append((timeline.metadata["driftAt"], "inputs drift", "black"))
+    for at, label, colour in _merged(sorted(marks)):
+        for axes in (drift, accuracy, clients):
+            axes.axvline(at, color=colour, linestyle=":", linewidth=1)
+        drift.text(at, 1.02, label, transform=drift.get_xaxis_transform(), rotation=60,
+                   fontsize=7, color=colour, ha="left", va="bottom")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
+
+
+def _merged(marks: list[tuple[float, str, str]]) -> list[tuple[float, str, str]]:
+    """Marks less than 3 s apart as one, their labels joined (they would overprint)."""
+    merged: list[tuple[float, str, str]] = []
+    for at, label, colour in marks:
+        if merged and at - merged[-1][0] < 3.0:
+            merged[-1] = (merged[-1][0], f"{merged[-1][1]}, {label}", merged[-1][2])
+        else:
+            merged.append((at, label, colour))
+    return merged
+
+
+def _live_section(timeline: Timeline) -> str:
+    image = plot_live_model(timeline)
+    if image is None:
+        return ""
+    findings = timeline.metadata.get("liveFindings") or {}
+    rows = "".join(
+        f"<tr><td>{html.escape(what)}</td><td class='{'bad' if at is None else 'good'}'>"
+        f"{'not seen' if at is None else f'{at:.0f} s'}</td></tr>"
+        for what, at in findings.items())
+    table = (f"<table><tr><th>after the inputs drifted</th><th>seen after</th></tr>{rows}"
+             "</table>") if rows else ""
+    return ("<h2>The live model: drift, accuracy decay, retraining</h2>"
+            f"{table}<img alt='live model' src='data:image/png;base64,"
+            f"{base64.b64encode(image).decode()}'>")
+
+
 # ------------------------------------------------------------------------------ HTML
 
 
@@ -323,7 +428,9 @@ def write_report(timeline: Timeline, directory: Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "timeline.json").write_text(timeline.to_json())
-    challenges = timeline.challenges()
+    # Samples of the drift act belong to no challenge: the live-model section shows them.
+    expected = timeline.metadata.get("expected") or {}
+    challenges = [name for name in timeline.challenges() if not expected or name in expected]
     summaries = [summarize(timeline, name) for name in challenges]
     sections = []
     for summary in summaries:
@@ -354,6 +461,7 @@ def write_report(timeline: Timeline, directory: Path) -> Path:
 {_models_table(timeline.metadata)}
 {_setup_table(timeline.metadata)}
 {"".join(sections)}
+{_live_section(timeline)}
 </body></html>
 """
     index = directory / "index.html"

@@ -23,7 +23,9 @@ CHALLENGES: tuple[tuple[str, str, str], ...] = (
     ("better", "better", "Promoted"),
     ("worse", "worse", "RolledBack"),
 )
-EXPECTED = {name: outcome for name, _, outcome in CHALLENGES}
+# Then the inputs drift; the retraining the monitors start produces this version, gated too.
+RETRAINED = ("retrained", "2.0.0", "Promoted")
+EXPECTED = {name: outcome for name, _, outcome in CHALLENGES} | {RETRAINED[0]: RETRAINED[2]}
 REPLICAS = 2  # of the champion and of each challenger
 # The operator, installed by Helm with the chart's defaults except these values.
 RELEASE = "modelops"
@@ -32,7 +34,15 @@ OPERATOR_DEPLOYMENT = "modelops"  # the chart's fullname for release "modelops"
 HELM_TIMEOUT = "4m"
 # Labels arrive 1-3 s after the answer: 10 s of grace keeps every one of them for a retired
 # challenger, and the demo need not wait the default 30 s.
-HELM_VALUES = {"feedbackGraceSeconds": "10"}
+# The live-model monitors look every 5 s (default 60 s), so the drift act fits the demo.
+HELM_VALUES = {"feedbackGraceSeconds": "10", "liveMonitoring.intervalSeconds": "5"}
+# Production's rate of false alarms, not a demo's: the drift is strong enough to show anyway.
+ALARM_EVERY = "30d"
+RETRAIN_SCRIPT = "retrain-script"  # the ConfigMap holding the retraining Job's program
+FRESH_DATA = "fresh/rows.csv"  # under the model files: the drifted traffic's rows and labels
+UPLOADS = "uploads"  # where the retraining Job PUTs its result
+# What the live-model act must show, in this order (seconds after the drift began).
+LIVE_FINDINGS = ("DataDrift", "AccuracyDegraded", "RetrainingTriggered")
 TERMINAL_PHASES = ("Promoted", "RolledBack")
 # Event timestamps have whole seconds: an event a moment after a challenge began can carry a
 # time up to a second before it.
@@ -48,8 +58,55 @@ def model_uri(model: DemoModel, base_url: str) -> str:
 def model_source(model: DemoModel, base_url: str) -> dict[str, Any]:
     """spec.model for one demo model: one file over HTTP (the server verifies one file
     against the digest, never a directory)."""
-    return {"name": TARGET, "version": model.version, "uri": model_uri(model, base_url),
-            "format": "sklearn", "digest": model.digest}
+    source: dict[str, Any] = {"name": TARGET, "version": model.version,
+                              "uri": model_uri(model, base_url), "format": "sklearn",
+                              "digest": model.digest}
+    if model.profile is not None:
+        source["profile"] = {"uri": f"{base_url.rstrip('/')}/{model.path.parent.name}/"
+                                    f"{model.profile.name}", "digest": model.profile_digest}
+    return source
+
+
+def retraining_job(base_url: str) -> dict[str, Any]:
+    """The Job the monitors start (spec.monitoring.retraining.template): retrain_job.py, from
+    the ConfigMap RETRAIN_SCRIPT, in the serving image, on the fresh data the host serves; it
+    uploads its model to the host, where the release step picks it up."""
+    from modelops_operator.constants import DEFAULT_SERVING_IMAGE
+
+    base = base_url.rstrip("/")
+    trigger = {"fieldRef": {"fieldPath": "metadata.annotations['modelops.io/retraining-trigger']"}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"labels": {"app": "retrain"}},
+        "spec": {
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": 300,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "train",
+                    "image": DEFAULT_SERVING_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": ["python3", "/pipeline/train.py"],
+                    "env": [{"name": "FRESH_DATA_URL", "value": f"{base}/{FRESH_DATA}"},
+                            {"name": "UPLOAD_URL", "value": f"{base}/{UPLOADS}"},
+                            {"name": "MODELOPS_TRIGGER", "valueFrom": trigger}],
+                    "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
+                                  "limits": {"memory": "512Mi"}},
+                    "volumeMounts": [{"name": "pipeline", "mountPath": "/pipeline"}],
+                }],
+                "volumes": [{"name": "pipeline", "configMap": {"name": RETRAIN_SCRIPT}}],
+            }},
+        },
+    }
+
+
+
+def retrain_script_manifest(program: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": RETRAIN_SCRIPT, "namespace": NAMESPACE},
+            "data": {"train.py": program}}
 
 
 def modeldeployment_manifest(champion: DemoModel, base_url: str) -> dict[str, Any]:
@@ -68,8 +125,16 @@ def modeldeployment_manifest(champion: DemoModel, base_url: str) -> dict[str, An
                 "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
                               "limits": {"memory": "512Mi"}},
             },
-            # The models answer 0/1 labels; one edge splits the prediction histogram there.
-            "monitoring": {"predictionBuckets": [0.5], "feedback": {"enabled": True}},
+            "monitoring": {
+                # The models answer 0/1 labels; one edge splits the prediction histogram there.
+                "predictionBuckets": [0.5],
+                "feedback": {"enabled": True},
+                "drift": {"alarmEvery": ALARM_EVERY},
+                "accuracy": {"alarmEvery": ALARM_EVERY, "margin": 2},
+                # Drift alone is a warning; a model that got less accurate is retrained.
+                "retraining": {"on": ["AccuracyDegraded"], "cooldown": "1h",
+                               "template": retraining_job(base_url)},
+            },
         },
     }
 
@@ -132,8 +197,10 @@ def gate_margins(policy: Mapping[str, Any]) -> dict[str, float]:
 
 
 def build_sample(t: float, challenge: str, status: Mapping[str, Any],
-                 margins: Mapping[str, float], load: Mapping[str, Any]) -> dict[str, Any]:
-    """One timeline sample from the policy's status and the load generator's snapshot."""
+                 margins: Mapping[str, float], load: Mapping[str, Any],
+                 target: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One timeline sample from the policy's status, the load generator's snapshot and the
+    ModelDeployment (its monitors)."""
     gates = []
     for gate in status.get("gates") or []:
         entry = {key: gate.get(key) for key in ("name", "type", "verdict", "estimate", "lower",
@@ -155,9 +222,34 @@ def build_sample(t: float, challenge: str, status: Mapping[str, Any],
         "requests": {key: requests.get(key, 0) for key in ("sent", "ok", "failed")}
         | {"byVersion": dict(requests.get("byVersion") or {})},
         "feedback": {key: feedback.get(key, 0)
-                     for key in ("sent", "failed", "unmatched", "dropped")},
+                     for key in ("sent", "failed", "unmatched", "dropped")}
+        # Per version: the accuracy the clients saw, over any stretch of the timeline.
+        | {key: dict(feedback.get(key) or {}) for key in ("labelledByVersion", "correctByVersion")},
         "target": load.get("target"),
+        "live": live_state(target or {}),
     }
+
+
+# The monitors' Events on the ModelDeployment that the timeline keeps.
+LIVE_REASONS = ("DataDrift", "AccuracyDegraded", "RetrainingTriggered", "RetrainingFailed")
+
+
+def live_state(target: Mapping[str, Any]) -> dict[str, Any]:
+    """What the ModelDeployment's monitors say, for the report's live-model plot."""
+    status = target.get("status") or {}
+    monitoring = status.get("monitoring") or {}
+    state: dict[str, Any] = {
+        "champion": (status.get("champion") or {}).get("version"),
+        "conditions": {kind: condition(target, kind).get("status")
+                       for kind in ("DataDrift", "AccuracyDegraded")},
+        "retrainings": (monitoring.get("retraining") or {}).get("count", 0),
+    }
+    for monitor, keys in (("drift", ("state", "version", "evidence")),
+                          ("accuracy", ("state", "version", "evidence", "holdout",
+                                        "allowedError", "observedError"))):
+        found = monitoring.get(monitor) or {}
+        state[monitor] = {key: found.get(key) for key in keys if key in found}
+    return state
 
 
 def parse_time(stamp: str) -> float:
@@ -250,4 +342,15 @@ def problems(outcomes: Mapping[str, str], expected: Mapping[str, str],
     if champion_version is not None and champion_version != expected_champion:
         found.append(f"the ModelDeployment's champion is {champion_version}, "
                      f"expected {expected_champion}")
+    return found
+
+
+def live_model_problems(findings: Mapping[str, float | None], retrainings: int) -> list[str]:
+    """Why the live-model act did not show what it promises: each of LIVE_FINDINGS seen
+    (seconds after the drift began, None when not), and exactly one retraining started."""
+    found = [f"{what} was not seen after the inputs drifted"
+             for what in LIVE_FINDINGS if findings.get(what) is None]
+    if retrainings != 1:
+        found.append(f"{retrainings} retraining objects were created (expected one, within "
+                     "the cooldown)")
     return found
