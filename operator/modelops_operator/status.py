@@ -21,12 +21,12 @@ from .challenge.view import ChallengeView
 from .challenge.workloads import serving_of
 from .conditions import format_time
 from .constants import ROLE_CHAMPION
-from .monitoring.live import ACCURACY_DEGRADED, DATA_DRIFT
+from .monitoring.live import ACCURACY_DEGRADED, DATA_DRIFT, UNCERTAIN
 from .observe import DeploymentObservation, PodFailure, rollout_complete
 
 HISTORY_LIMIT = 20
 # The live-model monitors and the condition each one sets (docs/monitoring.md).
-MONITOR_CONDITIONS = {"drift": DATA_DRIFT, "accuracy": ACCURACY_DEGRADED}
+MONITOR_CONDITIONS = {"drift": DATA_DRIFT, "accuracy": ACCURACY_DEGRADED, "humility": UNCERTAIN}
 # The status keys this controller owns (all of them: the ChampionChallenger's progress reaches
 # this status through the ChallengeView the controller reads, so there is one writer).
 OWNED_KEYS = (
@@ -239,9 +239,10 @@ def compute_status(
     `spec` is the spec the champion Deployment was built from: with a ChampionChallenger, its
     model is the one the challenge made live, not necessarily the one spec.model names.
     `rejection`: spec.model names a version the challenge rolled back (`rejection_of`).
-    `monitoring`: per monitor ("drift", "accuracy"), its status and condition
+    `monitoring`: per monitor ("drift", "accuracy", "humility"), its status and condition
     (`monitoring.live`), or None when it does not apply; a monitor missing from it keeps what
-    the status says (until its first look after a restart). Without a profile there is none.
+    the status says (until its first look after a restart). Without a profile there is no
+    drift or accuracy monitor; without humility rules no humility monitor.
     """
     previous = previous or {}
     wanted, complete = _conditions_for(name, spec, outcome, observed, failures)
@@ -250,8 +251,10 @@ def compute_status(
     conditions = cond.merge_conditions(previous.get("conditions"), wanted, outcome.generation, now)
     watched = dict(previous.get("monitoring") or {})
     views = dict(monitoring or {})
-    if spec.model.profile is None:
-        views = dict.fromkeys([*MONITOR_CONDITIONS, "retraining"])
+    if spec.model.profile is None:  # drift and accuracy need one, and so retraining does
+        views |= dict.fromkeys(["drift", "accuracy", "retraining"])
+    if spec.monitoring.humility is None:
+        views["humility"] = None
     for part, view in views.items():  # a monitor, or the last retraining (no condition)
         condition_type = MONITOR_CONDITIONS.get(part)
         if view is None:

@@ -239,26 +239,49 @@ type tensor struct {
 	Data  json.RawMessage `json:"data"`
 }
 
-// Observe counts the rows of a V2 inference request body: one tensor of shape [rows, features]
-// whose columns are the profile's features in order, or one tensor per feature named as it.
-func (c *Counter) Observe(body []byte) {
+// Rows is a V2 inference request's values, feature by feature in the profile's order, for at
+// most MaxRowsPerRequest rows (the rest of a larger batch is not read).
+type Rows struct {
+	N     int // rows read
+	value func(feature, row int) any
+}
+
+// Value is feature's value (an index into the profile's features) in row (< N).
+func (r Rows) Value(feature, row int) any { return r.value(feature, row) }
+
+// Read reads a V2 inference request body against the profile: one tensor of shape
+// [rows, features] whose columns are the profile's features in order, or one tensor per feature
+// named as it. ok is false when the body is not such a request.
+func (p *Profile) Read(body []byte) (Rows, bool) {
 	var request struct {
 		Inputs []tensor `json:"inputs"`
 	}
 	if json.Unmarshal(body, &request) != nil || len(request.Inputs) == 0 {
-		c.unreadable.Inc()
-		return
+		return Rows{}, false
 	}
-	columns, rows, ok := c.columns(request.Inputs)
+	columns, rows, ok := p.columns(request.Inputs)
+	if !ok {
+		return Rows{}, false
+	}
+	return Rows{N: min(rows, MaxRowsPerRequest), value: columns}, true
+}
+
+// Observe counts the rows of a V2 inference request body (see Read).
+func (c *Counter) Observe(body []byte) {
+	rows, ok := c.profile.Read(body)
+	c.Count(rows, ok)
+}
+
+// Count counts rows read by Read from this counter's profile (ok false: an unreadable request).
+func (c *Counter) Count(rows Rows, ok bool) {
 	if !ok {
 		c.unreadable.Inc()
 		return
 	}
-	rows = min(rows, MaxRowsPerRequest)
 	for i := range c.profile.Features {
 		feature := &c.profile.Features[i]
-		for r := 0; r < rows; r++ {
-			bin, outside, valid := feature.Bin(columns(i, r))
+		for r := 0; r < rows.N; r++ {
+			bin, outside, valid := feature.Bin(rows.Value(i, r))
 			if !valid {
 				c.missing[i].Inc()
 				continue
@@ -269,12 +292,12 @@ func (c *Counter) Observe(body []byte) {
 			}
 		}
 	}
-	c.rows.Add(float64(rows))
+	c.rows.Add(float64(rows.N))
 }
 
 // columns maps (feature, row) to the request's value; ok false when the shapes do not fit.
-func (c *Counter) columns(inputs []tensor) (func(feature, row int) any, int, bool) {
-	features := len(c.profile.Features)
+func (p *Profile) columns(inputs []tensor) (func(feature, row int) any, int, bool) {
+	features := len(p.Features)
 	if len(inputs) == 1 {
 		values, ok := flat(inputs[0].Data, MaxRowsPerRequest*features)
 		if !ok || len(values) == 0 || len(values)%features != 0 {
@@ -295,7 +318,7 @@ func (c *Counter) columns(inputs []tensor) (func(feature, row int) any, int, boo
 	}
 	rows := -1
 	ordered := make([][]any, features)
-	for i, f := range c.profile.Features {
+	for i, f := range p.Features {
 		values, found := byName[f.Name]
 		if !found || (rows >= 0 && len(values) != rows) {
 			return nil, 0, false

@@ -13,6 +13,7 @@ import (
 
 	"modelops.io/dataplane/internal/cli"
 	"modelops.io/dataplane/internal/feedback"
+	"modelops.io/dataplane/internal/humility"
 	"modelops.io/dataplane/internal/inputs"
 	"modelops.io/dataplane/internal/promtext"
 	"modelops.io/dataplane/internal/receipt"
@@ -54,6 +55,10 @@ func Main(args []string) int {
 		"that a label sent twice counts once")
 	profileFile := f.String("profile-file", "", "the model version's training profile (JSON from "+
 		"`modelops profile`): inputs are counted in its bins (modelops_input_* series)")
+	humilityRules := f.String("humility-rules", "", "per-prediction humility rules (JSON "+
+		`{"rules": [{"name", "when": {"outlyingInput": {"features": [...]}} or `+
+		`{"confidenceBelow", "confidenceOutput"}, "action": flag|override|refuse, "overrideValue"}]}`+
+		"; empty: none); outlyingInput needs --profile-file")
 	_ = f.String("log-level", "INFO", "logging level")
 	limits := serve.AddLimitFlags(f)
 	if err := f.Parse(args); err != nil {
@@ -105,14 +110,20 @@ func Main(args []string) int {
 		s.Receipts = &receipt.Checker{Keys: ring, MaxAge: cli.Seconds(*maxDelay), Deployment: *deployment}
 		s.Seen = receipt.NewSeen(int(*seenCapacity))
 	}
+	var profile *inputs.Profile
 	if *profileFile != "" {
-		profile, err := inputs.Load(*profileFile)
+		profile, err = inputs.Load(*profileFile)
 		if err != nil {
 			return cli.Fail(fmt.Errorf("--profile-file: %w", err))
 		}
 		s.Inputs = inputs.NewCounter(profile, prometheus.Labels{"deployment": *deployment,
 			"model": *model, "version": *version, "role": *role}, s.Metrics.Registry)
 	}
+	rules, err := humility.Parse(*humilityRules, profile)
+	if err != nil {
+		return cli.Fail(fmt.Errorf("--humility-rules: %w", err))
+	}
+	s.SetHumility(rules)
 	if *maturity > 0 {
 		s.Maturing = feedback.NewMaturing(cli.Seconds(*maturity), nil)
 	}

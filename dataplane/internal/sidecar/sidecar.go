@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"modelops.io/dataplane/internal/feedback"
+	"modelops.io/dataplane/internal/humility"
 	"modelops.io/dataplane/internal/inputs"
 	"modelops.io/dataplane/internal/marks"
 	"modelops.io/dataplane/internal/receipt"
@@ -41,6 +42,8 @@ type Sidecar struct {
 	Receipts         *receipt.Checker // nil: labels name a request id this replica remembers
 	Seen             *receipt.Seen    // receipts already scored (with Receipts)
 	Inputs           *inputs.Counter  // nil: no training profile, inputs are not counted
+	Humility         *humility.Rules  // nil: no humility rules (set with SetHumility)
+	humility         *humilityCounters
 	proxy            *httputil.ReverseProxy
 }
 
@@ -51,6 +54,10 @@ type exchange struct {
 	started   time.Time
 	marks     marks.Marks
 	servedBy  string
+	body      []byte // the request's
+	// The request's rows against the profile, when the humility rules read them (rowsParsed).
+	rows                 inputs.Rows
+	rowsRead, rowsParsed bool
 }
 
 type exchangeKey struct{}
@@ -78,6 +85,7 @@ func (s *Sidecar) Handle(w http.ResponseWriter, r *http.Request, body []byte) {
 		inference: r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/infer"),
 		started:   time.Now(),
 		marks:     marks.Read(r.Header),
+		body:      body,
 	}
 	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		ex.servedBy = marks.ServedBy(local)
@@ -88,7 +96,11 @@ func (s *Sidecar) Handle(w http.ResponseWriter, r *http.Request, body []byte) {
 	if s.Inputs != nil && ex.answered {
 		// The answer goes out first; counting the inputs is not the client's wait.
 		_ = http.NewResponseController(w).Flush()
-		s.Inputs.Observe(body)
+		if ex.rowsParsed {
+			s.Inputs.Count(ex.rows, ex.rowsRead)
+		} else {
+			s.Inputs.Observe(body)
+		}
 	}
 }
 
@@ -104,6 +116,11 @@ func (s *Sidecar) rewrite(pr *httputil.ProxyRequest) {
 	// Expect makes the upstream send an interim 100 that nobody waits for.
 	pr.Out.Header.Del("Expect")
 	pr.Out.Header.Del(marks.AttemptField) // the router's, for this sidecar only
+	if ex, _ := pr.In.Context().Value(exchangeKey{}).(*exchange); s.Humility != nil && ex != nil &&
+		ex.inference {
+		// The rules read the answer: a compressed one could not be checked.
+		pr.Out.Header.Del("Accept-Encoding")
+	}
 }
 
 func (s *Sidecar) modifyResponse(resp *http.Response) error {
@@ -125,6 +142,12 @@ func (s *Sidecar) modifyResponse(resp *http.Response) error {
 	}
 	key := responseKey(ex.marks.RequestID, response)
 	header := resp.Header
+	header.Del(humility.Field)
+	var outcome humility.Outcome
+	checked := s.Humility != nil && response != nil
+	if checked {
+		payload, response, outcome = s.applyHumility(ex, resp, payload, response)
+	}
 	header.Del(marks.RequestIDField)
 	header.Del(marks.ServedByField)
 	header.Set(marks.RequestIDField, marks.HeaderValue(key))
@@ -147,6 +170,9 @@ func (s *Sidecar) modifyResponse(resp *http.Response) error {
 	retry := s.account(key, resp.StatusCode, response, time.Since(ex.started), ex.marks.Attempt(),
 		ex.marks.RequestID != "")
 	ex.answered = resp.StatusCode == http.StatusOK && !retry
+	if checked && !retry {
+		s.humility.count(outcome)
+	}
 	return nil
 }
 
@@ -226,20 +252,7 @@ func (s *Sidecar) remember(key string, response map[string]any, retry bool) {
 // predictionOf is the values of the first output (or PredictionOutput) and whether they are
 // classes: with Task auto, integer, boolean and string outputs are classes.
 func (s *Sidecar) predictionOf(response map[string]any) (feedback.Prediction, bool) {
-	outputs, ok := response["outputs"].([]any)
-	if !ok || len(outputs) == 0 {
-		return feedback.Prediction{}, false
-	}
-	chosen, _ := outputs[0].(map[string]any)
-	if s.PredictionOutput != "" {
-		chosen = nil
-		for _, output := range outputs {
-			if o, ok := output.(map[string]any); ok && o["name"] == s.PredictionOutput {
-				chosen = o
-				break
-			}
-		}
-	}
+	chosen := s.predictionOutput(response)
 	values, ok := chosen["data"].([]any)
 	if !ok {
 		return feedback.Prediction{}, false
@@ -251,6 +264,26 @@ func (s *Sidecar) predictionOf(response map[string]any) (feedback.Prediction, bo
 			strings.HasPrefix(datatype, "INT") || strings.HasPrefix(datatype, "UIN")
 	}
 	return feedback.Prediction{Values: values, Classification: classification}, true
+}
+
+// predictionOutput is the output whose values are the prediction: the first, or the one named
+// PredictionOutput; nil if none.
+func (s *Sidecar) predictionOutput(response map[string]any) map[string]any {
+	outputs, ok := response["outputs"].([]any)
+	if !ok || len(outputs) == 0 {
+		return nil
+	}
+	chosen, _ := outputs[0].(map[string]any)
+	if s.PredictionOutput != "" {
+		chosen = nil
+		for _, output := range outputs {
+			if o, ok := output.(map[string]any); ok && o["name"] == s.PredictionOutput {
+				chosen = o
+				break
+			}
+		}
+	}
+	return chosen
 }
 
 func pythonStr(v any) string {

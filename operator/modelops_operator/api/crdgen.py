@@ -82,8 +82,8 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
             node = {**non_null[0], **node}  # Optional[X]: absence, never null, means unset
         else:
             raise SchemaError(f"{path}: unions other than int|str cannot be a structural schema")
-        if node.get("default", "unset") is None:
-            del node["default"]
+    if node.get("default", "unset") is None:
+        del node["default"]  # a null default would be stored in every object
     node.pop("title", None)  # may come back with an inlined Optional[Model]
     if "const" in node:
         node["enum"] = [node.pop("const")]

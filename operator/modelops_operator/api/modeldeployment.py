@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .base import (
     DNS1035_LABEL,
@@ -578,6 +578,136 @@ class RetrainingPolicy(KubeModel):
         return template
 
 
+class OutlyingInput(KubeModel):
+    """A row with a value outside the profile's range (a number below its min or above its
+    max, an unknown category)."""
+
+    features: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Features of the profile to check; empty: every feature.",
+    )
+
+
+class HumilityCondition(KubeModel):
+    """When a rule fires for a row: exactly one of outlyingInput and confidenceBelow."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.outlyingInput) != has(self.confidenceBelow)",
+                "spec.monitoring.humility.rules[].when needs exactly one of outlyingInput "
+                "and confidenceBelow",
+            ),
+        )
+    )
+
+    outlying_input: OutlyingInput | None = Field(
+        None, description="The row's input is outside the training profile (needs "
+        "spec.model.profile)."
+    )
+    confidence_below: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="The row's confidence (its largest class probability in the answer's "
+        "confidenceOutput) is below this. Answers without that output are not judged.",
+    )
+    confidence_output: str = Field(
+        "predict_proba",
+        min_length=1,
+        max_length=64,
+        description="The output holding class probabilities (a client asks for it in the "
+        "request's outputs, or the model returns it by default).",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HumilityCondition:
+        if (self.outlying_input is None) == (self.confidence_below is None):
+            raise ValueError("needs exactly one of outlyingInput and confidenceBelow")
+        return self
+
+
+HumilityAction = Literal["flag", "override", "refuse"]
+
+
+class HumilityRule(KubeModel):
+    """A model saying it is out of its depth, per prediction (DataRobot's humility rules)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "(self.action == 'override') == has(self.overrideValue)",
+                "spec.monitoring.humility.rules[].overrideValue is required with action "
+                "override, and only with it",
+            ),
+        )
+    )
+
+    name: str = Field(
+        max_length=63,
+        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+        description="The rule's name: in the X-Modelops-Humility header, metrics, status.",
+    )
+    when: HumilityCondition = Field(description="When it fires for a row.")
+    action: HumilityAction = Field(
+        "flag",
+        description="flag: the answer carries X-Modelops-Humility; override: the row's "
+        "prediction becomes overrideValue; refuse: the request is answered 422.",
+    )
+    override_value: float | None = Field(
+        None,
+        ge=-1e15,
+        le=1e15,
+        description="The prediction given instead, with action override: a number (a class "
+        "index, a score or a regression value; whole numbers are sent as integers).",
+    )
+
+    @model_validator(mode="after")
+    def _override_value(self) -> HumilityRule:
+        if (self.action == "override") != (self.override_value is not None):
+            raise ValueError("overrideValue is required with action override, and only with it")
+        return self
+
+
+class Humility(KubeModel):
+    """Humility rules with actions, and the Uncertain monitor over how often they fire."""
+
+    rules: list[HumilityRule] = Field(
+        max_length=16,
+        min_length=1,
+        description="Checked per prediction, in order, by the sidecar.",
+        json_schema_extra=validations(
+            cel(
+                "self.all(r, self.filter(s, s.name == r.name).size() == 1)",
+                "spec.monitoring.humility.rules: names must be unique",
+            )
+        ),
+    )
+    max_share: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="Uncertain when a rule fires on more than this share of predictions "
+        "(anytime-valid, at the rate alarmEvery allows).",
+    )
+    alarm_every: str = Field(
+        "90d",
+        max_length=8,
+        pattern=r"^[1-9][0-9]{0,4}(d|h)$",
+        description="Expected time between false Uncertain alarms while every rule fires at "
+        "most maxShare of the time, in days or hours.",
+    )
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[HumilityRule]) -> list[HumilityRule]:
+        names = [rule.name for rule in rules]
+        if len(set(names)) != len(names):
+            raise ValueError("rule names must be unique")
+        return rules
+
+
 class Monitoring(KubeModel):
     """What the metrics sidecar records about predictions, and how the live model is watched."""
 
@@ -620,6 +750,11 @@ class Monitoring(KubeModel):
         None,
         description="Start a retraining when a monitor fires. What it produces comes back as "
         "a new spec.model, gated like any change.",
+    )
+    humility: Humility | None = Field(
+        None,
+        description="Per-prediction humility rules (flag, override, refuse) and the "
+        "Uncertain monitor of how often they fire.",
     )
 
 
@@ -682,6 +817,13 @@ def _server_rules() -> list[dict[str, str]]:
             "spec.runtime.options.customClass (module:Class) is required for format custom",
             field_path=".runtime.options.customClass",
         ),
+        cel(
+            "!has(self.monitoring.humility) || has(self.model.profile) || "
+            "self.monitoring.humility.rules.all(r, !has(r.when.outlyingInput))",
+            "spec.monitoring.humility.rules: outlyingInput needs spec.model.profile (the "
+            "ranges come from it)",
+            field_path=".monitoring.humility.rules",
+        ),
     ]
 
 
@@ -701,6 +843,16 @@ class ModelDeploymentSpec(KubeModel):
         description="What the metrics sidecar records.",
         json_schema_extra={"default": {}},
     )
+
+    @model_validator(mode="after")
+    def _outlying_needs_a_profile(self) -> ModelDeploymentSpec:
+        humility = self.monitoring.humility
+        if humility is not None and self.model.profile is None and any(
+            rule.when.outlying_input is not None for rule in humility.rules
+        ):
+            raise ValueError("spec.monitoring.humility.rules: outlyingInput needs "
+                             "spec.model.profile (the ranges come from it)")
+        return self
 
 
 class LiveModel(KubeModel):
@@ -808,8 +960,37 @@ class RetrainingStatus(KubeModel):
     message: str = Field("", max_length=1024, description="What happened, for people.")
 
 
+class RuleShare(KubeModel):
+    """How often one humility rule fired."""
+
+    name: str = Field(description="The rule.")
+    share: float = Field(description="Share of the checked rows it fired on since `since`.")
+
+
+class HumilityStatus(KubeModel):
+    """The Uncertain monitor's state. Written when it changes, not at every look."""
+
+    state: Literal["Watching", "Uncertain", "NoData", "Unavailable"] = Field(
+        description="Watching, Uncertain (a rule fires too often), NoData or Unavailable."
+    )
+    version: str = Field(description="The live version watched.")
+    max_share: float | None = Field(None, description="spec.monitoring.humility.maxShare.")
+    evidence: float = Field(0.0, description="How far towards an alarm (1 alarms).")
+    rows: int = Field(0, ge=0, description="Rows checked when the alarm was raised.")
+    rules: list[RuleShare] = Field(
+        default_factory=list, max_length=16, description="The rules firing most, when written."
+    )
+    since: datetime | None = Field(None, description="When the detector (re)started.")
+    detected_at: datetime | None = Field(None, description="When Uncertain was raised.")
+    message: str = Field("", max_length=1024, description="What the monitor says, for people.")
+
+
 class MonitoringStatus(KubeModel):
     """What the live-model monitors found."""
+
+    humility: HumilityStatus | None = Field(
+        None, description="How often the humility rules fire (Uncertain)."
+    )
 
     retraining: RetrainingStatus | None = Field(
         None, description="The last retraining started by a monitor."

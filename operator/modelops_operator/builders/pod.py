@@ -7,12 +7,13 @@ Standard), so the pods are admitted in namespaces that enforce it.
 
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..api.modeldeployment import ModelDeploymentSpec
+from ..api.modeldeployment import Humility, ModelDeploymentSpec
 from ..constants import (
     DEFAULT_SERVING_IMAGE,
     METRICS_PORT,
@@ -305,6 +306,8 @@ def build_sidecar_container(
         # Inputs counted in the profile's bins, for the drift monitor (docs/monitoring.md).
         args += ["--profile-file", profile.path]
         mounts.append({"name": PROFILE_VOLUME, "mountPath": PROFILE_DIR, "readOnly": True})
+    if spec.monitoring.humility is not None:
+        args += ["--humility-rules", humility_rules_json(spec.monitoring.humility)]
     return {
         "name": "metrics-sidecar",
         "image": serving_image,
@@ -323,6 +326,25 @@ def build_sidecar_container(
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
     }
+
+
+def humility_rules_json(humility: Humility) -> str:
+    """spec.monitoring.humility.rules as the sidecar's --humility-rules (docs/serving.md)."""
+    rules = []
+    for rule in humility.rules:
+        when: dict[str, Any]
+        if rule.when.outlying_input is not None:
+            when = {"outlyingInput": {"features": list(rule.when.outlying_input.features)}}
+        else:
+            when = {"confidenceBelow": rule.when.confidence_below,
+                    "confidenceOutput": rule.when.confidence_output}
+        entry: dict[str, Any] = {"name": rule.name, "when": when, "action": rule.action}
+        if rule.override_value is not None:
+            value = rule.override_value
+            # 0, not 0.0: an INT64 output stays integers.
+            entry["overrideValue"] = int(value) if value.is_integer() else value
+        rules.append(entry)
+    return json.dumps({"rules": rules}, separators=(",", ":"), sort_keys=True)
 
 
 def pod_placement(spec: ModelDeploymentSpec) -> dict[str, Any]:

@@ -30,13 +30,17 @@ from ..lineage.store import write_records
 from ..monitoring.live import (
     AccuracyWatch,
     DriftWatch,
+    HumilityWatch,
     accuracy_view,
     drift_view,
+    humility_view,
 )
 from ..monitoring.reading import (
     grown,
+    humility_growth,
     outcome_growth,
     read_holdout,
+    read_humility,
     read_outcomes,
     read_reference,
     read_totals,
@@ -87,7 +91,9 @@ ROWS = Counter(
 
 
 def _monitored(spec: Any, **_: Any) -> bool:
-    return bool(((spec or {}).get("model") or {}).get("profile"))
+    spec = spec or {}
+    return bool((spec.get("model") or {}).get("profile")
+                or (spec.get("monitoring") or {}).get("humility"))
 
 
 def _live_version(spec: ModelDeploymentSpec, status: Any) -> str:
@@ -191,6 +197,42 @@ async def _look_at_accuracy(
     return accuracy_view(watch, version, problem=problem)
 
 
+async def _look_at_humility(
+    memo: kopf.Memo, key: tuple[str, str], body: kopf.Body, spec: ModelDeploymentSpec,
+    version: str, selector: str, now: float, logger: Any,
+) -> tuple[dict[str, Any], Any]:  # fmt: skip
+    namespace, name = key
+    settings = spec.monitoring.humility
+    assert settings is not None
+    rules = tuple(rule.name for rule in settings.rules)
+    alarm_every = _alarm_every(settings.alarm_every, len(memo.humility_watches))
+    watch: HumilityWatch | None = memo.humility_watches.get(key)
+    problem = ""
+    try:
+        if watch is None or (watch.version, watch.rules, watch.max_share) != (
+            version, rules, settings.max_share
+        ):
+            watch = HumilityWatch(version, rules, settings.max_share, alarm_every,
+                                  INTERVAL_SECONDS, since=now)  # fmt: skip
+            watch.resume(body.get("status"))
+            memo.humility_watches[key] = watch
+            # This look reads the counters the next one counts from.
+            watch.totals = await read_humility(memo.prometheus, selector, rules, now)
+        elif watch.last_look is None or now - watch.last_look >= MIN_LOOK_SECONDS:
+            totals = await read_humility(memo.prometheus, selector, rules, now)
+            fired, checked = humility_growth(watch.totals, totals, len(rules))
+            watch.totals, watch.alarm_every_seconds = totals, alarm_every
+            if watch.look(fired, checked, now):
+                _announce(body, key, "humility", "Uncertain", humility_view(watch, version),
+                          logger)
+    except PrometheusUnavailable as error:
+        problem = f"Prometheus unavailable: {error}"
+        count_error("monitoring")
+    if watch is not None:
+        _show(namespace, name, "humility", watch.evidence, watch.uncertain_at is not None)
+    return humility_view(watch, version, problem=problem)
+
+
 @kopf.timer(*MDEP, interval=INTERVAL_SECONDS, initial_delay=INTERVAL_SECONDS, when=_monitored)
 async def watch_live_model(
     name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, logger: Any, **_: Any
@@ -210,10 +252,15 @@ async def watch_live_model(
         "version": version,
     })  # fmt: skip
     now = time.time()
-    views: dict[str, Any] = {
-        "drift": await _look_for_drift(memo, key, body, spec, version, selector, now, logger),
-        "accuracy": await _look_at_accuracy(memo, key, body, spec, version, selector, now, logger),
-    }
+    views: dict[str, Any] = {"drift": None, "accuracy": None, "humility": None}
+    if spec.model.profile is not None:
+        views["drift"] = await _look_for_drift(
+            memo, key, body, spec, version, selector, now, logger)
+        views["accuracy"] = await _look_at_accuracy(
+            memo, key, body, spec, version, selector, now, logger)
+    if spec.monitoring.humility is not None:
+        views["humility"] = await _look_at_humility(
+            memo, key, body, spec, version, selector, now, logger)
     if spec.monitoring.retraining is not None:
         retraining = await _maybe_retrain(memo, key, body, spec, views, now, logger)
         if retraining is not None:
@@ -305,11 +352,12 @@ async def forget_monitors(name: str, namespace: str | None, memo: kopf.Memo, **_
     for watches in (
         memo.drift_watches,
         memo.accuracy_watches,
+        memo.humility_watches,
         memo.monitor_views,
         memo.retrainings,
     ):
         watches.pop(key, None)
-    for monitor in ("drift", "accuracy"):
+    for monitor in ("drift", "accuracy", "humility"):
         for family in (EVIDENCE, ALARM, ALARMS):
             with contextlib.suppress(KeyError):
                 family.remove(namespace, name, monitor)

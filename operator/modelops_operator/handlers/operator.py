@@ -57,6 +57,7 @@ async def configure(
     memo.applied = {}  # (kind, namespace, name) -> digest of the manifest last applied
     memo.drift_watches = {}  # (namespace, name) -> monitoring.live.DriftWatch of the live version
     memo.accuracy_watches = {}  # (namespace, name) -> monitoring.live.AccuracyWatch
+    memo.humility_watches = {}  # (namespace, name) -> monitoring.live.HumilityWatch
     memo.retrainings = {}  # (namespace, name) -> status.monitoring.retraining last written
     memo.monitor_views = {}  # (namespace, name) -> {monitor: (its status, its condition) | None}
     memo.prometheus = PrometheusSource(prometheus_settings())

@@ -324,3 +324,118 @@ def restored_alarm(
 
 def parse_time(stamp: str) -> float:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+UNCERTAIN = "Uncertain"
+
+
+@dataclass
+class HumilityWatch:
+    """How often each humility rule fires on the live version's predictions (Uncertain).
+
+    One detector per rule, each against ``max_share``; their false alarms add up, so each
+    rule's threshold is the monitor's times the number of rules."""
+
+    version: str
+    rules: tuple[str, ...]
+    max_share: float
+    alarm_every_seconds: float
+    interval_seconds: float
+    since: float
+    detector: RateIncrease = field(init=False)
+    last_look: float | None = None
+    totals: Any = None
+    rows: float = 0.0  # checked rows since `since`
+    fired: np.ndarray = field(init=False)
+    evidence: float = 0.0
+    uncertain_at: float | None = None
+    rows_at_detection: float = 0.0
+    top_at_detection: list[tuple[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.detector = RateIncrease(self.max_share, self.threshold, runs=len(self.rules))
+        self.fired = np.zeros(len(self.rules))
+
+    @property
+    def threshold(self) -> float:
+        return alarm_threshold(self.alarm_every_seconds, self.interval_seconds) * len(self.rules)
+
+    def shares(self) -> list[tuple[str, float]]:
+        """Each rule's share of the checked rows since ``since``, most frequent first."""
+        if self.rows <= 0:
+            return []
+        found = [(rule, float(f / self.rows)) for rule, f in zip(self.rules, self.fired,
+                                                                 strict=True)]
+        return sorted(found, key=lambda item: -item[1])
+
+    def resume(self, previous: Mapping[str, Any] | None) -> None:
+        """Keep an alarm the status already reported for this version (an operator restart)."""
+        found = restored_alarm(previous, "humility", UNCERTAIN, self.version)
+        if found is not None:
+            self.uncertain_at = parse_time(found["detectedAt"])
+            self.rows_at_detection = float(found.get("rows") or 0)
+            self.top_at_detection = [(str(r.get("name")), float(r.get("share") or 0))
+                                     for r in found.get("rules") or []]
+
+    def look(self, fired: np.ndarray, checked: float, now: float) -> bool:
+        """Take one look's (R,) rows fired per rule and rows checked; True when this look
+        found a rule firing too often."""
+        self.last_look = now
+        self.detector.threshold = self.threshold
+        self.rows += checked
+        self.fired += fired
+        statistic = self.detector.update(fired, np.full(len(self.rules), checked))
+        self.evidence = max(float(statistic.max(initial=0.0)), 0.0) / math.log(self.threshold)
+        alarmed = self.detector.alarmed()
+        if not alarmed.any():
+            return False
+        self.detector.reset(alarmed)
+        newly = self.uncertain_at is None
+        if newly:
+            self.uncertain_at, self.rows_at_detection = now, self.rows
+            self.top_at_detection = [(rule, share) for rule, share in self.shares()
+                                     if rule in {r for r, a in zip(self.rules, alarmed,
+                                                                   strict=True) if a}]
+        return newly
+
+
+def humility_view(
+    watch: HumilityWatch | None, version: str, *, problem: str = ""
+) -> tuple[dict[str, Any], ConditionState]:
+    """status.monitoring.humility and the Uncertain condition."""
+    if watch is None or (watch.last_look is None and watch.uncertain_at is None):
+        state = "Unavailable" if problem else "NoData"
+        message = problem or "no predictions checked yet by the champion's sidecars"
+        return ({"state": state, "version": version, "message": message},
+                ConditionState(UNCERTAIN, "Unknown", state, message))
+    status: dict[str, Any] = {
+        "version": watch.version,
+        "maxShare": watch.max_share,
+        "evidence": round(math.floor(watch.evidence / EVIDENCE_STEP) * EVIDENCE_STEP, 1),
+        "since": _time(watch.since),
+    }
+    if watch.uncertain_at is not None:
+        rules = [{"name": n, "share": round(s, 4)} for n, s in watch.top_at_detection]
+        names = ", ".join(f"{r['name']} ({r['share']:.1%})" for r in rules) or "a rule"
+        message = (
+            f"version {watch.version} is out of its depth too often: {names} of "
+            f"{int(watch.rows_at_detection):,} predictions, more than the "
+            f"{watch.max_share:.1%} allowed"
+        )
+        status.update(state=UNCERTAIN, detectedAt=_time(watch.uncertain_at), evidence=1.0,
+                      rows=int(watch.rows_at_detection), rules=rules, message=message)  # fmt: skip
+        return status, ConditionState(UNCERTAIN, "True", "RulesFireTooOften", message)
+    if watch.rows <= 0:
+        message = "no predictions checked yet for this version"
+        status.update(state="NoData", message=message)
+        return status, ConditionState(UNCERTAIN, "Unknown", "NoData", message)
+    message = (
+        f"no humility rule of version {watch.version} fires on more than "
+        f"{watch.max_share:.1%} of predictions"
+    )
+    if problem:
+        message = f"{problem}; last look: {message}"
+    status.update(state="Unavailable" if problem else "Watching", message=message)
+    if status["evidence"] >= 0.5:
+        status["rules"] = [{"name": n, "share": round(s, 2)} for n, s in watch.shares()[:3]]
+    return status, ConditionState(UNCERTAIN, "False", "WithinBounds", message)

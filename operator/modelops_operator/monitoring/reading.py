@@ -118,3 +118,34 @@ def outcome_growth(
     if found is None:
         return 0.0, 0.0
     return float(found[1]), float(found.sum())
+
+
+async def read_humility(
+    source: InstantQueries, selector: str, rules: tuple[str, ...], at: float
+) -> PodTotals:
+    """Rows checked and rows each rule fired on: [checked, *fired by rule] per pod."""
+    checked = await source.instant(
+        f"sum by (pod, instance) (modelops_humility_checked_rows_total{selector})", at
+    )
+    fired = await source.instant(
+        f"sum by (pod, instance, rule) (modelops_humility_rows_total{selector})", at
+    )
+    by_pod: dict[str, np.ndarray] = {}
+    for sample in checked:
+        by_pod.setdefault(_pod_of(sample.labels), np.zeros(1 + len(rules)))[0] += sample.value
+    for sample in fired:
+        rule = sample.labels.get("rule", "")
+        if rule in rules:
+            counts = by_pod.setdefault(_pod_of(sample.labels), np.zeros(1 + len(rules)))
+            counts[1 + rules.index(rule)] += max(sample.value, 0.0)
+    return by_pod
+
+
+def humility_growth(
+    previous: Mapping[str, np.ndarray] | None, totals: PodTotals, rules: int
+) -> tuple[np.ndarray, float]:
+    """(rows fired per rule, rows checked) between two reads."""
+    found = growth(previous, totals)
+    if found is None:
+        return np.zeros(rules), 0.0
+    return found[1:], float(found[0])

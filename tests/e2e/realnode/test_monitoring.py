@@ -313,3 +313,92 @@ def test_drift_then_accuracy_decay_are_found_and_alerted(
     assert len(jobs) == 1 and len(sink.received) == 1
     printed = get_json(cluster, "-n", namespace, f"mdep/{TARGET}")
     print(json.dumps(printed["status"]["monitoring"], indent=1))
+
+
+HUMBLE = "careful"
+HUMILITY = {
+    "maxShare": 0.05,
+    "alarmEvery": "1h",
+    "rules": [
+        {"name": "far-out", "when": {"outlyingInput": {"features": ["x0"]}}, "action": "refuse"},
+        {"name": "unsure", "when": {"confidenceBelow": 0.75}, "action": "override",
+         "overrideValue": 7},
+        {"name": "odd-x1", "when": {"outlyingInput": {"features": ["x1"]}}, "action": "flag"},
+    ],
+}
+
+
+def _infer(client: httpx.Client, row: list[float], probabilities: bool = False) -> httpx.Response:
+    body: dict[str, Any] = {
+        "inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": row}]
+    }
+    if probabilities:
+        body["outputs"] = [{"name": "predict"}, {"name": "predict_proba"}]
+    return client.post("/v2/models/fraud/infer", json=body)
+
+
+def test_humility_rules_act_per_prediction_and_uncertain_fires_when_one_fires_too_often(
+    real_cluster: Any,
+    namespace: str,
+    monitoring_operator: OperatorProcess,
+    served: dict[str, str],
+) -> None:
+    """Refuse, override and flag on the real sidecar; then a rule firing on a fifth of the
+    predictions (against 5 % allowed) raises Uncertain, with an Event and a metric."""
+    cluster = real_cluster.cluster
+    manifest = {
+        "apiVersion": "modelops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": HUMBLE},
+        "spec": {
+            "model": {
+                "name": "fraud", "version": served["version"], "uri": served["uri"],
+                "format": "sklearn", "digest": served["digest"],
+                "profile": {"uri": served["profile_uri"], "digest": served["profile_digest"]},
+            },
+            "monitoring": {"humility": HUMILITY},
+        },
+    }  # fmt: skip
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    cluster.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", f"mdep/{HUMBLE}", "--timeout=180s"
+    )
+    service = get_json(cluster, "-n", namespace, f"service/{HUMBLE}")["spec"]
+    port = real_cluster.node.forward(service["clusterIP"], service["ports"][0]["port"])
+    ordinary = [0.5, 1.5, 0.5, 0.5, 0.0, 0.0]  # far from the champion's boundary
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        plain = _infer(client, ordinary)
+        assert plain.status_code == 200 and "x-modelops-humility" not in plain.headers
+        refused = _infer(client, [50.0, *ordinary[1:]])
+        assert refused.status_code == 422, refused.text
+        assert "humility rule 'far-out' refused row 0" in refused.json()["error"]
+        # All zeros: the champion is unsure (about one half), so its answer is overridden.
+        unsure = _infer(client, [0.0] * 6, probabilities=True)
+        assert unsure.status_code == 200 and unsure.headers["x-modelops-humility"] == "unsure"
+        outputs = {o["name"]: o["data"] for o in unsure.json()["outputs"]}
+        assert outputs["predict"] == [7] and max(outputs["predict_proba"]) < 0.75
+        flagged = _infer(client, [0.5, 50.0, *ordinary[2:]])
+        assert flagged.status_code == 200 and flagged.headers["x-modelops-humility"] == "odd-x1"
+
+        # One prediction in five has an x1 the profile never saw: four times what is allowed.
+        def uncertain() -> dict[str, Any] | None:
+            for sent in range(200):
+                row = [0.5, 50.0 if sent % 5 == 0 else 1.5, *ordinary[2:]]
+                assert _infer(client, row).status_code == 200
+            status = get_json(cluster, "-n", namespace, f"mdep/{HUMBLE}").get("status") or {}
+            conditions = {c["type"]: c for c in status.get("conditions") or []}
+            found = conditions.get("Uncertain") or {}
+            return status if found.get("status") == "True" else None
+
+        status = wait_until(uncertain, timeout=150, what="Uncertain=True")
+    humility = status["monitoring"]["humility"]
+    assert humility["state"] == "Uncertain" and humility["rules"][0]["name"] == "odd-x1", humility
+    assert 0.1 < humility["rules"][0]["share"] < 0.3, humility
+    events = get_json(cluster, "-n", namespace, "events")["items"]
+    assert "Uncertain" in {e["reason"] for e in events if e["involvedObject"]["name"] == HUMBLE}
+    fired = real_cluster.query(
+        f'sum by (rule) (modelops_humility_rows_total{{deployment="{HUMBLE}"}})'
+    )
+    by_rule = {s["metric"]["rule"]: float(s["value"][1]) for s in fired}
+    assert by_rule["far-out"] >= 1 and by_rule["unsure"] >= 1 and by_rule["odd-x1"] >= 40
+    print(json.dumps(humility, indent=1))

@@ -36,7 +36,7 @@ def _promtool(*args: str) -> str:
 
 @needs_promtool
 def test_promtool_accepts_the_rules_and_their_unit_tests_pass() -> None:
-    assert "SUCCESS: 17 rules found" in _promtool("check", "rules", str(ALERTS))
+    assert "SUCCESS: 18 rules found" in _promtool("check", "rules", str(ALERTS))
     assert "SUCCESS" in _promtool("test", "rules", str(Path(__file__).parent / "alerts_test.yaml"))
 
 
