@@ -163,10 +163,8 @@ def drift_view(
     ``problem``: why this look could not be read (Prometheus down, no sidecar scraped yet).
     """
     if watch is None or (watch.last_look is None and watch.drifted_at is None):
-        state = "Unavailable" if problem else "NoData"
-        message = problem or "no inputs counted yet by the champion's sidecars"
-        condition = ConditionState(DATA_DRIFT, "Unknown", state, message)
-        return {"state": state, "version": version, "message": message}, condition
+        return _not_started(DATA_DRIFT, version, problem,
+                            "no inputs counted yet by the champion's sidecars")
     top = watch.top_at_detection if watch.drifted_at is not None else watch.top
     features: list[dict[str, Any]] = [
         {"name": n, "share": round(s, 2)} for n, s in top if s >= 0.05
@@ -186,21 +184,37 @@ def drift_view(
         status.update(state="Drifted", detectedAt=_time(watch.drifted_at), features=features,
                       rows=int(watch.rows_at_detection), message=message, evidence=1.0)  # fmt: skip
         return status, ConditionState(DATA_DRIFT, "True", "InputsDrifted", message)
-    if watch.rows <= 0:
-        message = "no inputs counted yet by the champion's sidecars"
-        status.update(state="NoData", message=message)
-        return status, ConditionState(DATA_DRIFT, "Unknown", "NoData", message)
-    days = watch.alarm_every_seconds / 86400
-    message = (
-        f"no drift found in the inputs of version {watch.version} "
-        f"(alarm at evidence 1; false alarms at most once in {days:g} days on average)"
-    )
-    if problem:
-        message = f"{problem}; last look: {message}"
-    status.update(state="Unavailable" if problem else "Watching", message=message)
     if status["evidence"] >= 0.5:
         status["features"] = features
-    return status, ConditionState(DATA_DRIFT, "False", "NoDrift", message)
+    days = watch.alarm_every_seconds / 86400
+    return _calm(status, DATA_DRIFT, "NoDrift", watch.rows, problem,
+                 nothing_yet="no inputs counted yet by the champion's sidecars",
+                 healthy=f"no drift found in the inputs of version {watch.version} (alarm at "
+                 f"evidence 1; false alarms at most once in {days:g} days on average)")
+
+
+def _not_started(
+    kind: str, version: str, problem: str, nothing_yet: str
+) -> tuple[dict[str, Any], ConditionState]:
+    """The view before a watch's first look: NoData, or Unavailable with the reason."""
+    state = "Unavailable" if problem else "NoData"
+    message = problem or nothing_yet
+    return ({"state": state, "version": version, "message": message},
+            ConditionState(kind, "Unknown", state, message))
+
+
+def _calm(
+    status: dict[str, Any], kind: str, reason: str, counted: float, problem: str, *,
+    nothing_yet: str, healthy: str,
+) -> tuple[dict[str, Any], ConditionState]:  # fmt: skip
+    """The view of a watch that found nothing: NoData while nothing was counted, else
+    Watching (Unavailable, with the last look's finding, when this look could not read)."""
+    if counted <= 0:
+        status.update(state="NoData", message=nothing_yet)
+        return status, ConditionState(kind, "Unknown", "NoData", nothing_yet)
+    message = f"{problem}; last look: {healthy}" if problem else healthy
+    status.update(state="Unavailable" if problem else "Watching", message=message)
+    return status, ConditionState(kind, "False", reason, message)
 
 
 def top_features_text(features: Sequence[Mapping[str, Any]]) -> str:
@@ -273,10 +287,8 @@ def accuracy_view(
 ) -> tuple[dict[str, Any], ConditionState]:
     """status.monitoring.accuracy and the AccuracyDegraded condition."""
     if watch is None or (watch.last_look is None and watch.degraded_at is None):
-        state = "Unavailable" if problem else "NoData"
-        message = problem or "no holdout accuracy or no labels read yet"
-        condition = ConditionState(ACCURACY_DEGRADED, "Unknown", state, message)
-        return {"state": state, "version": version, "message": message}, condition
+        return _not_started(ACCURACY_DEGRADED, version, problem,
+                            "no holdout accuracy or no labels read yet")
     status: dict[str, Any] = {
         "version": watch.version,
         "holdout": round(watch.holdout, 4),
@@ -298,18 +310,10 @@ def accuracy_view(
         if observed is not None:
             status["observedError"] = round(observed, 4)
         return status, ConditionState(ACCURACY_DEGRADED, "True", "AccuracyDecayed", message)
-    if watch.labels <= 0:
-        message = "no labels counted yet for this version"
-        status.update(state="NoData", message=message)
-        return status, ConditionState(ACCURACY_DEGRADED, "Unknown", "NoData", message)
-    message = (
-        f"no decay found in the labels of version {watch.version} (allowed error rate "
-        f"{watch.allowed_error:.3f})"
-    )
-    if problem:
-        message = f"{problem}; last look: {message}"
-    status.update(state="Unavailable" if problem else "Watching", message=message)
-    return status, ConditionState(ACCURACY_DEGRADED, "False", "AsAccurate", message)
+    return _calm(status, ACCURACY_DEGRADED, "AsAccurate", watch.labels, problem,
+                 nothing_yet="no labels counted yet for this version",
+                 healthy=f"no decay found in the labels of version {watch.version} (allowed "
+                 f"error rate {watch.allowed_error:.3f})")
 
 
 def restored_alarm(
@@ -404,10 +408,8 @@ def humility_view(
 ) -> tuple[dict[str, Any], ConditionState]:
     """status.monitoring.humility and the Uncertain condition."""
     if watch is None or (watch.last_look is None and watch.uncertain_at is None):
-        state = "Unavailable" if problem else "NoData"
-        message = problem or "no predictions checked yet by the champion's sidecars"
-        return ({"state": state, "version": version, "message": message},
-                ConditionState(UNCERTAIN, "Unknown", state, message))
+        return _not_started(UNCERTAIN, version, problem,
+                            "no predictions checked yet by the champion's sidecars")
     status: dict[str, Any] = {
         "version": watch.version,
         "maxShare": watch.max_share,
@@ -425,17 +427,9 @@ def humility_view(
         status.update(state=UNCERTAIN, detectedAt=_time(watch.uncertain_at), evidence=1.0,
                       rows=int(watch.rows_at_detection), rules=rules, message=message)  # fmt: skip
         return status, ConditionState(UNCERTAIN, "True", "RulesFireTooOften", message)
-    if watch.rows <= 0:
-        message = "no predictions checked yet for this version"
-        status.update(state="NoData", message=message)
-        return status, ConditionState(UNCERTAIN, "Unknown", "NoData", message)
-    message = (
-        f"no humility rule of version {watch.version} fires on more than "
-        f"{watch.max_share:.1%} of predictions"
-    )
-    if problem:
-        message = f"{problem}; last look: {message}"
-    status.update(state="Unavailable" if problem else "Watching", message=message)
     if status["evidence"] >= 0.5:
         status["rules"] = [{"name": n, "share": round(s, 2)} for n, s in watch.shares()[:3]]
-    return status, ConditionState(UNCERTAIN, "False", "WithinBounds", message)
+    return _calm(status, UNCERTAIN, "WithinBounds", watch.rows, problem,
+                 nothing_yet="no predictions checked yet for this version",
+                 healthy=f"no humility rule of version {watch.version} fires on more than "
+                 f"{watch.max_share:.1%} of predictions")
