@@ -172,7 +172,7 @@ def drift_view(
     # Only what changes with the state is written: a healthy look writes nothing.
     status: dict[str, Any] = {
         "version": watch.version,
-        "evidence": round(math.floor(watch.evidence / EVIDENCE_STEP) * EVIDENCE_STEP, 1),
+        "evidence": _stepped(watch.evidence),
         "since": _time(watch.since),
     }
     if watch.drifted_at is not None:
@@ -191,6 +191,12 @@ def drift_view(
                  nothing_yet="no inputs counted yet by the champion's sidecars",
                  healthy=f"no drift found in the inputs of version {watch.version} (alarm at "
                  f"evidence 1; false alarms at most once in {days:g} days on average)")
+
+
+def _stepped(evidence: float) -> float:
+    """Evidence as status writes it: rounded down to EVIDENCE_STEP, so a look that moves it
+    a little writes nothing."""
+    return round(math.floor(evidence / EVIDENCE_STEP) * EVIDENCE_STEP, 1)
 
 
 def _not_started(
@@ -293,7 +299,7 @@ def accuracy_view(
         "version": watch.version,
         "holdout": round(watch.holdout, 4),
         "allowedError": round(watch.allowed_error, 4),
-        "evidence": round(math.floor(watch.evidence / EVIDENCE_STEP) * EVIDENCE_STEP, 1),
+        "evidence": _stepped(watch.evidence),
         "since": _time(watch.since),
     }
     if watch.degraded_at is not None:
@@ -413,7 +419,7 @@ def humility_view(
     status: dict[str, Any] = {
         "version": watch.version,
         "maxShare": watch.max_share,
-        "evidence": round(math.floor(watch.evidence / EVIDENCE_STEP) * EVIDENCE_STEP, 1),
+        "evidence": _stepped(watch.evidence),
         "since": _time(watch.since),
     }
     if watch.uncertain_at is not None:
