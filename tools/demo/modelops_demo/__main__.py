@@ -28,7 +28,7 @@ from modelops_devcluster.cluster import cache_root, wait_for_service_account
 
 from . import retrain_job
 from . import scenario as sc
-from .lab import Deadline, Lab, say, wait_until
+from .lab import Deadline, Lab, replace_whole, say, wait_until
 from .loadgen import LoadGenerator
 from .models import (
     HOLDOUT_ROWS,
@@ -182,19 +182,12 @@ async def run_live_act(recorder: Recorder, stream: DriftingStream,
             if findings.get(what) is None:
                 findings[what] = round(recorder.now() - began, 1)
                 say(f"  {what} after {findings[what]:.0f} s of drifted inputs")
-        await asyncio.to_thread(write_fresh_rows, files / sc.FRESH_DATA, stream)
+        # The drifted traffic's latest rows and labels, which the Job may read at any moment.
+        await asyncio.to_thread(replace_whole, files / sc.FRESH_DATA, stream.recent_csv().encode())
         await asyncio.sleep(max(0.1, 1.0 - (time.monotonic() - started)))
     if not uploaded.exists():
         say(f"the retraining produced no model within {LIVE_ACT_TIMEOUT:.0f} s")
     return findings
-
-
-def write_fresh_rows(path: Path, stream: DriftingStream) -> None:
-    """The drifted traffic's latest rows and labels, replaced whole (the Job may read it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(stream.recent_csv())
-    partial.replace(path)
 
 
 def release_retrained(lab: Lab) -> DemoModel:
@@ -209,24 +202,14 @@ def release_retrained(lab: Lab) -> DemoModel:
     shutil.copyfile(uploads / "model.skops", target)
     model = DemoModel("retrained", sc.RETRAINED[1], target, file_digest(target),
                       float(result["accuracy"]))
-    holdout = read_holdout(uploads / "holdout.csv")
-    model = write_profile(model, holdout)
+    # The table the Job held out, read as the Job reads its own.
+    names, features, labels = retrain_job.read_table((uploads / "holdout.csv").read_bytes())
+    model = write_profile(model, {name: features[:, i].tolist() for i, name in enumerate(names)}
+                          | {"label": labels.tolist()})
     say(f"the retraining Job trained on {result['trainRows']} fresh rows: version "
         f"{model.version}, accuracy {model.accuracy:.3f} on {result['holdoutRows']} held out; "
         f"profiled, digest {model.digest[:19]}…")
     return model
-
-
-def read_holdout(path: Path) -> dict[str, list[Any]]:
-    import csv
-
-    with path.open() as table:
-        rows = list(csv.DictReader(table))
-    columns: dict[str, list[Any]] = {name: [] for name in rows[0]}
-    for row in rows:
-        for name, value in row.items():
-            columns[name].append(int(value) if name == "label" else float(value))
-    return columns
 
 
 async def run_challenges(lab: Lab, models: dict[str, DemoModel], timeline: Timeline,

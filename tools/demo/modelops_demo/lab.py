@@ -89,6 +89,14 @@ MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 UPLOAD_NAME = re.compile(r"^/uploads/[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+def replace_whole(target: Path, data: bytes) -> None:
+    """Write ``target`` so that readers (the file server, the Job) see all of it or none."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(data)
+    partial.replace(target)
+
+
 class _FilesHandler(http.server.SimpleHTTPRequestHandler):
     """GET serves the directory; PUT stores one file under uploads/ (the retraining Job's
     result), whole or not at all."""
@@ -101,11 +109,7 @@ class _FilesHandler(http.server.SimpleHTTPRequestHandler):
         if not 0 <= length <= MAX_UPLOAD_BYTES:
             self.send_error(413 if length > 0 else 411, "a Content-Length up to 32 MiB")
             return
-        target = Path(self.directory) / self.path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_bytes(self.rfile.read(length))
-        partial.replace(target)  # readers see the whole file or none
+        replace_whole(Path(self.directory) / self.path.lstrip("/"), self.rfile.read(length))
         self.send_response(201)
         self.send_header("Content-Length", "0")
         self.end_headers()
