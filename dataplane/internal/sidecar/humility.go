@@ -24,9 +24,7 @@ func (s *Sidecar) SetHumility(rules *humility.Rules) {
 	if rules == nil {
 		return
 	}
-	id := s.Metrics.identity
-	labels := prometheus.Labels{"deployment": id.Deployment, "model": id.Model,
-		"version": id.Version, "role": id.Role}
+	labels := s.Metrics.identity.labels()
 	fired := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelops_humility_rows_total", Help: "Rows of answered first attempts on which a " +
 			"humility rule fired, by rule and its action (flag, override, refuse).",

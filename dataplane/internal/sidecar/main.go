@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"modelops.io/dataplane/internal/cli"
 	"modelops.io/dataplane/internal/feedback"
 	"modelops.io/dataplane/internal/humility"
@@ -116,8 +114,7 @@ func Main(args []string) int {
 		if err != nil {
 			return cli.Fail(fmt.Errorf("--profile-file: %w", err))
 		}
-		s.Inputs = inputs.NewCounter(profile, prometheus.Labels{"deployment": *deployment,
-			"model": *model, "version": *version, "role": *role}, s.Metrics.Registry)
+		s.Inputs = inputs.NewCounter(profile, s.Metrics.identity.labels(), s.Metrics.Registry)
 	}
 	rules, err := humility.Parse(*humilityRules, profile)
 	if err != nil {

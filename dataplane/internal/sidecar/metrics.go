@@ -25,6 +25,12 @@ const MaxObservedValues = 1024
 // Identity labels every series carries.
 type Identity struct{ Deployment, Model, Version, Role string }
 
+// labels are the constant labels of every series about this identity.
+func (id Identity) labels() prometheus.Labels {
+	return prometheus.Labels{"deployment": id.Deployment, "model": id.Model,
+		"version": id.Version, "role": id.Role}
+}
+
 type Metrics struct {
 	Registry      *prometheus.Registry
 	requests      *prometheus.CounterVec
@@ -99,8 +105,7 @@ func (m *Metrics) ScoredFor(id Identity) (*Scored, bool) {
 	if len(m.foreign) >= MaxForeignIdentities {
 		return nil, false
 	}
-	labels := prometheus.Labels{"deployment": id.Deployment, "model": id.Model,
-		"version": id.Version, "role": id.Role}
+	labels := id.labels()
 	scored, collectors := newScored(labels)
 	m.Registry.MustRegister(append(collectors, startGauge(labels))...)
 	m.foreign[id] = scored
@@ -108,8 +113,7 @@ func (m *Metrics) ScoredFor(id Identity) (*Scored, bool) {
 }
 
 func NewMetrics(id Identity, predictionBuckets, latencyBuckets []float64, memory feedback.Memory) *Metrics {
-	labels := prometheus.Labels{"deployment": id.Deployment, "model": id.Model,
-		"version": id.Version, "role": id.Role}
+	labels := id.labels()
 	registry := prometheus.NewRegistry()
 	m := &Metrics{Registry: registry}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
