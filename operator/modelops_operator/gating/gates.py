@@ -209,6 +209,16 @@ def _regression_interval(state: GateState, inc: list[float]) -> None:
         state.strata = _stratify(state.strata, n_a, n_b, s_a / n_a - s_b / n_b)
 
 
+def _plugin_variance(n: float, s: float, q: float) -> float:
+    """Variance of the per-label loss from its count, sum and sum of squares; 0 without labels
+    or when absurd counts (a label count of 1e-226) make it overflow: never an exception."""
+    if n <= 0:
+        return 0.0
+    mean = s / n
+    variance = q / n - mean * mean  # `mean ** 2` would raise OverflowError, `*` gives inf
+    return variance if math.isfinite(variance) and variance > 0 else 0.0
+
+
 def _regression_report(
     gate: GateConfig,
     report: GateReport,
@@ -226,10 +236,11 @@ def _regression_report(
     tau = state.tau
     burned = min(n_a, n_b) >= burn
     x, w_sum, u_a, u_b = state.strata or (0.0, 0.0, 0.0, 0.0)
-    var_a = max(q_a / n_a - (s_a / n_a) ** 2, 0.0)
-    var_b = max(q_b / n_b - (s_b / n_b) ** 2, 0.0)
+    var_a = _plugin_variance(n_a, s_a, q_a)
+    var_b = _plugin_variance(n_b, s_b, q_b)
     delta = x / w_sum if w_sum > 0 else math.nan
-    v = (var_a * u_a + var_b * u_b) / w_sum**2 if w_sum > 0 else 0.0
+    weight = w_sum * w_sum  # 0 also when a tiny weight underflows
+    v = (var_a * u_a + var_b * u_b) / weight if weight > 0 else 0.0
     if burned and v > 0 and math.isfinite(delta):
         report.estimate = -delta
         if look.update:

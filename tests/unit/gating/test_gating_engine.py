@@ -405,3 +405,15 @@ def test_a_betting_state_of_another_layout_restarts_its_evidence_instead_of_fail
     again = evaluate([acc], {"champion": more, "challenger": more}, 120, state, LOOSE)
     assert again.gates[0].verdict == "Pending"
     assert len(base64.b64decode(again.state.to_dict()["gates"]["acc"]["wealth"])) > 80
+
+
+def test_absurd_label_counts_neither_overflow_nor_divide_by_zero() -> None:
+    # Found by the property test above: a label count of 1e-226 (Prometheus' extrapolated
+    # increase of a hostile or broken counter) squared an overflowing mean.
+    counts = {
+        "champion": {"requests": 0, "predictionBuckets": {}, "feedbackTotal": 1.0},
+        "challenger": {"requests": 1, "feedbackTotal": 7.777892286668186e-226, "errorSum": 1},
+    }
+    decision = evaluate(ALL_GATES, counts, 0.0, None, {"minSamples": 1, "maxDuration": "1h"})
+    assert decision.action is Action.WAIT
+    json.dumps(decision.to_dict(), allow_nan=False)
