@@ -56,6 +56,62 @@ def slim_manifest(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# Metadata of a ModelDeployment its handlers read: identity (Events, owner references),
+# generation and deletion, and labels, annotations and spec.model's field manager (lineage).
+_KEPT_MODELDEPLOYMENT_METADATA = (
+    "name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp", "labels",
+)  # fmt: skip
+# kubectl's copy of the whole last applied manifest: a second spec nobody here reads.
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def owns_model(entry: Mapping[str, Any]) -> bool:
+    """A managedFields entry by which a manager set spec.model (what a lineage record names)."""
+    fields = entry.get("fieldsV1")
+    spec = fields.get("f:spec") if isinstance(fields, Mapping) else None
+    return (
+        entry.get("operation") in ("Apply", "Update")
+        and isinstance(spec, Mapping)
+        and "f:model" in spec
+    )
+
+
+def model_owners(managed_fields: list[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """The managedFields entries that own spec.model, each cut to what `owns_model` and the
+    lineage read: a cache of ModelDeployments then holds a few strings each, not every field
+    manager's field set."""
+    return [
+        {
+            "manager": entry.get("manager"),
+            "operation": entry.get("operation"),
+            "time": entry.get("time"),
+            "fieldsV1": {"f:spec": {"f:model": {}}},
+        }
+        for entry in managed_fields or ()
+        if owns_model(entry)
+    ]
+
+
+def slim_modeldeployment(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A ModelDeployment as the operator keeps it in memory, for a thousand of them: without
+    managedFields other than spec.model's owner, and without kubectl's last-applied copy."""
+    metadata = body.get("metadata") or {}
+    kept: dict[str, Any] = {
+        k: metadata[k] for k in _KEPT_MODELDEPLOYMENT_METADATA if k in metadata
+    }
+    kept["annotations"] = {
+        k: v for k, v in (metadata.get("annotations") or {}).items() if k != _LAST_APPLIED
+    }
+    kept["managedFields"] = model_owners(metadata.get("managedFields"))
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": kept,
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
 def observe_deployment(body: Mapping[str, Any]) -> DeploymentObservation:
     spec = body.get("spec") or {}
     status = body.get("status") or {}

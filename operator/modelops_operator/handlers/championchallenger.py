@@ -55,6 +55,7 @@ from ..constants import (
 from ..kube import apply_manifest, delete_deployment, patch_challenge_status, read_object
 from ..lineage.records import ChallengeTickFacts, Deployment, challenge_records
 from ..lineage.store import prune, write_records
+from ..observe import slim_modeldeployment
 from ..opmetrics import count_error
 from ..promsource import PrometheusUnavailable
 from . import first_indexed
@@ -72,11 +73,12 @@ async def modeldeployment_bodies(
 ) -> Any:
     """(namespace, name) -> the target's spec and status, for the challenge daemons, and the
     metadata its lineage records read the change's source from."""
-    metadata = body.get("metadata") or {}
+    slim = slim_modeldeployment(body)
+    metadata = slim["metadata"]
     return {
         (namespace, name): {
-            "spec": dict(body.get("spec") or {}),
-            "status": dict(body.get("status") or {}),
+            "spec": slim["spec"],
+            "status": slim["status"],
             "metadata": {
                 key: metadata.get(key)
                 for key in ("labels", "annotations", "managedFields", "generation")

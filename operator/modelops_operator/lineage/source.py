@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..api.lineagerecord import ChangeSource
+from ..observe import owns_model
 
 ANNOTATION_SOURCE_REVISION = "modelops.io/source-revision"
 ANNOTATION_SOURCE_REPOSITORY = "modelops.io/source-repository"
@@ -43,18 +44,9 @@ def _tool_and_application(
     return "", ""
 
 
-def _sets_model(fields: Any) -> bool:
-    spec = fields.get("f:spec") if isinstance(fields, Mapping) else None
-    return isinstance(spec, Mapping) and "f:model" in spec
-
-
 def model_manager(managed_fields: list[Mapping[str, Any]] | None) -> tuple[str, str]:
     """(manager, time) of the newest managedFields entry that owns spec.model."""
-    owners = [
-        entry
-        for entry in managed_fields or ()
-        if entry.get("operation") in ("Apply", "Update") and _sets_model(entry.get("fieldsV1"))
-    ]
+    owners = [entry for entry in managed_fields or () if owns_model(entry)]
     if not owners:
         return "", ""
     newest = max(owners, key=lambda entry: str(entry.get("time") or ""))

@@ -1,0 +1,50 @@
+"""What the operator process loads: its memory at 1,000 objects starts from this floor."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_the_operator_does_not_import_scipy_stats() -> None:
+    # scipy.stats alone is ~45 MiB of the operator's RSS; scipy.special has what the gates use.
+    loaded = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, modelops_operator.main; print('scipy.stats' in sys.modules)"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout.strip()  # fmt: skip
+    assert loaded == "False"
+
+
+def test_a_kept_modeldeployment_drops_what_no_handler_reads_and_keeps_its_change_source() -> None:
+    from modelops_operator.lineage.source import change_source
+    from modelops_operator.observe import slim_modeldeployment
+
+    spec_fields = {"f:spec": {"f:model": {"f:version": {}}, "f:runtime": {}}}
+    body = {
+        "apiVersion": "modelops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {
+            "name": "fraud", "namespace": "risk", "uid": "u-1", "generation": 3,
+            "labels": {"argocd.argoproj.io/instance": "risk-models"},
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{" + "x" * 4000 + "}",
+                "modelops.io/source-revision": "abc123",
+            },
+            "managedFields": [
+                {"manager": "argocd-controller", "operation": "Apply",
+                 "time": "2026-12-01T10:00:00Z", "fieldsV1": spec_fields},
+                {"manager": "modelops", "operation": "Update", "subresource": "status",
+                 "time": "2026-12-01T10:01:00Z", "fieldsV1": {"f:status": {"f:x": {}}}},
+            ],
+        },
+        "spec": {"model": {"name": "fraud", "version": "2.0.0"}},
+        "status": {"observedGeneration": 3},
+    }  # fmt: skip
+    slim = slim_modeldeployment(body)
+    assert change_source(slim["metadata"]) == change_source(body["metadata"])
+    assert [e["manager"] for e in slim["metadata"]["managedFields"]] == ["argocd-controller"]
+    assert "kubectl.kubernetes.io/last-applied-configuration" not in slim["metadata"]["annotations"]
+    assert (slim["spec"], slim["status"]) == (body["spec"], body["status"])
+    assert {k: slim["metadata"][k] for k in ("name", "namespace", "uid", "generation")} == {
+        "name": "fraud", "namespace": "risk", "uid": "u-1", "generation": 3}
