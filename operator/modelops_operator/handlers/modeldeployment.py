@@ -1,15 +1,15 @@
 """Thin kopf handlers for ModelDeployment: they gather inputs, call the pure core, write.
 
-- `reconcile` (create, update of spec, resume) and `resync` (slow timer) share one idempotent
-  path that applies only what differs from the children kopf's indices observe.
-- `publish_status` (one daemon per object) is the single writer of the status; it wakes when
-  a reconcile finishes or a child Deployment changes, and writes only a changed status.
+- `modeldeployment_event` queues the object on every event; the fleet's workers
+  (`handlers/fleet.py`) call `process`, which reconciles (new spec, a deleted child, resync:
+  one idempotent path that applies only what differs from the children kopf's indices
+  observe) and then writes the status if it changed: the single writer of the status.
+- The children's indices queue their owner when a child Deployment or Pod changes.
 All handlers return None: a return value would be written to status and pruned by the schema.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import time
@@ -45,11 +45,12 @@ from ..observe import (
     observe_deployment,
     observe_pod,
     slim_manifest,
+    slim_modeldeployment,
 )
 from ..opmetrics import count_error
 from ..reconcile import ReconcileReport, champion_spec_of, reconcile_modeldeployment
 from ..status import ReconcileOutcome, compute_status, status_patch
-from . import first_indexed
+from . import first_indexed, fleet, notify
 
 MDEP = (GROUP, VERSION, MDEP_PLURAL)
 CC = (GROUP, VERSION, CC_PLURAL)
@@ -65,7 +66,8 @@ DEBOUNCE_SECONDS = 0.2
 
 
 def _wake(memo: kopf.Memo, key: tuple[str, str]) -> None:
-    memo.wakeups.setdefault(key, asyncio.Event()).set()
+    """Have the fleet's workers look at the object soon (a burst of events makes one look)."""
+    memo.queue.add(key, DEBOUNCE_SECONDS)
 
 
 @kopf.on.startup()
@@ -112,7 +114,7 @@ async def model_pods(body: kopf.Body, memo: kopf.Memo, **_: Any) -> Any:
 
 
 def _request_reconcile(memo: kopf.Memo, key: tuple[str, str]) -> None:
-    """Have the owner's daemon re-apply its children now (not at the next resync)."""
+    """Have the workers re-apply the owner's children now (not at the next resync)."""
     memo.repairs.add(key)
     _wake(memo, key)
 
@@ -164,11 +166,11 @@ def _is_deletion(event: Mapping[str, Any], **_: Any) -> bool:
 @kopf.on.event(*DEPLOYMENTS, labels=MANAGED, when=_is_deletion)
 @kopf.on.event(*SERVICES, labels=MANAGED, when=_is_deletion)
 async def child_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A child deleted by hand is re-created at once by the owner's daemon, not at resync."""
+    """A child deleted by hand is re-created at once, not at the next resync."""
     key = child_key(body)
     if key is not None:
-        # A challenge's child (challenger, arm Service, router) is re-applied by its daemon on
-        # the next tick once it is no longer remembered as applied.
+        # A challenge's child (challenger, arm Service, router) is re-applied by the challenge's
+        # daemon on its next tick once it is no longer remembered as applied.
         metadata = body.get("metadata", {})
         memo.applied.pop((body.get("kind"), metadata.get("namespace"), metadata.get("name")), None)
         _request_reconcile(memo, key[:2])
@@ -192,16 +194,17 @@ def _observed_children(
 def _post_events(
     body: kopf.Body, report: ReconcileReport, previous: ReconcileOutcome | None
 ) -> None:
-    """One event per reconcile that changed something, one per new blocker."""
+    """One event per reconcile that changed something, one per new blocker. A new object's
+    children are not announced (nor is its first Ready): its status says they are there."""
     created = [f"{c.kind} {c.name}" for c in report.applied if c.created]
-    if created:
-        kopf.info(body, reason="Created", message="created " + ", ".join(created))
+    if created and (body.get("status") or {}).get("observedGeneration"):
+        notify(body, reason="Created", message="re-created " + ", ".join(created))
     for child in (c for c in report.applied if not c.created):
         if any(".spec.template" in path for path in child.fields):
-            kopf.info(body, reason="RollingOut", message=f"updated {child.kind} {child.name}")
+            notify(body, reason="RollingOut", message=f"updated {child.kind} {child.name}")
         else:
             changed = ", ".join(child.fields[:3])
-            kopf.info(body, reason="Updated", message=f"{child.kind} {child.name}: {changed}")
+            notify(body, reason="Updated", message=f"{child.kind} {child.name}: {changed}")
     blocker = report.outcome.blocker
     if blocker and (previous is None or previous.blocker != blocker):
         kopf.warn(body, reason=blocker.reason, message=blocker.message)
@@ -211,7 +214,8 @@ async def _reconcile(
     *, name: str, namespace: str, body: kopf.Body, memo: kopf.Memo, logger: Any, **indices: Any
 ) -> None:
     key = (namespace, name)
-    async with memo.locks[key], memo.api_slots:
+    # One reconcile at a time per object: the work queue never hands a key to two workers.
+    async with memo.api_slots:
         observed = _observed_children(
             name, namespace, indices["model_deployments"], indices["model_services"]
         )
@@ -237,19 +241,29 @@ async def _reconcile(
         memo.outcomes[key] = report.outcome
     applied = ", ".join(f"{c.kind}/{c.name}" for c in report.applied) or "nothing"
     logger.info(f"reconciled generation {report.outcome.generation}: applied {applied}")
-    _wake(memo, key)
 
 
-@kopf.on.resume(*MDEP)
-@kopf.on.create(*MDEP)
-@kopf.on.update(*MDEP, field="spec")
-async def reconcile(**kwargs: Any) -> None:
-    await _reconcile(**kwargs)
+@kopf.on.event(*MDEP)
+async def modeldeployment_event(
+    event: Mapping[str, Any], body: kopf.Body, name: str, namespace: str | None,
+    memo: kopf.Memo, **indices: Any,
+) -> None:
+    """Every event of a ModelDeployment queues it; the fleet's workers do the rest.
 
-
-@kopf.timer(*MDEP, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-async def resync(**kwargs: Any) -> None:
-    await _reconcile(**kwargs)
+    An event handler, not create/update handlers: kopf keeps no progress or diff-base
+    annotations and adds no finalizer for it, so a new object costs kopf no write.
+    """
+    if namespace is None:
+        return
+    key = (namespace, name)
+    if event.get("type") == "DELETED":
+        fleet.forget(memo, key)
+        return
+    # Updated in place: kopf hands each object a shallow copy of the memo.
+    memo.indices.update((index, indices[index]) for index in fleet.INDICES)
+    memo.bodies[key] = slim_modeldeployment(body)
+    memo.queue.add(key)
+    fleet.ensure_running(memo)
 
 
 def _post_status_events(
@@ -257,8 +271,11 @@ def _post_status_events(
 ) -> None:
     was_ready = find_condition(before.get("conditions"), READY).get("status") == "True"
     now_ready = find_condition(after.get("conditions"), READY)
-    if now_ready.get("status") == "True" and not was_ready:
-        kopf.info(body, reason=now_ready["reason"], message=now_ready["message"])
+    # A new object's first Ready is no news to anyone: who applied it reads its status (or
+    # `kubectl wait`s for it). Ready again after a failure, or a new version rolled out, is.
+    first_rollout = not before.get("champion")
+    if now_ready.get("status") == "True" and not was_ready and not first_rollout:
+        notify(body, reason=now_ready["reason"], message=now_ready["message"])
     was_stalled = find_condition(before.get("conditions"), STALLED).get("status") == "True"
     stalled = find_condition(after.get("conditions"), STALLED)
     if (
@@ -327,66 +344,32 @@ async def _publish_once(
     return patch
 
 
-@kopf.daemon(*MDEP, cancellation_timeout=5)
-async def publish_status(**kwargs: Any) -> None:
-    await _publish_loop(**kwargs)
-
-
-async def _publish_loop(
-    *,
-    name: str,
-    namespace: str,
-    body: kopf.Body,
-    memo: kopf.Memo,
-    stopped: Any,
-    logger: Any,
-    model_deployments: kopf.Index,
-    **kwargs: Any,
-) -> None:
-    key = (namespace, name)
-    wakeup = memo.wakeups.setdefault(key, asyncio.Event())
-    last_written: Mapping[str, Any] | None = None
-    while not stopped:
-        wakeup.clear()
-        if key in memo.repairs and not body["metadata"].get("deletionTimestamp"):
-            memo.repairs.discard(key)
+async def process(memo: kopf.Memo, key: tuple[str, str]) -> None:
+    """One look at one ModelDeployment: reconcile its children when its spec is new, a child
+    went missing or a resync is due; then write its status if it changed."""
+    body = memo.bodies.get(key)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    namespace, name = key
+    logger = fleet.object_logger(key)
+    indices = memo.indices
+    outcome: ReconcileOutcome | None = memo.outcomes.get(key)
+    generation = int(body["metadata"].get("generation") or 0)
+    stale = outcome is None or outcome.generation != generation
+    if stale or key in memo.repairs or key in memo.resyncs:
+        if key in memo.repairs:
             logger.info("re-applying children (a child was deleted, or a challenge moved on)")
-            try:
-                await _reconcile(
-                    name=name, namespace=namespace, body=body, memo=memo, logger=logger,
-                    model_deployments=model_deployments, **kwargs,
-                )  # fmt: skip
-            except kopf.TemporaryError as error:
-                logger.warning(f"re-creating a deleted child failed, retrying: {error}")
-                memo.repairs.add(key)
-                await stopped.wait(5)
-                continue
-        try:
-            last_written = await _publish_once(
-                name,
-                namespace,
-                body,
-                memo,
-                model_deployments,
-                kwargs["model_pods"],
-                last_written,
-                _challenge_of(kwargs["challenges"], namespace, name, body),
-            )
-        except (ApiError, httpx2.HTTPError) as error:
-            logger.warning(f"status write failed, retrying: {error!r}")
-            count_error("status")
-            await stopped.wait(2)
-            continue
-        waiter = asyncio.ensure_future(wakeup.wait())
-        stopper = asyncio.ensure_future(_until(stopped))
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (waiter, stopper):
-            task.cancel()
-        await stopped.wait(DEBOUNCE_SECONDS)
-    memo.wakeups.pop(key, None)
-    memo.outcomes.pop(key, None)
-    memo.repairs.discard(key)
-
-
-async def _until(stopped: Any) -> None:
-    await stopped.wait()
+        memo.repairs.discard(key)
+        memo.resyncs.discard(key)
+        await _reconcile(name=name, namespace=namespace, body=body, memo=memo, logger=logger,
+                         **indices)  # fmt: skip
+    memo.last_written[key] = await _publish_once(
+        name,
+        namespace,
+        body,
+        memo,
+        indices["model_deployments"],
+        indices["model_pods"],
+        memo.last_written.get(key),
+        _challenge_of(indices["challenges"], namespace, name, body),
+    )

@@ -56,6 +56,7 @@ from ..monitoring.retraining import (
 from ..opmetrics import count_error
 from ..promsource import PrometheusUnavailable
 from ..promsource.client import label_selector
+from . import notify
 from .modeldeployment import MDEP, _wake
 
 INTERVAL_SECONDS = float(os.environ.get("MODELOPS_MONITOR_INTERVAL_SECONDS", "60"))
@@ -334,7 +335,7 @@ async def _maybe_retrain(
     await write_records(
         memo.k8s, [retraining_record(namespace, name, model, trigger, created, now)]
     )
-    kopf.info(body, reason="RetrainingTriggered", message=message)
+    notify(body, reason="RetrainingTriggered", message=message)
     logger.info(message)
     return started
 

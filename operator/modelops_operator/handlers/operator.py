@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from ..lineage.store import DEFAULT_KEEP
 from ..opmetrics import show_running
 from ..peering import configure_peering, ensure_peering_object
 from ..promsource import PrometheusSettings, PrometheusSource
+from . import fleet, modeldeployment
 
 
 @kopf.on.login()
@@ -36,7 +36,9 @@ async def configure(
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    settings.posting.level = logging.INFO
+    # Events are the ones the handlers post for transitions a person needs (Ready, a rollout, a
+    # blocker); INFO would also post every handler's log line, several writes per object.
+    settings.posting.level = logging.WARNING
     # lightkube's HTTP client logs every request at INFO; the handlers log what matters.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the Prometheus client's requests
@@ -51,8 +53,6 @@ async def configure(
         logger.info(f"created ClusterKopfPeering {settings.peering.name!r}")
     memo.serving_image = os.environ.get("MODELOPS_SERVING_IMAGE", DEFAULT_SERVING_IMAGE)
     memo.outcomes = {}  # (namespace, name) -> ReconcileOutcome of the last reconcile
-    memo.wakeups = {}  # (namespace, name) -> asyncio.Event that wakes the status publisher
-    memo.repairs = set()  # (namespace, name) whose children must be re-applied now
     memo.challenge_views = {}  # (namespace, mdep) -> last ChallengeView seen
     memo.applied = {}  # (kind, namespace, name) -> digest of the manifest last applied
     memo.drift_watches = {}  # (namespace, name) -> monitoring.live.DriftWatch of the live version
@@ -65,11 +65,12 @@ async def configure(
     memo.feedback_grace_seconds = float(os.environ.get("MODELOPS_FEEDBACK_GRACE_SECONDS", "30"))
     # Lineage records kept per ModelDeployment (0: all); older ones are deleted.
     memo.lineage_keep = int(os.environ.get("MODELOPS_LINEAGE_KEEP", str(DEFAULT_KEEP)))
-    memo.locks = defaultdict(asyncio.Lock)  # one reconcile at a time per object
     # At most this many reconciles talk to the API server at once: 200 objects applied
     # together should queue here, not in the API server where requests time out.
     memo.api_slots = asyncio.Semaphore(int(os.environ.get("MODELOPS_MAX_CONCURRENT", "16")))
 
+    fleet.setup(memo)
+    fleet.start(memo, settings, modeldeployment.process, modeldeployment.RESYNC_SECONDS)
     show_running()
     port = int(os.environ.get("MODELOPS_METRICS_PORT", "0") or 0)
     if port:
@@ -92,6 +93,8 @@ def prometheus_settings() -> PrometheusSettings:
 
 @kopf.on.cleanup()
 async def close_clients(memo: kopf.Memo, **_: Any) -> None:
+    if getattr(memo, "fleet_tasks", None):
+        await fleet.stop(memo)
     client = getattr(memo, "k8s", None)
     if client is not None:
         await client.close()
