@@ -8,6 +8,10 @@ it is gone (kopf's docs/peering.rst). kopf leaves two things to the operator, do
   everyone, so a replica started without `--priority` draws a random one;
 - the peering object: with `--peering` kopf pauses until it exists, and a Helm chart cannot
   create it in the release that installs its CRD, so the first replica creates it.
+
+A shard (`--namespace=A --namespace=B`, the chart's `watchNamespaces`) still elects through
+its one ClusterKopfPeering: kopf would otherwise keep a KopfPeering in each served namespace
+(objects the chart has no CRD for), and the fleet's workers follow the cluster one.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ def configure_peering(
     """A random priority unless one was given; the keep-alive lifetime from the environment."""
     if not peering_requested(settings):
         return
+    # Read by kopf's orchestrator after the startup handlers, so this choice holds.
+    settings.peering.clusterwide = True
     if settings.peering.priority == 0:
         settings.peering.priority = 1 + secrets.randbelow(MAX_PRIORITY)
     lifetime = environ.get(LIFETIME_ENV)
@@ -53,8 +59,8 @@ async def ensure_peering_object(client: AsyncClient, settings: kopf.OperatorSett
 
     Read first, so a restart of a replica writes nothing when the object is there.
     """
-    if not peering_requested(settings) or not settings.peering.clusterwide:
-        return False  # namespaced operators use KopfPeering objects; not what the chart runs
+    if not peering_requested(settings):
+        return False
     name = settings.peering.name
     try:
         await client.get(ClusterKopfPeering, name)

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from modelops_devcluster.cluster import DevCluster
+from tests.harness.chart import render_template
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-POLICY = REPO / "charts" / "modelops" / "templates" / "approval-policy.yaml"
+POLICY = "approval-policy.yaml"
 CC_EXAMPLE = REPO / "examples" / "championchallenger-canary.yaml"
 
 
@@ -22,7 +23,10 @@ CC_EXAMPLE = REPO / "examples" / "championchallenger-canary.yaml"
 def approval_policy(devcluster: DevCluster) -> None:
     devcluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     devcluster.kubectl("wait", "--for=condition=Established", "-f", str(REPO / "crds"))
-    devcluster.kubectl("apply", "--server-side", "-f", str(POLICY))
+    devcluster.kubectl(
+        "apply", "--server-side", "-f", "-",
+        input=render_template(Path(devcluster.bin_dir) / "helm", POLICY),
+    )
 
 
 def grant(devcluster: DevCluster, namespace: str, user: str, resources: list[str]) -> None:

@@ -21,13 +21,14 @@ import pytest
 import yaml
 
 from modelops_devcluster.cluster import DevCluster
+from tests.harness.chart import render_template
 
 from .operator_fixtures import get_json
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-POLICY = REPO / "charts" / "modelops" / "templates" / "approval-policy.yaml"
+POLICY = "approval-policy.yaml"
 MDEP_EXAMPLE = REPO / "examples" / "modeldeployment-sklearn.yaml"
 CC_EXAMPLE = REPO / "examples" / "championchallenger-canary.yaml"
 CC = "iris-canary"
@@ -39,7 +40,10 @@ def cluster(devcluster: DevCluster) -> DevCluster:
     """CRDs (LineageRecord included) and the approval policy the annotations go through."""
     devcluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     devcluster.kubectl("wait", "--for=condition=Established", "-f", str(REPO / "crds"))
-    devcluster.kubectl("apply", "--server-side", "-f", str(POLICY))
+    devcluster.kubectl(
+        "apply", "--server-side", "-f", "-",
+        input=render_template(Path(devcluster.bin_dir) / "helm", POLICY),
+    )
     return devcluster
 
 

@@ -26,3 +26,15 @@ def helm_template(helm: Path, namespace: str, *extra: str) -> list[dict[str, Any
         text=True,
     ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def render_template(helm: Path, template: str, namespace: str = "default") -> str:
+    """One of the chart's templates as YAML, e.g. "approval-policy.yaml": the admission
+    policies carry the release's name, so tests apply them rendered, as helm would."""
+    command = [str(helm), "template", RELEASE, str(CHART), "--namespace", namespace]
+    return subprocess.run(
+        [*command, "--kube-version", HELM_KUBE_VERSION, "--show-only", f"templates/{template}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout

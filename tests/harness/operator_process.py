@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +94,9 @@ class OperatorProcess:
         resync_seconds: float = 300,
         extra_env: dict[str, str] | None = None,
         timeout: float = 60,
+        namespaces: Sequence[str] = (),
     ) -> OperatorProcess:
+        """`namespaces`: serve only those (a shard, the chart's watchNamespaces); else all."""
         metrics_port, health_port = free_port(), free_port()
         env = {
             **os.environ,
@@ -105,7 +107,8 @@ class OperatorProcess:
             **(extra_env or {}),
         }
         command = [
-            sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
+            sys.executable, "-m", "kopf", "run", "--standalone",
+            *([f"--namespace={n}" for n in namespaces] or ["--all-namespaces"]),
             f"--liveness=http://127.0.0.1:{health_port}/healthz",
             "-m", "modelops_operator.main",
         ]  # fmt: skip
@@ -160,6 +163,10 @@ class OperatorProcess:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the operator process has used so far (Linux)."""
+        return cpu_seconds_of_stat(Path(f"/proc/{self.process.pid}/stat").read_text())
+
     def stop(self, timeout: float = 15) -> None:
         if self.process.poll() is not None:
             return
@@ -169,6 +176,14 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
+
+
+def cpu_seconds_of_stat(stat: str) -> float:
+    """utime + stime of a /proc/<pid>/stat line, in seconds."""
+    # Count fields after the command name: it is in parentheses and may hold spaces itself.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
 def apiserver_writes(metrics_text: str, resources: set[str]) -> dict[str, float]:

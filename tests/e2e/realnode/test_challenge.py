@@ -475,7 +475,8 @@ def test_shadow_challenger_is_judged_on_mirrored_traffic_clients_never_see_it(
         )
         assert agreement and float(agreement[0]["value"][1]) > 0
         accuracy = next(g for g in waiting["gates"] if g["name"] == "accuracy")
-        assert accuracy["verdict"] == "Pass" and accuracy["lower"] > -0.02
+        # Bounds are read on the grid of nulls, whose point at the margin is where a Pass lands.
+        assert accuracy["verdict"] == "Pass" and accuracy["lower"] >= -0.02
         kubectl_modelops(cluster, namespace, "approve", f"{TARGET}-gate")
         wait_phase(cluster, namespace, "Promoted")
         time.sleep(3)

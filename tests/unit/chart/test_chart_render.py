@@ -143,6 +143,7 @@ def test_metrics_service_reaches_the_port_the_operator_serves() -> None:
         "replicaCount=0",
         "image.pullPolicy=Sometimes",
         "podMonitor.interval=often",
+        "watchNamespaces={Team_A}",  # not a namespace name
     ],
 )
 def test_schema_refuses_unknown_and_mistyped_values(value: str) -> None:
@@ -165,7 +166,7 @@ def test_two_replicas_elect_a_leader_with_a_disruption_budget() -> None:
     container = operator_container(docs)
     assert "--peering=modelops" in container["args"] and "--standalone" not in container["args"]
     env = {e["name"]: e for e in container["env"]}
-    assert env["MODELOPS_PEERING_LIFETIME_SECONDS"]["value"] == "60"
+    assert env["MODELOPS_PEERING_LIFETIME_SECONDS"]["value"] == "20"
     assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     (pdb,) = by_kind(docs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
@@ -190,6 +191,49 @@ def test_one_replica_without_peering_has_no_peering_rights_nor_pdb() -> None:
     docs = render("leaderElection.enabled=true")
     assert "--peering=modelops" in operator_container(docs)["args"]
     assert by_kind(docs, "PodDisruptionBudget") == []
+
+
+CLUSTER_SCOPED = (
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
+
+
+def render_release(release: str, *values: str) -> list[dict[str, Any]]:
+    assert HELM is not None
+    out = subprocess.run(
+        [str(HELM), "template", release, str(CHART), "--namespace", NAMESPACE,
+         "--kube-version", HELM_KUBE_VERSION, *(a for v in values for a in ("--set", v))],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def test_shards_serve_their_namespaces_and_share_no_cluster_object() -> None:
+    """Sharding by namespace: one release per shard, the CRDs from one of them. Two releases
+    must not claim the same cluster-scoped object (Helm refuses to adopt another release's),
+    and each release's admission policies guard its own ServiceAccount."""
+    first = render_release("shard-a", "watchNamespaces={team-a,team-b}", "replicaCount=2")
+    second = render_release("shard-b", "watchNamespaces={team-c}", "crds.install=false")
+    args = [operator_container(docs)["args"] for docs in (first, second)]
+    assert "--all-namespaces" not in args[0] + args[1]
+    assert [a for a in args[0] if a.startswith("--namespace")] == [
+        "--namespace=team-a", "--namespace=team-b"]  # fmt: skip
+    assert [a for a in args[1] if a.startswith("--namespace")] == ["--namespace=team-c"]
+    assert "--peering=shard-a-modelops" in args[0]  # each shard elects its own leader
+
+    def cluster_names(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        return {(d["kind"], d["metadata"]["name"]) for d in docs if d["kind"] in CLUSTER_SCOPED}
+
+    assert not cluster_names(first) & cluster_names(second)
+    assert by_kind(second, "CustomResourceDefinition") == []
+    (keys_policy,) = [p for p in by_kind(second, "ValidatingAdmissionPolicy")
+                      if p["metadata"]["name"].endswith("-dataplane-keys")]  # fmt: skip
+    assert "shard-b-modelops" in keys_policy["spec"]["matchConditions"][0]["expression"]
+    assert "--all-namespaces" in operator_container(render())["args"]  # the default: all
 
 
 def test_monitors_are_off_by_default() -> None:

@@ -43,6 +43,16 @@ def test_a_given_priority_and_lifetime_are_kept_or_set() -> None:
     assert (configured.peering.priority, configured.peering.lifetime) == (100, 20)
 
 
+def test_a_shard_elects_through_its_cluster_peering_object() -> None:
+    """`kopf run --peering=NAME --namespace=a --namespace=b` would keep a KopfPeering in each
+    namespace, objects the chart has no CRD for; the shard's replicas share the one
+    ClusterKopfPeering the fleet's workers follow."""
+    shard = settings(peering="modelops-shard-a")
+    shard.peering.clusterwide = False  # what kopf sets for --namespace
+    configure_peering(shard, {})
+    assert shard.peering.clusterwide
+
+
 def test_standalone_operator_is_left_alone() -> None:
     configured = settings()
     configure_peering(configured, {"MODELOPS_PEERING_LIFETIME_SECONDS": "20"})
