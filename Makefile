@@ -11,7 +11,7 @@ export PATH := $(abspath $(VENV)/bin):$(MODELOPS_CACHE)/bin:$(PATH)
 PYTEST_ARGS ?=
 
 .PHONY: demo help install system-deps cluster-build images cluster-up cluster-down cluster-status \
-        test unit e2e lint typecheck bench clean run install-crds crds
+        test unit e2e lint typecheck bench campaign clean run install-crds crds
 
 help:
 	@echo "make demo          the main job: a better model promoted, a worse one rolled back, a drifted one retrained (~8 min)"
@@ -20,6 +20,7 @@ help:
 	@echo "make cluster-up    start a local Kubernetes cluster: control plane and a real node"
 	@echo "make cluster-down  stop it, leaving no process behind"
 	@echo "make bench         run the benchmarks under benchmarks/"
+	@echo "make campaign      the fault campaign: 50 faults during live challenges (~30 min)"
 	@echo "make run           run the operator locally against the current KUBECONFIG (all namespaces)"
 	@echo "make install-crds  apply crds/ to the current KUBECONFIG"
 	@echo "make crds          regenerate crds/ from the pydantic models"
@@ -86,6 +87,13 @@ test: install system-deps cluster-build images lint typecheck
 # everything it started.
 demo: install system-deps cluster-build images
 	$(PY) -m modelops_demo --report-dir demo-report
+
+# The fault campaign (tests/e2e/realnode/test_fault_campaign.py): the operator SIGKILLed and
+# Prometheus restarted at random moments of live challenges; too long for every CI run.
+CAMPAIGN_TRIALS ?= 50
+campaign: install system-deps cluster-build images
+	MODELOPS_FAULT_CAMPAIGN=$(CAMPAIGN_TRIALS) $(PY) -m pytest -m e2e -s -p no:cacheprovider \
+	  tests/e2e/realnode/test_fault_campaign.py
 
 # As modules from the repository root, so a benchmark can import the test harness (tests/harness).
 bench: install system-deps cluster-build

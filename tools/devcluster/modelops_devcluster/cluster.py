@@ -249,6 +249,40 @@ class DevCluster:
 
         return RealNode.load(self.workdir)
 
+    def restart_apiserver(self, *, timeout: float = 60) -> float:
+        """Stop the API server (SIGTERM, as a rolling control-plane upgrade does) and start it
+        again with the same command line, port and log; returns the seconds it was away.
+
+        Clients see refused connections meanwhile and their watches end; etcd keeps the state.
+        The controllers run without leader election, so they wait rather than exit.
+        """
+        pid = self.state.pids["kube-apiserver"]
+        if not (process_alive(pid) and process_runs_binary_from(pid, self.bin_dir)):
+            raise DevClusterError(f"kube-apiserver (pid {pid}) is not running")
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        began = time.monotonic()
+        stop_process_group(pid, grace_seconds=10)
+        log_path = self.workdir / "logs" / "kube-apiserver.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [c.decode() for c in command], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.workdir,
+            )  # fmt: skip
+        self.state.pids["kube-apiserver"] = process.pid
+        self._save(self.state)
+        verify = ssl.create_default_context(cafile=self.ca_file)
+        deadline = began + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise DevClusterError(f"kube-apiserver exited on restart; log {log_path}")
+            try:
+                if httpx.get(f"{self.api_url}/readyz", verify=verify, timeout=2).is_success:
+                    return time.monotonic() - began
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise DevClusterError(f"kube-apiserver not ready {timeout:.0f} s after a restart")
+
     def stop(self, *, progress: Progress = print) -> None:
         """Stop every component (SIGTERM, then SIGKILL after 10 s), in reverse start order."""
         node = self.node
