@@ -100,7 +100,11 @@ def rewound(before: dict[str, Any], after: dict[str, Any]) -> str:
         return f"phase {before['phase']} -> {after['phase']}"
     if after["phase"] == before["phase"] and after["step"] < before["step"]:
         return f"step {before['step']} -> {after['step']}"
-    if before["decided"] and after["decided"] != before["decided"] and not after["version"]:
+    # The challenger being decided (Promoting -> Promoted clears it) is progress; any other
+    # change of the last decision is not.
+    if before["decided"] and after["decided"] not in (before["decided"], before["version"]) and (
+        not after["version"]
+    ):
         return f"last decision {before['decided']} -> {after['decided']}"
     return ""
 
