@@ -356,13 +356,23 @@ async def process(memo: kopf.Memo, key: tuple[str, str]) -> None:
     outcome: ReconcileOutcome | None = memo.outcomes.get(key)
     generation = int(body["metadata"].get("generation") or 0)
     stale = outcome is None or outcome.generation != generation
-    if stale or key in memo.repairs or key in memo.resyncs:
-        if key in memo.repairs:
+    repair, resync = key in memo.repairs, key in memo.resyncs
+    if stale or repair or resync:
+        if repair:
             logger.info("re-applying children (a child was deleted, or a challenge moved on)")
         memo.repairs.discard(key)
         memo.resyncs.discard(key)
-        await _reconcile(name=name, namespace=namespace, body=body, memo=memo, logger=logger,
-                         **indices)  # fmt: skip
+        try:
+            await _reconcile(name=name, namespace=namespace, body=body, memo=memo,
+                             logger=logger, **indices)  # fmt: skip
+        except Exception:
+            # The worker retries the key: without its marks the retry would find the same
+            # generation reconciled and leave a deleted child missing until the next resync.
+            if repair:
+                memo.repairs.add(key)
+            if resync:
+                memo.resyncs.add(key)
+            raise
     memo.last_written[key] = await _publish_once(
         name,
         namespace,
