@@ -275,11 +275,8 @@ class DevCluster:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise DevClusterError(f"kube-apiserver exited on restart; log {log_path}")
-            try:
-                if httpx.get(f"{self.api_url}/readyz", verify=verify, timeout=2).is_success:
-                    return time.monotonic() - began
-            except httpx.HTTPError:
-                pass
+            if http_ok(f"{self.api_url}/readyz", verify=verify):
+                return time.monotonic() - began
             time.sleep(0.1)
         raise DevClusterError(f"kube-apiserver not ready {timeout:.0f} s after a restart")
 
@@ -339,6 +336,15 @@ class DevCluster:
     def _wait_for_default_service_account(self, progress: Progress, timeout: float = 60) -> None:
         wait_for_service_account(self, "default", timeout)
         progress("default ServiceAccount present (controller-manager working)")
+
+
+def http_ok(url: str, verify: bool | ssl.SSLContext = False) -> bool:
+    """A 200 from `url` within 2 s (a component's health or readiness endpoint)."""
+    try:
+        response = httpx.get(url, verify=verify, timeout=2)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
 
 
 def wait_for_service_account(cluster: DevCluster, namespace: str, timeout: float = 60) -> None:

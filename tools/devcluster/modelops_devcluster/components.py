@@ -9,10 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import yaml
 
-from .cluster import ClusterState, DevClusterError, Progress, free_port, kubeconfig_document
+from .cluster import (
+    ClusterState,
+    DevClusterError,
+    Progress,
+    free_port,
+    http_ok,
+    kubeconfig_document,
+)
 from .pki import NODE_API_ADDRESS, POD_CIDR, SERVICE_CLUSTER_IP_RANGE, Pki
 from .processes import process_alive
 
@@ -26,14 +32,6 @@ class Component:
     args: list[str]
     ready: Callable[[], bool]
     timeout: float = 60.0
-
-
-def _http_ok(url: str, verify: bool | ssl.SSLContext = False) -> bool:
-    try:
-        response = httpx.get(url, verify=verify, timeout=2)
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200
 
 
 class ComponentLauncher:
@@ -128,7 +126,7 @@ class ComponentLauncher:
                 "--quota-backend-bytes=2147483648",
                 "--log-level=warn",
             ],
-            ready=lambda: _http_ok(f"{self.etcd_url}/health"),
+            ready=lambda: http_ok(f"{self.etcd_url}/health"),
         )
 
     def _apiserver(self, state: ClusterState) -> Component:
@@ -162,7 +160,7 @@ class ComponentLauncher:
                 *self._real_node_apiserver_args(),
             ],
             ready=lambda: (
-                _http_ok(ready_url, verify=ssl.create_default_context(cafile=pki.ca_cert))
+                http_ok(ready_url, verify=ssl.create_default_context(cafile=pki.ca_cert))
                 and self._write_component_kubeconfig(state)
             ),
             timeout=90,
@@ -223,7 +221,7 @@ class ComponentLauncher:
                 "--node-monitor-period=5s",
                 "--node-monitor-grace-period=40s",
             ],
-            ready=lambda: _http_ok(f"https://127.0.0.1:{port}/healthz"),
+            ready=lambda: http_ok(f"https://127.0.0.1:{port}/healthz"),
         )
 
     def _scheduler(self, state: ClusterState) -> Component:
@@ -241,7 +239,7 @@ class ComponentLauncher:
                 f"--secure-port={port}",
                 "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
             ],
-            ready=lambda: _http_ok(f"https://127.0.0.1:{port}/healthz"),
+            ready=lambda: http_ok(f"https://127.0.0.1:{port}/healthz"),
         )
 
     def _kwok(self, state: ClusterState) -> Component:
@@ -261,5 +259,5 @@ class ComponentLauncher:
                 f"--cidr={POD_CIDR}",
                 f"--server-address=127.0.0.1:{port}",
             ],
-            ready=lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"),
+            ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
         )
