@@ -85,3 +85,20 @@ func TestTheSidecarNamesTheAddressAConnectionCameInOn(t *testing.T) {
 		}
 	}
 }
+
+func TestTheMemoAnswersAsServedByWhateverAddressComes(t *testing.T) {
+	var memo ServedByMemo
+	for _, addr := range []net.Addr{
+		&net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 8000},
+		&net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 8000}, // from the memo
+		&net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 8001}, // another port: computed again
+		&net.TCPAddr{IP: net.ParseIP("0.0.0.0"), Port: 8001},
+		&net.UnixAddr{Name: "/run/x.sock", Net: "unix"},
+		&net.TCPAddr{IP: net.ParseIP("fd00::5"), Port: 8000},
+		&net.TCPAddr{IP: net.ParseIP("fd00::5"), Port: 8000},
+	} {
+		if got, want := memo.Of(addr), ServedBy(addr); got != want {
+			t.Errorf("memo.Of(%v) = %q, want %q", addr, got, want)
+		}
+	}
+}

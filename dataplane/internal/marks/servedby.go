@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 )
 
 // ServedByField names the replica that answered (ip:port): the sidecar writes it, the router
@@ -42,16 +43,52 @@ func ReplicaAddress(value string) string {
 
 // ServedBy is the value for a connection accepted on local; "" when the router would not take it.
 func ServedBy(local net.Addr) string {
-	tcp, ok := local.(*net.TCPAddr)
+	address, ok := localAddrPort(local)
 	if !ok {
 		return ""
+	}
+	return servedByOf(address)
+}
+
+func localAddrPort(local net.Addr) (netip.AddrPort, bool) {
+	tcp, ok := local.(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}, false
 	}
 	address, ok := netip.AddrFromSlice(tcp.IP)
 	if !ok {
-		return ""
+		return netip.AddrPort{}, false
 	}
 	address = address.Unmap() // a dual-stack socket took an IPv4 connection
-	return ReplicaAddress(netip.AddrPortFrom(address.WithZone(""), uint16(tcp.Port)).String())
+	return netip.AddrPortFrom(address.WithZone(""), uint16(tcp.Port)), true
+}
+
+func servedByOf(local netip.AddrPort) string {
+	return ReplicaAddress(local.String())
+}
+
+// ServedByMemo answers ServedBy for the address it last saw without the regular expression:
+// a proxy's connections all arrive on the one address it listens on.
+type ServedByMemo struct {
+	last atomic.Pointer[servedByEntry]
+}
+
+type servedByEntry struct {
+	local netip.AddrPort
+	value string
+}
+
+func (m *ServedByMemo) Of(local net.Addr) string {
+	key, ok := localAddrPort(local)
+	if !ok {
+		return ""
+	}
+	if last := m.last.Load(); last != nil && last.local == key {
+		return last.value
+	}
+	entry := &servedByEntry{key, servedByOf(key)}
+	m.last.Store(entry)
+	return entry.value
 }
 
 func trimBlank(value string) string {

@@ -58,6 +58,7 @@ func (rt *Router) Init(transport http.RoundTripper) {
 		ModifyResponse: rt.modifyResponse,
 		ErrorHandler:   rt.failed,
 		ErrorLog:       slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
+		BufferPool:     &upstream.Buffers{},
 	}
 }
 
@@ -141,7 +142,7 @@ func (rt *Router) modifyResponse(resp *http.Response) error {
 	shadowURL := ""
 	if ex.attempt == 1 && ex.live.Mode == "shadow" && ex.live.Challenger != nil &&
 		ShouldMirror(ex.live.MirrorPercent) {
-		payload, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
+		payload, err := upstream.ReadAnswer(resp, maxAnswerBytes)
 		_ = resp.Body.Close()
 		if err != nil {
 			return err

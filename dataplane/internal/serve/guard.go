@@ -81,9 +81,8 @@ const bodyStep = 64 << 10 // a body of unknown length is reserved and read in st
 func (g *Guard) readBody(w http.ResponseWriter, r *http.Request) (
 	body []byte, taken int64, status int, problem string) {
 	limit := g.Limits.MaxBodyBytes
-	tooLarge := fmt.Sprintf("request body is larger than %d bytes", limit)
 	if r.ContentLength > limit {
-		return nil, 0, http.StatusRequestEntityTooLarge, tooLarge
+		return nil, 0, http.StatusRequestEntityTooLarge, tooLarge(limit)
 	}
 	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
 		return nil, 0, 0, ""
@@ -126,7 +125,7 @@ func (g *Guard) readBody(w http.ResponseWriter, r *http.Request) (
 			var netErr net.Error
 			switch {
 			case errors.As(err, &tooBig):
-				return nil, taken, http.StatusRequestEntityTooLarge, tooLarge
+				return nil, taken, http.StatusRequestEntityTooLarge, tooLarge(limit)
 			case errors.As(err, &netErr) && netErr.Timeout():
 				return nil, taken, http.StatusRequestTimeout, "the request body came too slowly"
 			default:
@@ -134,4 +133,9 @@ func (g *Guard) readBody(w http.ResponseWriter, r *http.Request) (
 			}
 		}
 	}
+}
+
+// tooLarge is formatted only for the request refused, not for every request.
+func tooLarge(limit int64) string {
+	return fmt.Sprintf("request body is larger than %d bytes", limit)
 }

@@ -45,6 +45,7 @@ type Sidecar struct {
 	Humility         *humility.Rules  // nil: no humility rules (set with SetHumility)
 	humility         *humilityCounters
 	proxy            *httputil.ReverseProxy
+	servedBy         marks.ServedByMemo
 }
 
 // exchange is one proxied request's state, carried in its context.
@@ -70,6 +71,7 @@ func (s *Sidecar) Init(transport http.RoundTripper) {
 		ModifyResponse: s.modifyResponse,
 		ErrorHandler:   s.failed,
 		ErrorLog:       slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
+		BufferPool:     &upstream.Buffers{},
 	}
 }
 
@@ -88,7 +90,7 @@ func (s *Sidecar) Handle(w http.ResponseWriter, r *http.Request, body []byte) {
 		body:      body,
 	}
 	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		ex.servedBy = marks.ServedBy(local)
+		ex.servedBy = s.servedBy.Of(local)
 	}
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), exchangeKey{}, ex), s.Timeout)
 	defer cancel()
@@ -128,7 +130,7 @@ func (s *Sidecar) modifyResponse(resp *http.Response) error {
 	if ex == nil || !ex.inference {
 		return nil
 	}
-	payload, err := io.ReadAll(io.LimitReader(resp.Body, s.MaxAnswerBytes+1))
+	payload, err := upstream.ReadAnswer(resp, s.MaxAnswerBytes)
 	_ = resp.Body.Close()
 	if err != nil {
 		return err
