@@ -19,6 +19,8 @@ from ..peering import configure_peering, ensure_peering_object
 from ..promsource import PrometheusSettings, PrometheusSource
 from . import fleet, modeldeployment
 
+IDLE_WORKER_SECONDS = 0.5
+
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -45,6 +47,12 @@ async def configure(
     # With least-privilege RBAC the operator cannot list CRDs or namespaces; it needs not to.
     settings.scanning.disabled = True
     settings.queueing.worker_limit = None
+    # kopf keeps a task per object that had an event in the last idle_timeout seconds, and
+    # that task holds the object's last event body meanwhile: with kopf's 5 s, a thousand
+    # objects rolling out at once pin thousands of Pod and Deployment bodies (bench_operator,
+    # 1,000 objects: peak RSS 186 MiB with 5 s, 177 MiB with 0.5 s). Our handlers only index
+    # slim views and queue keys, so a worker has nothing to wait for once its events are handled.
+    settings.queueing.idle_timeout = IDLE_WORKER_SECONDS
 
     memo.k8s = make_client()
     # Several replicas (`--peering`): distinct priorities, and the peering object must exist.
