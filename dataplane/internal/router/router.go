@@ -109,6 +109,7 @@ func (rt *Router) route(ex *exchange, r *http.Request) {
 func rewrite(pr *httputil.ProxyRequest) {
 	ex := pr.In.Context().Value(exchangeKey{}).(*exchange)
 	pr.SetURL(ex.backend)
+	upstream.SendWhole(pr.Out, ex.body)
 	for _, name := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
 		if values, ok := pr.In.Header[name]; ok {
 			pr.Out.Header[name] = values // forwarded unchanged, as before

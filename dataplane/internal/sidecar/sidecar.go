@@ -118,8 +118,11 @@ func (s *Sidecar) rewrite(pr *httputil.ProxyRequest) {
 	// Expect makes the upstream send an interim 100 that nobody waits for.
 	pr.Out.Header.Del("Expect")
 	pr.Out.Header.Del(marks.AttemptField) // the router's, for this sidecar only
-	if ex, _ := pr.In.Context().Value(exchangeKey{}).(*exchange); s.Humility != nil && ex != nil &&
-		ex.inference {
+	ex, _ := pr.In.Context().Value(exchangeKey{}).(*exchange)
+	if ex != nil {
+		upstream.SendWhole(pr.Out, ex.body)
+	}
+	if s.Humility != nil && ex != nil && ex.inference {
 		// The rules read the answer: a compressed one could not be checked.
 		pr.Out.Header.Del("Accept-Encoding")
 	}

@@ -37,3 +37,32 @@ func TestReadAnswerCutShortIsAnError(t *testing.T) {
 		t.Errorf("got %v, want an unexpected EOF", err)
 	}
 }
+
+type wrapped struct{ io.Reader }
+
+func (wrapped) Close() error { return nil }
+
+func TestSendWholeHandsNetHTTPTheBodyAsInMemory(t *testing.T) {
+	body := []byte(`{"inputs":[]}`)
+	out := &http.Request{Body: wrapped{strings.NewReader(string(body))},
+		ContentLength: int64(len(body))}
+	SendWhole(out, body)
+	sent, err := io.ReadAll(out.Body)
+	if err != nil || string(sent) != string(body) {
+		t.Fatalf("sent %q, %v", sent, err)
+	}
+	if _, still := out.Body.(wrapped); still {
+		t.Fatal("the body is still the wrapper net/http cannot see through")
+	}
+	for _, keep := range []*http.Request{
+		{Body: nil, ContentLength: 0},                             // no body
+		{Body: wrapped{strings.NewReader("x")}, ContentLength: 1}, // another length
+		{Body: wrapped{strings.NewReader("")}, ContentLength: -1}, // unknown length
+	} {
+		before := keep.Body
+		SendWhole(keep, body)
+		if keep.Body != before {
+			t.Errorf("the body of a request with length %d was replaced", keep.ContentLength)
+		}
+	}
+}
