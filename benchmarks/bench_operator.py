@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -545,7 +546,13 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    """A terminated bench stops what it started (the `finally`s): its cluster and operator."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if not (cache_root() / "bin" / "kube-apiserver").exists():
         print("skipped: no dev-cluster binaries (run `make cluster-build` first)")
         return 0

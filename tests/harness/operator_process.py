@@ -118,6 +118,15 @@ class OperatorProcess:
         operator._wait_healthy(timeout)
         return operator
 
+    def _wait_healthy(self, timeout: float) -> None:
+        """Healthy within `timeout`, or stopped: an operator that never became healthy must not
+        outlive the test (or bench) that gave up on it and act on the next one's objects."""
+        try:
+            self._poll_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
     @staticmethod
     def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
         with log_path.open("ab") as log:
@@ -131,7 +140,7 @@ class OperatorProcess:
         self.process = self._spawn(self.command, self.env, self.log_path)
         self._wait_healthy(timeout)
 
-    def _wait_healthy(self, timeout: float) -> None:
+    def _poll_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
