@@ -154,10 +154,12 @@ def test_version_and_uri_changes_roll_the_deployment(
     )
     # A new version is news: its rollout starting and finishing, once each (Events are posted
     # after the status write, so they may arrive a moment later).
+    # One of each; their order cannot be checked: an Event's firstTimestamp has whole seconds,
+    # and on a fast cluster both fall in the same one.
     rollout = ["RollingOut", "RolloutComplete"]
     wait_until(
-        lambda: [r for r in event_reasons(devcluster, namespace, "fraud") if r in rollout]
-        == rollout,
+        lambda: sorted(r for r in event_reasons(devcluster, namespace, "fraud") if r in rollout)
+        == sorted(rollout),
         timeout=30,
         what="one RollingOut and one RolloutComplete Event",
     )
