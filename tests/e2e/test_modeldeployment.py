@@ -67,9 +67,13 @@ def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 def event_reasons(devcluster: Any, namespace: str, name: str) -> list[str]:
-    """The reasons of the object's Events, oldest first, one per posting."""
+    """The reasons of the ModelDeployment's Events, oldest first, one per posting.
+
+    Only the ModelDeployment's: its Service has the same name, and the apiserver's ClusterIP
+    repair loop sometimes warns about a Service created while it ran (ClusterIPNotAllocated, a
+    known upstream race that the loop repairs itself; it failed one CI run)."""
     found = get_json(devcluster, "events", "-n", namespace, "--field-selector",
-                     f"involvedObject.name={name}")  # fmt: skip
+                     f"involvedObject.name={name},involvedObject.kind=ModelDeployment")  # fmt: skip
     events = sorted(found["items"], key=lambda e: e.get("firstTimestamp") or e["eventTime"])
     return [e["reason"] for e in events for _ in range(e.get("count") or 1)]
 

@@ -181,7 +181,8 @@ def test_two_replicas_elect_one_worker_behind_a_disruption_budget(
         ready = [c for c in after["conditions"] if c["type"] == "Ready"]
         assert ready == [c for c in ready_before["conditions"] if c["type"] == "Ready"]
         events = json.loads(cluster.kubectl(
-            "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=iris",
+            "get", "events", "-n", namespace, "--field-selector",
+            "involvedObject.name=iris,involvedObject.kind=ModelDeployment",  # not its Service's
             "-o", "json").stdout)["items"]  # fmt: skip
         # The new leader's first look at iris found nothing to do, so nothing to announce (and
         # a new object's first Ready is announced by no Event at all).
