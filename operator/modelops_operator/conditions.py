@@ -16,6 +16,11 @@ READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
 KSTATUS_TYPES = (READY, RECONCILING, STALLED)
+# The live-model monitors' conditions (monitoring/live.py), named here so that what only shows
+# them needs not import the statistics behind them.
+DATA_DRIFT = "DataDrift"
+ACCURACY_DEGRADED = "AccuracyDegraded"
+UNCERTAIN = "Uncertain"
 
 Status = Literal["True", "False", "Unknown"]
 
@@ -37,6 +42,11 @@ def utc_now() -> datetime:
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a Z, as the API server writes metav1.Time."""
     return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(stamp: str) -> float:
+    """Seconds since the epoch of a time `format_time` wrote."""
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 def merge_conditions(

@@ -19,9 +19,8 @@ from .builders.workload import endpoint_url, selector_string, workload_name
 from .challenge.rejection import Rejection
 from .challenge.view import ChallengeView
 from .challenge.workloads import serving_of
-from .conditions import format_time
+from .conditions import ACCURACY_DEGRADED, DATA_DRIFT, UNCERTAIN, format_time
 from .constants import ROLE_CHAMPION
-from .monitoring.live import ACCURACY_DEGRADED, DATA_DRIFT, UNCERTAIN
 from .observe import DeploymentObservation, PodFailure, rollout_complete
 
 HISTORY_LIMIT = 20

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .. import gating  # its statistics load at the first evaluation (gating/__init__.py)
 from ..api.championchallenger import Gate
-from ..gating import evaluate
-from ..gating.records import NODATA
 from ..promsource import (
     ArmSelector,
     CounterLedger,
@@ -129,14 +128,14 @@ async def evaluate_challenge(
     for arm, values in custom.items():
         if values:
             counts[arm] = {**counts[arm], "custom": values}
-    decision = evaluate(
+    decision = gating.evaluate(
         policy.gating.gates,
         counts,
         elapsed=max(now - status.started_at, 0.0),
         state=previous.state,
         policy=policy.gating.policy,
     )
-    fresh = any(g.verdict != NODATA for g in decision.gates)
+    fresh = any(g.verdict != gating.NODATA for g in decision.gates)
     kept = Evaluation(
         at=now,
         decision=decision.status_decision,

@@ -97,12 +97,36 @@ Methods (details and citations in the module docstrings)
   threshold counting, a fixed-horizon test repeated every look); ``modelops gating simulate``.
 """
 
-from . import betting
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .config import DecisionPolicy, GateConfig, GatingConfig, parse_duration
 from .counts import ArmCounts, Counts, PairedCounts
-from .engine import Action, Decision, GatingState, evaluate
-from .gates import FAIL, NODATA, PASS, PENDING, GateReport, GateState
-from .planning import Plan, Traffic, plan_gate, traffic_from_counts
+
+if TYPE_CHECKING:
+    from . import betting
+    from .engine import Action, Decision, GatingState, evaluate
+    from .gates import FAIL, NODATA, PASS, PENDING, GateReport, GateState
+    from .planning import Plan, Traffic, plan_gate, traffic_from_counts
+
+# The statistics need numpy and scipy (28 MiB of the operator's memory). The spec side above
+# does not, and an operator whose fleet runs no challenge never evaluates one: the rest is
+# imported on first use (PEP 562), not with the package.
+_LAZY = {
+    "betting": ".betting",
+    **dict.fromkeys(("Action", "Decision", "GatingState", "evaluate"), ".engine"),
+    **dict.fromkeys(("FAIL", "NODATA", "PASS", "PENDING", "GateReport", "GateState"), ".gates"),
+    **dict.fromkeys(("Plan", "Traffic", "plan_gate", "traffic_from_counts"), ".planning"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name], __name__)
+    return module if name == "betting" else getattr(module, name)
 
 __all__ = [
     "FAIL",

@@ -27,24 +27,6 @@ from ..constants import ROLE_CHAMPION
 from ..gating.config import parse_duration
 from ..kube import create_generated
 from ..lineage.store import write_records
-from ..monitoring.live import (
-    AccuracyWatch,
-    DriftWatch,
-    HumilityWatch,
-    accuracy_view,
-    drift_view,
-    humility_view,
-)
-from ..monitoring.reading import (
-    grown,
-    humility_growth,
-    outcome_growth,
-    read_holdout,
-    read_humility,
-    read_outcomes,
-    read_reference,
-    read_totals,
-)
 from ..monitoring.retraining import (
     cloud_event,
     due,
@@ -127,6 +109,11 @@ async def _look_for_drift(
     memo: kopf.Memo, key: tuple[str, str], body: kopf.Body, spec: ModelDeploymentSpec,
     version: str, selector: str, now: float, logger: Any,
 ) -> tuple[dict[str, Any], Any]:  # fmt: skip
+    # The monitors' statistics need numpy and scipy: imported by the first look, so that an
+    # operator with no monitored model never loads them (28 MiB; see gating/__init__.py).
+    from ..monitoring.live import DriftWatch, drift_view
+    from ..monitoring.reading import grown, read_reference, read_totals
+
     namespace, name = key
     alarm_every = _alarm_every(spec.monitoring.drift.alarm_every, len(memo.drift_watches))
     watch: DriftWatch | None = memo.drift_watches.get(key)
@@ -164,6 +151,9 @@ async def _look_at_accuracy(
     version: str, selector: str, now: float, logger: Any,
 ) -> tuple[dict[str, Any], Any] | None:  # fmt: skip
     """None when the monitor does not apply (no labels accepted)."""
+    from ..monitoring.live import AccuracyWatch, accuracy_view
+    from ..monitoring.reading import outcome_growth, read_holdout, read_outcomes
+
     if not spec.monitoring.feedback.enabled:
         memo.accuracy_watches.pop(key, None)
         return None
@@ -202,6 +192,9 @@ async def _look_at_humility(
     memo: kopf.Memo, key: tuple[str, str], body: kopf.Body, spec: ModelDeploymentSpec,
     version: str, selector: str, now: float, logger: Any,
 ) -> tuple[dict[str, Any], Any]:  # fmt: skip
+    from ..monitoring.live import HumilityWatch, humility_view
+    from ..monitoring.reading import humility_growth, read_humility
+
     namespace, name = key
     settings = spec.monitoring.humility
     assert settings is not None

@@ -22,10 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from ..conditions import ConditionState, format_time
+from ..conditions import (
+    ACCURACY_DEGRADED,
+    DATA_DRIFT,
+    UNCERTAIN,
+    ConditionState,
+    format_time,
+    parse_time,
+)
 from .detectors import BinnedDrift, RateIncrease, alarm_threshold, error_rate_null
 
-DATA_DRIFT = "DataDrift"
 #: Evidence written to status only in steps of this much (the metrics carry every look).
 EVIDENCE_STEP = 0.1
 TOP_FEATURES = 3
@@ -227,9 +233,6 @@ def top_features_text(features: Sequence[Mapping[str, Any]]) -> str:
     return ", ".join(f"{f['name']} ({f['share']:.0%})" for f in features)
 
 
-ACCURACY_DEGRADED = "AccuracyDegraded"
-
-
 @dataclass
 class AccuracyWatch:
     """Accuracy decay of one deployment's live version, from its labels (classifiers)."""
@@ -330,13 +333,6 @@ def restored_alarm(
     if found.get("state") != state or found.get("version") != version:
         return None
     return found if found.get("detectedAt") else None
-
-
-def parse_time(stamp: str) -> float:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-
-
-UNCERTAIN = "Uncertain"
 
 
 @dataclass

@@ -20,11 +20,10 @@ from typing import Any
 
 from ..api.lineagerecord import LineageRecordSpec, RecordedModel
 from ..api.modeldeployment import RetrainingPolicy
-from ..conditions import format_time
+from ..conditions import format_time, parse_time
 from ..constants import LABEL_DEPLOYMENT
 from ..gating.config import parse_duration
 from ..lineage.records import manifest as record_manifest
-from .live import parse_time
 
 EVENT_TYPE = "io.modelops.retraining.requested"
 ANNOTATION_PREFIX = "modelops.io/retraining-"
