@@ -141,8 +141,12 @@ async def _work(memo: kopf.Memo, process: Callable[[kopf.Memo, Key], Awaitable[N
         await memo.leading.wait()
         key = await memo.queue.get()
         try:
-            if memo.leading.is_set():
-                await process(memo, key)
+            # Paused while this worker waited for a key: it is held until this replica leads
+            # again, never dropped. On resuming, kopf's listing queues every object before the
+            # lead daemon runs, so a dropped key waited for the next resync (a ModelDeployment
+            # created during a failover was not reconciled for minutes).
+            await memo.leading.wait()
+            await process(memo, key)
         except kopf.TemporaryError as error:
             object_logger(key).warning(f"{error}; retrying")
             memo.queue.add(key, float(error.delay or RETRY_SECONDS))

@@ -1,4 +1,5 @@
-"""A failed reconcile keeps the reason it ran, so the worker's retry runs it again."""
+"""The fleet's workers lose no key: a failed reconcile keeps the reason it ran, so the retry runs
+it again; a key taken while the replica was paused is processed once it leads again."""
 
 from __future__ import annotations
 
@@ -41,3 +42,30 @@ def test_a_failed_repair_or_resync_is_marked_again_for_the_retry(
 
     memo = asyncio.run(look())
     assert KEY in getattr(memo, mark)
+
+
+def test_a_key_taken_while_paused_is_processed_once_the_replica_leads_again() -> None:
+    """A worker waits in the queue while its replica leads; the replica pauses, and on resuming
+    kopf's listing queues the objects before the lead daemon sets `leading` again."""
+    processed: list[tuple[str, str]] = []
+
+    async def process(_: kopf.Memo, key: tuple[str, str]) -> None:
+        processed.append(key)
+
+    async def failover() -> list[tuple[str, str]]:
+        memo = kopf.Memo()
+        fleet.setup(memo)
+        memo.leading.set()
+        worker = asyncio.create_task(fleet._work(memo, process))
+        await asyncio.sleep(0.05)  # the worker waits in the queue
+        memo.leading.clear()  # paused
+        memo.queue.add(KEY)  # the listing on resuming
+        await asyncio.sleep(0.05)
+        assert processed == []  # not while another replica leads
+        memo.leading.set()  # the lead daemon runs
+        await asyncio.sleep(0.05)
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        return processed
+
+    assert asyncio.run(failover()) == [KEY]
