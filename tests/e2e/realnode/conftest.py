@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from modelops_devcluster.cluster import DevCluster
@@ -35,6 +36,8 @@ from modelops_devcluster.clusterprometheus import ClusterPrometheus
 from modelops_devcluster.nodeconfig import NODE_IP
 from modelops_devcluster.realnode import RealNode, image_archives
 from tests.harness.operator_process import OperatorProcess
+
+from ..operator_fixtures import get_json, wait_until
 
 EXAMPLE_MODELS = Path(__file__).resolve().parents[3] / "examples" / "models"
 
@@ -140,3 +143,20 @@ def challenge_operator(
         real_cluster, operator_identity, log_dir, MODELOPS_FEEDBACK_GRACE_SECONDS="5"
     ) as process:
         yield process
+
+
+def service_url(real_cluster: Any, namespace: str, service: str) -> str:
+    """A host URL reaching the Service, once it answers (a pod is Ready before kube-proxy
+    routes the Service's address to it)."""
+    spec = get_json(real_cluster.cluster, "-n", namespace, f"service/{service}")["spec"]
+    port = real_cluster.node.forward(spec["clusterIP"], spec["ports"][0]["port"])
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(answers, timeout=60, what=f"Service {service} to answer")
+    return url

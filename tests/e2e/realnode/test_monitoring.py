@@ -40,7 +40,7 @@ from tests.harness.chart import CHART
 from tests.harness.operator_process import OperatorProcess
 
 from ..operator_fixtures import crds, get_json, operator_identity, wait_until  # noqa: F401 - fixtures
-from .conftest import host_operator, serve_directory
+from .conftest import host_operator, serve_directory, service_url
 from .test_challenge import BackgroundLoad, assert_no_failed_request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -242,12 +242,11 @@ def test_drift_then_accuracy_decay_are_found_and_alerted(
 ) -> None:
     cluster = real_cluster.cluster
     _deploy(cluster, namespace, served, sink.url)
-    service = get_json(cluster, "-n", namespace, f"service/{TARGET}")["spec"]
-    port = real_cluster.node.forward(service["clusterIP"], service["ports"][0]["port"])
+    url = service_url(real_cluster, namespace, TARGET)
     stream = ShiftableStream()
     load = BackgroundLoad(
         LoadGenerator(
-            f"http://127.0.0.1:{port}",
+            url,
             stream,
             "fraud",
             rate_per_second=40,
@@ -363,10 +362,10 @@ def test_humility_rules_act_per_prediction_and_uncertain_fires_when_one_fires_to
     cluster.kubectl(
         "wait", "-n", namespace, "--for=condition=Ready", f"mdep/{HUMBLE}", "--timeout=180s"
     )
-    service = get_json(cluster, "-n", namespace, f"service/{HUMBLE}")["spec"]
-    port = real_cluster.node.forward(service["clusterIP"], service["ports"][0]["port"])
+    # Ready before kube-proxy routes the Service: the first request of one CI run was reset.
+    url = service_url(real_cluster, namespace, HUMBLE)
     ordinary = [0.5, 1.5, 0.5, 0.5, 0.0, 0.0]  # far from the champion's boundary
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    with httpx.Client(base_url=url, timeout=10) as client:
         plain = _infer(client, ordinary)
         assert plain.status_code == 200 and "x-modelops-humility" not in plain.headers
         refused = _infer(client, [50.0, *ordinary[1:]])

@@ -26,7 +26,7 @@ from modelops_serving.digests import file_digest, path_digest
 from tests.harness.operator_process import OperatorProcess
 
 from ..operator_fixtures import crds, get_json, operator_identity, wait_until  # noqa: F401
-from .conftest import serve_directory
+from .conftest import serve_directory, service_url
 from .test_challenge import ServedModel, challenge, deploy, start_load, wait_phase
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -105,23 +105,6 @@ def predictions(url: str, rows: np.ndarray) -> np.ndarray:
     assert answer.status_code == 200, answer.text
     (output,) = [o for o in answer.json()["outputs"] if o["name"] == "predict"]
     return np.asarray(output["data"], dtype=np.float64)
-
-
-def service_url(real_cluster: Any, namespace: str, service: str) -> str:
-    """A host URL reaching the Service, once it answers (a pod is Ready before kube-proxy
-    routes the Service's address to it)."""
-    spec = get_json(real_cluster.cluster, "-n", namespace, f"service/{service}")["spec"]
-    port = real_cluster.node.forward(spec["clusterIP"], spec["ports"][0]["port"])
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(answers, timeout=60, what=f"Service {service} to answer")
-    return url
 
 
 def stalled_message(cluster: Any, namespace: str, name: str) -> str:
