@@ -22,6 +22,7 @@ from lightkube.core.exceptions import ApiError
 from pydantic import ValidationError
 
 from ..api.modeldeployment import ModelDeploymentSpec
+from ..builders.workload import workload_name
 from ..challenge.model import ModelRef
 from ..challenge.view import ChallengeView, challenge_view, governing
 from ..challenge.workloads import model_ref
@@ -35,7 +36,7 @@ from ..constants import (
     ROLE_CHAMPION,
     VERSION,
 )
-from ..kube import patch_modeldeployment_status
+from ..kube import patch_modeldeployment_status, read_object
 from ..lineage.records import rolled_out
 from ..lineage.store import prune, write_records
 from ..observe import (
@@ -191,6 +192,23 @@ def _observed_children(
     return observed
 
 
+async def _read_unindexed_children(
+    client: Any, name: str, namespace: str, observed: dict[tuple[str, str], Mapping[str, Any]]
+) -> None:
+    """The children the indices do not hold yet, read from the API server. After a pause
+    (another replica led) kopf lists the children anew but, unlike at start, does not wait for
+    those lists before handlers run: a child missing from an index may only be unlisted yet,
+    and applying it as new would announce it as re-created."""
+    for api_version, kind, child in (
+        ("apps/v1", "Deployment", workload_name(name, ROLE_CHAMPION)),
+        ("v1", "Service", name),
+    ):
+        if (kind, child) not in observed:
+            found = await read_object(client, api_version, kind, namespace, child)
+            if found is not None:
+                observed[(kind, child)] = slim_manifest(found)
+
+
 def _post_events(
     body: kopf.Body, report: ReconcileReport, previous: ReconcileOutcome | None
 ) -> None:
@@ -220,6 +238,8 @@ async def _reconcile(
             name, namespace, indices["model_deployments"], indices["model_services"]
         )
         try:
+            if (body.get("status") or {}).get("observedGeneration"):  # reconciled before
+                await _read_unindexed_children(memo.k8s, name, namespace, observed)
             report = await reconcile_modeldeployment(
                 memo.k8s,
                 name,

@@ -1,5 +1,6 @@
-"""The fleet's workers lose no key: a failed reconcile keeps the reason it ran, so the retry runs
-it again; a key taken while the replica was paused is processed once it leads again."""
+"""The fleet's workers lose no key and invent no child: a failed reconcile keeps the reason it
+ran, so the retry runs it again; a key taken while the replica was paused is processed once it
+leads again; a child the indices do not hold yet is read before it is applied as new."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import kopf
 import pytest
 
 from modelops_operator.handlers import fleet, modeldeployment
+from modelops_operator.observe import slim_manifest
 from modelops_operator.status import ReconcileOutcome
 
 KEY = ("team", "iris")
@@ -69,3 +71,26 @@ def test_a_key_taken_while_paused_is_processed_once_the_replica_leads_again() ->
         return processed
 
     assert asyncio.run(failover()) == [KEY]
+
+
+def test_children_missing_from_the_indices_are_read_before_being_applied_as_new(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a pause kopf lists the children anew without waiting for the lists: an unindexed
+    child may exist. One that does is compared as observed; one that does not stays absent."""
+    reads: list[tuple[str, str]] = []
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "iris-champion", "namespace": "team", "uid": "d-1"},
+        "spec": {"replicas": 2},
+    }  # fmt: skip
+
+    async def read_object(_: Any, api_version: str, kind: str, namespace: str, name: str) -> Any:
+        reads.append((kind, name))
+        return deployment if kind == "Deployment" else None
+
+    monkeypatch.setattr(modeldeployment, "read_object", read_object)
+    observed: dict[tuple[str, str], Any] = {}
+    asyncio.run(modeldeployment._read_unindexed_children(None, "iris", "team", observed))
+    assert reads == [("Deployment", "iris-champion"), ("Service", "iris")]
+    assert observed == {("Deployment", "iris-champion"): slim_manifest(deployment)}
