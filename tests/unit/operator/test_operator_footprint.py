@@ -54,3 +54,26 @@ def test_a_kept_modeldeployment_drops_what_no_handler_reads_and_keeps_its_change
     assert (slim["spec"], slim["status"]) == (body["spec"], body["status"])
     assert {k: slim["metadata"][k] for k in ("name", "namespace", "uid", "generation")} == {
         "name": "fraud", "namespace": "risk", "uid": "u-1", "generation": 3}
+
+
+def test_every_object_kopf_sees_shares_the_operators_memo_instead_of_a_copy() -> None:
+    import asyncio
+
+    import kopf
+    from kopf._core.reactor.inventory import ResourceMemories
+
+    from modelops_operator.handlers.operator import share_memo
+
+    memo = kopf.Memo()
+    memo.queue = ["shared state"]
+    share_memo(memo)
+    memo.bodies = {}
+    memories = ResourceMemories()
+
+    async def recall(name: str) -> object:
+        body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"uid": name, "name": name}}
+        return await memories.recall_memo(kopf.RawBody(body), memobase=memo)  # type: ignore[misc]
+
+    first, second = asyncio.run(recall("a")), asyncio.run(recall("b"))
+    assert first is memo and second is memo
+    assert memo.queue == ["shared state"] and memo.bodies == {}
