@@ -2,9 +2,9 @@
 
 On one dev cluster (kwok fake nodes: one per 100 objects, plus one) it runs, in order:
 
-1. the floor: for each object, the keys Secret, Deployment and Service the operator's own
-   builders make, written by a plain client to namespace `floor`, timed until every
-   Deployment is Available; then that namespace is deleted;
+1. the floor: for each object, the Deployment and Service (and the keys Secret when its pods
+   mount one) the operator's own builders make, written by a plain client to namespace
+   `floor`, timed until every Deployment is Available; then that namespace is deleted;
 2. the operator (`kopf run` with the chart's ServiceAccount, tests/harness/): the N
    ModelDeployments created in namespace `bench`, timed until every one is Ready;
 3. a no-op resync: the writes while every object goes through its resync timer (0 is right).
@@ -41,7 +41,7 @@ from modelops_devcluster.cluster import DevCluster, _fake_node, cache_root, wait
 from modelops_operator.api.modeldeployment import ModelDeploymentSpec
 from modelops_operator.builders.keys import build_keys_secret
 from modelops_operator.constants import DEFAULT_SERVING_IMAGE, LABEL_DEPLOYMENT
-from modelops_operator.reconcile import plan_children, receipt_key_policy
+from modelops_operator.reconcile import needs_keys, plan_children, receipt_key_policy
 from tests.harness.operator_process import (
     OperatorProcess,
     apiserver_writes,
@@ -161,15 +161,17 @@ def modeldeployment(i: int) -> dict[str, Any]:
 
 def floor_manifests(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """What the operator writes for one ModelDeployment, from its own builders, in namespace
-    `floor`: the keys Secret (its pods mount it) and the children. Without owner references:
-    the owner does not exist here, and the garbage collector would delete them."""
+    `floor`: the keys Secret when its pods mount one, and the children. Without owner
+    references: the owner does not exist here, and the garbage collector would delete them."""
     name = body["metadata"]["name"]
     spec = ModelDeploymentSpec.model_validate(body["spec"])
     serving_image = os.environ.get("MODELOPS_SERVING_IMAGE", DEFAULT_SERVING_IMAGE)
-    secret = build_keys_secret(name, FLOOR_NAMESPACE, time.time(), receipt_key_policy(spec))
     children = plan_children(name, FLOOR_NAMESPACE, "no-owner", spec, serving_image)
     for child in children:
         child["metadata"].pop("ownerReferences", None)
+    if not needs_keys(spec, None):
+        return children
+    secret = build_keys_secret(name, FLOOR_NAMESPACE, time.time(), receipt_key_policy(spec))
     return [secret, *children]
 
 

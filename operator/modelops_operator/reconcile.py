@@ -98,6 +98,13 @@ def receipt_key_policy(spec: ModelDeploymentSpec) -> ReceiptKeyPolicy:
     )
 
 
+def needs_keys(spec: ModelDeploymentSpec, challenge: ChallengeView | None) -> bool:
+    """Does any pod mount the keys Secret? The sidecars when they take feedback (receipt keys),
+    the router of a challenge (sticky key and receipt keys). Without either the Secret is not
+    written, nor read at each reconcile; it is created before the first pod that mounts it."""
+    return spec.monitoring.feedback.enabled or challenge is not None
+
+
 async def ensure_keys_secret(
     client: AsyncClient, name: str, namespace: str, uid: str, spec: ModelDeploymentSpec,
     now: float,
@@ -186,9 +193,10 @@ async def reconcile_modeldeployment(
     if blocker:
         return ReconcileReport(ReconcileOutcome(generation, blocker))
     report = ReconcileReport(ReconcileOutcome(generation))
-    keys = await ensure_keys_secret(client, name, namespace, uid, spec, time.time())
-    if keys is not None:
-        report.applied.append(keys)
+    if needs_keys(spec, challenge):
+        keys = await ensure_keys_secret(client, name, namespace, uid, spec, time.time())
+        if keys is not None:
+            report.applied.append(keys)
     for child in plan_children(name, namespace, uid, spec, serving_image, challenge):
         kind, child_name = child["kind"], child["metadata"]["name"]
         current = observed.get((kind, child_name))

@@ -333,9 +333,10 @@ def test_the_dataplane_keys_secret_is_created_once_and_only_its_receipt_keys_cha
     devcluster: Any, namespace: str, operator: OperatorProcess,
     operator_identity: tuple[Path, str],
 ) -> None:
-    """The operator creates `<md>-dataplane-keys` (owned by the ModelDeployment), and the
-    chart's policy lets the operator's ServiceAccount patch nothing else of a Secret than
-    that Secret's receipt keys."""
+    """The operator creates `<md>-dataplane-keys` (owned by the ModelDeployment) for a
+    deployment whose pods mount it (feedback on; a challenge's router), not for one without,
+    and the chart's policy lets the operator's ServiceAccount patch nothing else of a Secret
+    than that Secret's receipt keys."""
     kubeconfig, _ = operator_identity
     policy = [d for d in helm_template(devcluster.bin_dir / "helm", SYSTEM_NAMESPACE)
               if d["metadata"]["name"] == "modelops-dataplane-keys"]
@@ -343,8 +344,15 @@ def test_the_dataplane_keys_secret_is_created_once_and_only_its_receipt_keys_cha
                                            "ValidatingAdmissionPolicyBinding"]
     devcluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
                        input=yaml.safe_dump_all(policy))
-    apply(devcluster, namespace, manifest("keyed"))
+    keyed = manifest("keyed")
+    keyed["spec"]["monitoring"] = {"feedback": {"enabled": True}}
+    apply(devcluster, namespace, keyed)
+    apply(devcluster, namespace, manifest("unkeyed"))
     wait_ready(devcluster, namespace, "keyed")
+    wait_ready(devcluster, namespace, "unkeyed")
+    unkeyed = devcluster.kubectl("get", "-n", namespace, "secret/unkeyed-dataplane-keys",
+                                 check=False)
+    assert unkeyed.returncode != 0 and "NotFound" in unkeyed.stderr
     secret = get_json(devcluster, "-n", namespace, "secret/keyed-dataplane-keys")
     (owner,) = secret["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"]) == ("ModelDeployment", "keyed")

@@ -119,6 +119,24 @@ def test_without_feedback_there_is_no_key_to_mount() -> None:
     assert all("secret" not in v for v in pod["volumes"])  # type: ignore[attr-defined]
 
 
+def test_the_keys_secret_is_written_only_for_pods_that_mount_it() -> None:
+    from modelops_operator.challenge.view import ChallengeView
+    from modelops_operator.reconcile import needs_keys
+
+    def spec(feedback: bool) -> ModelDeploymentSpec:
+        return ModelDeploymentSpec.model_validate({
+            "model": {"name": "fraud", "version": "1.0.0", "format": "sklearn",
+                      "uri": "https://models.example.com/fraud/model.skops",
+                      "digest": "sha256:" + "0" * 64},
+            "monitoring": {"feedback": {"enabled": feedback}}})
+
+    # No feedback and no challenge: no pod mounts it (above), so no Secret, no read of one.
+    assert not needs_keys(spec(False), None)
+    # Receipts for the sidecars; the sticky and receipt keys for a challenge's router.
+    assert needs_keys(spec(True), None)
+    assert needs_keys(spec(False), ChallengeView("fraud-canary"))
+
+
 def test_the_router_runs_two_spread_replicas_under_a_disruption_budget() -> None:
     from modelops_operator.challenge.workloads import build_router_disruption_budget
 
