@@ -101,16 +101,18 @@ def receipt_key_policy(spec: ModelDeploymentSpec) -> ReceiptKeyPolicy:
 def needs_keys(spec: ModelDeploymentSpec, challenge: ChallengeView | None) -> bool:
     """Does any pod mount the keys Secret? The sidecars when they take feedback (receipt keys),
     the router of a challenge (sticky key and receipt keys). Without either the Secret is not
-    written, nor read at each reconcile; it is created before the first pod that mounts it."""
+    written, nor read at each reconcile. It is created before the first pod that mounts it:
+    by this reconcile before the model pods, by the challenge's tick before its router."""
     return spec.monitoring.feedback.enabled or challenge is not None
 
 
 async def ensure_keys_secret(
     client: AsyncClient, name: str, namespace: str, uid: str, spec: ModelDeploymentSpec,
-    now: float,
+    now: float, *, rotate: bool = True,
 ) -> AppliedChild | None:
-    """Create the data plane's keys Secret, or rotate its receipt keys when due; None when
-    nothing was written. The sticky key is never rewritten (builders/keys.py)."""
+    """Create the data plane's keys Secret, or rotate its receipt keys when due (and `rotate`:
+    the ModelDeployment's reconcile is their one rotator); None when nothing was written. The
+    sticky key is never rewritten (builders/keys.py)."""
     secret_name = keys_secret_name(name)
     policy = receipt_key_policy(spec)
     current = await read_object(client, "v1", "Secret", namespace, secret_name)
@@ -119,6 +121,8 @@ async def ensure_keys_secret(
             client, _owned(build_keys_secret(name, namespace, now, policy), name, uid)
         )
         return AppliedChild("Secret", secret_name, True, ()) if created else None
+    if not rotate:
+        return None
     ring = rotated_receipt_keys(receipt_keys_of(current), now, policy)
     if ring is None:
         return None

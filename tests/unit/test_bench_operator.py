@@ -100,7 +100,12 @@ def test_object_paths_of_core_and_grouped_kinds() -> None:
 
 def test_floor_writes_the_operators_children_without_an_owner() -> None:
     manifests = floor_manifests(modeldeployment(7))
-    assert [m["kind"] for m in manifests] == ["Secret", "Deployment", "Service"]
+    # As the operator: no keys Secret for a deployment without feedback or challenge.
+    assert [m["kind"] for m in manifests] == ["Deployment", "Service"]
+    keyed = modeldeployment(8)
+    keyed["spec"]["monitoring"] = {"feedback": {"enabled": True}}
+    manifests += floor_manifests(keyed)
+    assert [m["kind"] for m in manifests[2:]] == ["Secret", "Deployment", "Service"]
     for manifest in manifests:
         assert manifest["metadata"]["namespace"] == FLOOR_NAMESPACE
         assert "ownerReferences" not in manifest["metadata"]

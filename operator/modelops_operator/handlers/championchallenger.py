@@ -21,6 +21,7 @@ from lightkube.core.exceptions import ApiError
 from pydantic import ValidationError
 
 from ..api.modeldeployment import ModelDeploymentSpec
+from ..builders.keys import keys_secret_name
 from ..challenge import metrics
 from ..challenge.controller import (
     ChallengePolicy,
@@ -58,6 +59,7 @@ from ..lineage.store import prune, write_records
 from ..observe import slim_modeldeployment
 from ..opmetrics import count_error
 from ..promsource import PrometheusUnavailable
+from ..reconcile import ensure_keys_secret
 from . import first_indexed
 
 CC = (GROUP, VERSION, CC_PLURAL)
@@ -81,7 +83,7 @@ async def modeldeployment_bodies(
             "status": slim["status"],
             "metadata": {
                 key: metadata.get(key)
-                for key in ("labels", "annotations", "managedFields", "generation")
+                for key in ("uid", "labels", "annotations", "managedFields", "generation")
             },
         }
     }
@@ -104,6 +106,21 @@ async def _apply_plan(memo: kopf.Memo, plan: Any, namespace: str, observed: Any)
         if kind == "Deployment" and observed is not None:
             await delete_deployment(memo.k8s, namespace, name)
             memo.applied.pop((kind, namespace, name), None)
+
+
+async def _ensure_keys(
+    memo: kopf.Memo, namespace: str, target: str, md: Any, md_spec: ModelDeploymentSpec
+) -> None:
+    """The router mounts the target's keys Secret, which a deployment without feedback has
+    not needed before its first challenge: made sure of once, before the router is applied
+    (the target's reconcile makes it too, but may come second; a pod whose Secret is missing
+    waits and warns)."""
+    key = ("Secret", namespace, keys_secret_name(target))
+    uid = ((md or {}).get("metadata") or {}).get("uid")
+    if key in memo.applied or not uid:
+        return
+    await ensure_keys_secret(memo.k8s, target, namespace, uid, md_spec, time.time(), rotate=False)
+    memo.applied[key] = "ensured"
 
 
 @dataclass(frozen=True)
@@ -268,6 +285,7 @@ async def _tick(
     route_applied = False
     if md_spec is not None:
         plan = plan_for(status)
+        await _ensure_keys(memo, namespace, target, md, md_spec)
         await _apply_plan(memo, plan, namespace, challenger)
         if status.phase in (Phase.PROMOTING, Phase.ROLLING_BACK):
             # Only a swap waits for the route; at rest no query is spent on it.

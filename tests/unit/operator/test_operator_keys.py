@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
 
 from modelops_operator.api.modeldeployment import ModelDeploymentSpec
 from modelops_operator.builders.keys import (
@@ -86,12 +90,16 @@ def test_the_router_reads_the_key_from_the_mounted_secret() -> None:
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
 
 
-def model_pod(feedback: dict[str, object]) -> dict[str, object]:
-    spec = ModelDeploymentSpec.model_validate({
+def model_spec(feedback: dict[str, object]) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate({
         "model": {"name": "fraud", "version": "1.0.0", "format": "sklearn",
                   "uri": "https://models.example.com/fraud/model.skops",
                   "digest": "sha256:" + "0" * 64},
         "monitoring": {"feedback": feedback}})
+
+
+def model_pod(feedback: dict[str, object]) -> dict[str, object]:
+    spec = model_spec(feedback)
     pod: dict[str, object] = build_model_deployment("fraud", "ns", spec)["spec"]["template"]["spec"]
     return pod
 
@@ -124,11 +132,7 @@ def test_the_keys_secret_is_written_only_for_pods_that_mount_it() -> None:
     from modelops_operator.reconcile import needs_keys
 
     def spec(feedback: bool) -> ModelDeploymentSpec:
-        return ModelDeploymentSpec.model_validate({
-            "model": {"name": "fraud", "version": "1.0.0", "format": "sklearn",
-                      "uri": "https://models.example.com/fraud/model.skops",
-                      "digest": "sha256:" + "0" * 64},
-            "monitoring": {"feedback": {"enabled": feedback}}})
+        return model_spec({"enabled": feedback})
 
     # No feedback and no challenge: no pod mounts it (above), so no Secret, no read of one.
     assert not needs_keys(spec(False), None)
@@ -153,3 +157,50 @@ def test_the_router_runs_two_spread_replicas_under_a_disruption_budget() -> None
     assert all(pods[k] == v for k, v in budget["spec"]["selector"]["matchLabels"].items())
     for constraint in spread:
         assert constraint["labelSelector"] == budget["spec"]["selector"]
+
+
+def test_a_challenge_makes_its_targets_keys_secret_once_before_its_router_and_never_rotates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    import kopf
+
+    from modelops_operator import reconcile
+    from modelops_operator.handlers import championchallenger
+
+    existing: dict[str, Any] = {}
+    calls: list[str] = []
+
+    async def read_object(_: Any, api_version: str, kind: str, namespace: str, name: str) -> Any:
+        calls.append(f"get {kind} {namespace}/{name}")
+        return existing.get(name)
+
+    async def create_once(_: Any, manifest: Mapping[str, Any]) -> bool:
+        calls.append(f"create {manifest['metadata']['name']}")
+        (owner,) = manifest["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == ("ModelDeployment", "fraud", "u-1")
+        existing[manifest["metadata"]["name"]] = manifest
+        return True
+
+    async def patch_secret_item(*_: Any) -> None:
+        calls.append("patch")  # a rotation: the ModelDeployment's reconcile alone rotates
+
+    monkeypatch.setattr(reconcile, "read_object", read_object)
+    monkeypatch.setattr(reconcile, "create_once", create_once)
+    monkeypatch.setattr(reconcile, "patch_secret_item", patch_secret_item)
+    memo = kopf.Memo(k8s=None, applied={})
+    target = {"metadata": {"uid": "u-1"}}
+    spec = model_spec({"enabled": False})
+
+    async def ticks() -> None:
+        await championchallenger._ensure_keys(memo, "ns", "fraud", target, spec)
+        await championchallenger._ensure_keys(memo, "ns", "fraud", target, spec)  # next tick
+        memo.applied.clear()  # the replica stopped leading, and leads again: the ring is old
+        ring = {"keys": [{"id": "old", "secret": "c2VjcmV0", "activeFrom": 0}]}
+        existing["fraud-dataplane-keys"]["data"][RECEIPT_KEYS_ITEM] = encode_receipt_keys(ring)
+        await championchallenger._ensure_keys(memo, "ns", "fraud", target, spec)
+
+    asyncio.run(ticks())
+    assert calls == ["get Secret ns/fraud-dataplane-keys", "create fraud-dataplane-keys",
+                     "get Secret ns/fraud-dataplane-keys"]
