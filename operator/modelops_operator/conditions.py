@@ -86,6 +86,24 @@ def find_condition(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -
     return {}
 
 
+# A new object's status until the operator's first report: the CRD's default for `status`,
+# which the API server fills in on every read (as Gateway API's CRDs do), so `kubectl get`,
+# kstatus (Reconciling=True: InProgress) and Argo CD show the object in progress from its first
+# second. The operator then writes once there is something to report (status.reportable).
+PENDING_REASON = "Pending"
+PENDING_MESSAGE = (
+    "waiting for the first rollout: the operator reports here once the model serves, "
+    "or what stops it"
+)
+PENDING_STATUS: dict[str, Any] = {
+    "conditions": [
+        {"type": type_, "status": status, "reason": PENDING_REASON, "message": PENDING_MESSAGE,
+         "lastTransitionTime": "1970-01-01T00:00:00Z"}
+        for type_, status in ((READY, "Unknown"), (RECONCILING, "True"))
+    ]
+}  # fmt: skip
+
+
 def ready(reason: str, message: str) -> list[ConditionState]:
     """Everything is live as specified."""
     return [

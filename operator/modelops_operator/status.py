@@ -286,6 +286,20 @@ def compute_status(
     return status
 
 
+def reportable(previous: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:
+    """Is the status worth its write? Always once the operator has reported on the object.
+    Before that its status is the CRD's pending default (Ready=Unknown, Reconciling=True),
+    which already says that a new object is on its way: a first rollout going well is no
+    news until it serves (Ready) or stops (Stalled). The Deployment shows its progress."""
+    if (previous or {}).get("observedGeneration"):
+        return True
+    conditions = wanted.get("conditions")
+    return any(
+        cond.find_condition(conditions, type_).get("status") == "True"
+        for type_ in (cond.READY, cond.STALLED)
+    )
+
+
 def status_patch(previous: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> dict[str, Any]:
     """A merge patch of all owned keys if any of them differs, else an empty dict.
 

@@ -93,8 +93,18 @@ def settled(devcluster: Any, namespace: str, name: str, version: str) -> dict[st
 def test_example_becomes_ready_with_owned_children_and_delete_cascades(
     devcluster: Any, namespace: str, operator: OperatorProcess
 ) -> None:
+    status_writes = operator.writes().get("PATCH modeldeployments/status", 0)
     devcluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+    # From its first read the object says it is on its way (the CRD's pending default, or
+    # already Ready), never nothing: kstatus reads no status at all as Current.
+    first = get_json(devcluster, "-n", namespace, "mdep/iris").get("status") or {}
+    assert condition({"status": first}, "Ready").get("status") in ("Unknown", "True"), first
+    if condition({"status": first}, "Ready")["status"] == "Unknown":
+        assert condition({"status": first}, "Reconciling")["status"] == "True"
+        assert condition({"status": first}, "Ready")["reason"] == "Pending"
     body = wait_ready(devcluster, namespace, "iris")
+    # A first rollout going well is reported once, when it serves.
+    assert operator.writes()["PATCH modeldeployments/status"] - status_writes == 1
     uid = body["metadata"]["uid"]
     status = body["status"]
     assert status["observedGeneration"] == body["metadata"]["generation"]

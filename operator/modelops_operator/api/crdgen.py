@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from ..conditions import PENDING_STATUS
 from ..constants import (
     CC_KIND,
     CC_PLURAL,
@@ -124,7 +125,8 @@ def model_schema(model: type[BaseModel], path: str, *, defaults: bool = True) ->
     """The structural OpenAPI v3 schema of one pydantic model.
 
     Status schemas are rendered without defaults: only the operator writes status, and a
-    defaulted `phase` or `observedGeneration` would claim progress nobody made.
+    defaulted `phase` or `observedGeneration` would claim progress nobody made. (A whole
+    pending status may be the default of `status` itself: `_root_schema`.)
     """
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
@@ -137,6 +139,7 @@ def _root_schema(
     spec: type[BaseModel],
     status: type[BaseModel] | None,
     rules: list[dict[str, str]],
+    status_default: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     schema: dict[str, Any] = {
         "type": "object",
@@ -152,6 +155,8 @@ def _root_schema(
     }
     if status is not None:
         schema["properties"]["status"] = model_schema(status, "status", defaults=False)
+        if status_default is not None:
+            schema["properties"]["status"]["default"] = status_default
     if rules:
         schema["x-kubernetes-validations"] = rules
     return schema
@@ -220,6 +225,7 @@ def modeldeployment_crd() -> dict[str, Any]:
         ModelDeploymentSpec,
         ModelDeploymentStatus,
         [NAME_RULE],
+        status_default=PENDING_STATUS,
     )
     ready, status = _ready_columns()
     columns: list[dict[str, Any]] = [

@@ -50,7 +50,7 @@ from ..observe import (
 )
 from ..opmetrics import count_error
 from ..reconcile import ReconcileReport, champion_spec_of, reconcile_modeldeployment
-from ..status import ReconcileOutcome, compute_status, status_patch
+from ..status import ReconcileOutcome, compute_status, reportable, status_patch
 from . import first_indexed, fleet, notify
 
 MDEP = (GROUP, VERSION, MDEP_PLURAL)
@@ -351,7 +351,7 @@ async def _publish_once(
         memo.monitor_views.get((namespace, name)),
     )
     patch = status_patch(current, wanted)
-    if not patch:
+    if not patch or not reportable(current, wanted):
         return last_written
     record = rolled_out(namespace, name, body, current.get("champion"), wanted.get("champion"),
                         challenge, time.time())  # fmt: skip

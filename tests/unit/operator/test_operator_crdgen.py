@@ -11,6 +11,7 @@ import yaml
 from modelops_operator.api import crdgen
 from modelops_operator.api.championchallenger import ChampionChallengerSpec
 from modelops_operator.api.modeldeployment import ModelDeploymentSpec
+from modelops_operator.conditions import PENDING_STATUS
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -109,7 +110,21 @@ def test_conditions_are_a_map_keyed_by_type() -> None:
         conditions = schema["properties"]["status"]["properties"]["conditions"]
         assert conditions["x-kubernetes-list-type"] == "map", kind
         assert conditions["x-kubernetes-list-map-keys"] == ["type"], kind
-        assert "default" not in yaml.safe_dump(schema["properties"]["status"]), kind
+        status = dict(schema["properties"]["status"])
+        whole = status.pop("default", None)
+        # No field of a status defaults (it would claim progress nobody made); a
+        # ModelDeployment's status as a whole is "pending" until the operator's first report.
+        assert "default" not in yaml.safe_dump(status), kind
+        assert whole == (PENDING_STATUS if kind == "ModelDeployment" else None), kind
+
+
+def test_the_pending_status_is_a_valid_status_that_kstatus_reads_as_in_progress() -> None:
+    from modelops_operator.api.modeldeployment import ModelDeploymentStatus
+
+    pending = ModelDeploymentStatus.model_validate(PENDING_STATUS)
+    states = {c.type: c.status for c in pending.conditions}
+    assert states == {"Ready": "Unknown", "Reconciling": "True"}
+    assert pending.observed_generation == 0  # absent: nothing observed yet
 
 
 def test_every_cel_message_names_a_field() -> None:

@@ -261,3 +261,35 @@ def test_failed_fetch_of_the_wanted_version_stalls_naming_the_fields() -> None:
         "fraud", "ns", spec(), ReconcileOutcome(1), observed(), None, T0, [failure]
     )
     assert find_condition(done["conditions"], "Ready")["status"] == "True"
+
+
+def test_a_first_rollout_is_reported_once_it_serves_or_stops_and_later_ones_throughout() -> None:
+    from modelops_operator.conditions import PENDING_STATUS
+    from modelops_operator.status import reportable
+
+    pending = PENDING_STATUS  # what the API server shows before the operator's first report
+
+    def status_of(observation: DeploymentObservation | None, outcome: ReconcileOutcome,
+                  previous: dict | None = pending, version: str = "1.0.0") -> dict:
+        return compute_status("fraud", "ns", spec(version), outcome, observation, previous, T0)
+
+    creating = status_of(None, ReconcileOutcome(1))
+    rolling = status_of(observed(available=0, updated=0), ReconcileOutcome(1))
+    assert statuses(creating)["Reconciling"] == statuses(rolling)["Reconciling"] == "True"
+    # The default already says "in progress" (kstatus: Reconciling=True is InProgress).
+    assert status_patch(pending, rolling) and not reportable(pending, rolling)
+    assert not reportable(pending, creating) and not reportable(None, creating)
+    # Serving, or stopped (a pod failing, a blocker, the progress deadline): reported.
+    assert reportable(pending, status_of(observed(), ReconcileOutcome(1)))
+    blocker = Blocker("SecretNotFound", "spec.model.credentialsSecret", "missing")
+    assert reportable(pending, status_of(None, ReconcileOutcome(1, blocker)))
+    assert reportable(pending, status_of(observed(available=0, deadline=True), ReconcileOutcome(1)))
+    # Once reported, a new generation's rollout is news from its start (observedGeneration).
+    live = {k: v for k, v in status_of(observed(), ReconcileOutcome(1)).items() if v}
+    next_rollout = status_of(observed(available=0, updated=0), ReconcileOutcome(2), live, "2.0.0")
+    assert statuses(next_rollout)["Reconciling"] == "True" and reportable(live, next_rollout)
+    # The written status replaces the default's conditions, Ready and Reconciling moving now.
+    ready_now = status_of(observed(), ReconcileOutcome(1))
+    assert {c["type"]: c["lastTransitionTime"] for c in ready_now["conditions"]} == {
+        "Ready": "2025-01-01T12:00:00Z", "Reconciling": "2025-01-01T12:00:00Z",
+        "Stalled": "2025-01-01T12:00:00Z"}
