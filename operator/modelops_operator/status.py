@@ -286,12 +286,18 @@ def compute_status(
     return status
 
 
+def reported(status: Mapping[str, Any] | None) -> bool:
+    """Has the operator written this object's status? (Not yet: none, or the CRD's pending
+    default, neither of which has an observedGeneration.)"""
+    return bool((status or {}).get("observedGeneration"))
+
+
 def reportable(previous: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:
     """Is the status worth its write? Always once the operator has reported on the object.
     Before that its status is the CRD's pending default (Ready=Unknown, Reconciling=True),
     which already says that a new object is on its way: a first rollout going well is no
     news until it serves (Ready) or stops (Stalled). The Deployment shows its progress."""
-    if (previous or {}).get("observedGeneration"):
+    if reported(previous):
         return True
     conditions = wanted.get("conditions")
     return any(

@@ -50,7 +50,7 @@ from ..observe import (
 )
 from ..opmetrics import count_error
 from ..reconcile import ReconcileReport, champion_spec_of, reconcile_modeldeployment
-from ..status import ReconcileOutcome, compute_status, reportable, status_patch
+from ..status import ReconcileOutcome, compute_status, reportable, reported, status_patch
 from . import first_indexed, fleet, notify
 
 MDEP = (GROUP, VERSION, MDEP_PLURAL)
@@ -215,7 +215,7 @@ def _post_events(
     """One event per reconcile that changed something, one per new blocker. A new object's
     children are not announced (nor is its first Ready): its status says they are there."""
     created = [f"{c.kind} {c.name}" for c in report.applied if c.created]
-    if created and (body.get("status") or {}).get("observedGeneration"):
+    if created and reported(body.get("status")):
         notify(body, reason="Created", message="re-created " + ", ".join(created))
     for child in (c for c in report.applied if not c.created):
         if any(".spec.template" in path for path in child.fields):
@@ -238,7 +238,7 @@ async def _reconcile(
             name, namespace, indices["model_deployments"], indices["model_services"]
         )
         try:
-            if (body.get("status") or {}).get("observedGeneration"):  # reconciled before
+            if reported(body.get("status")):  # reconciled before
                 await _read_unindexed_children(memo.k8s, name, namespace, observed)
             report = await reconcile_modeldeployment(
                 memo.k8s,
