@@ -8,6 +8,7 @@ a router in front of it and a client pod that calls them by their Service names.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -33,19 +34,57 @@ IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 REPLICAS = 2
 
 # Runs inside the client pod: N inference calls to URL; prints the status of each call and the
-# replica that answered it (the sidecar names its pod address in X-Modelops-Served-By).
+# replica that answered it (the sidecar names its pod address in X-Modelops-Served-By). A call
+# that fails is printed too, as its HTTP status (0 when no answer came) and what went wrong, so
+# a failing test says whether the proxy, the model or the Service's routing refused it.
 CLIENT_SCRIPT = """
-import json, sys, urllib.request
+import json, sys, time, urllib.error, urllib.request
 url, n = sys.argv[1], int(sys.argv[2])
 body = json.dumps({"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64",
                                "data": %s}]}).encode()
 seen = []
 for _ in range(n):
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        seen.append([answer.status, answer.headers.get("X-Modelops-Served-By", "")])
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            seen.append([answer.status, answer.headers.get("X-Modelops-Served-By", "")])
+    except urllib.error.HTTPError as refused:
+        seen.append([refused.code, "%%s %%r" %% (refused.headers.get("X-Modelops-Served-By", ""),
+                                                 refused.read()[:300])])
+    except OSError as failed:
+        seen.append([0, "%%.3f %%r" %% (time.time(), failed)])
 print(json.dumps(seen))
 """ % [x for row in IRIS_ROWS for x in row]
+
+
+def calls_from_client(
+    cluster: DevCluster, namespace: str, url: str, n: int,
+) -> list[tuple[int, str]]:
+    """N calls from the `client` pod: (status, replica or what failed) for each."""
+    result = cluster.kubectl("exec", "-n", namespace, "client", "--", "python3", "-c",
+                             CLIENT_SCRIPT, url, str(n), timeout=120, check=False)
+    assert result.returncode == 0, f"kubectl exec: {result.stderr.strip()}"
+    return [(int(status), served_by) for status, served_by in json.loads(result.stdout)]
+
+
+def answer_to_service_at_all(
+    cluster: DevCluster, namespace: str, url: str, timeout: float = 30,
+) -> None:
+    """Wait until a call through the Service gets an answer; the answer must be a 200.
+
+    kube-proxy writes a new Service's rules and CoreDNS learns its name a moment after its
+    EndpointSlice is ready, so for that moment a call gets no answer at all (refused, no name).
+    That is the cluster catching up, not the model; an HTTP answer other than 200 is a failure.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        ((status, detail),) = calls_from_client(cluster, namespace, url, 1)
+        assert status in (0, 200), f"the first answer through the Service: {status} {detail}"
+        if status == 200:
+            return
+        assert time.monotonic() < deadline, f"no answer through the Service in {timeout} s: " \
+            f"{detail}"
+        time.sleep(0.5)
 
 
 def replicas_reached_through(
@@ -54,8 +93,9 @@ def replicas_reached_through(
     """Replicas (pod IPs) that answered requests a pod sent to a Service's URL; every answer 200.
 
     A pod is Ready before its address is in the Service's EndpointSlice and in kube-proxy's
-    rules, so the requests wait for the slice and then go in rounds until `want` (the set of
-    pod IPs, or how many) answered, at most three rounds: a Service that never spreads fails.
+    rules, so the requests wait for the slice and for a first answer, then go in rounds until
+    `want` (the set of pod IPs, or how many) answered, at most three rounds: a Service that
+    never spreads fails.
     """
     count = want if isinstance(want, int) else len(want)
 
@@ -68,11 +108,10 @@ def replicas_reached_through(
 
     wait_until(lambda: len(ready_endpoints()) >= count, timeout=60,
                what=f"{count} ready endpoints of Service {service}")
+    answer_to_service_at_all(cluster, namespace, url)
     seen: Counter[str] = Counter()
     for _ in range(3):
-        result = cluster.kubectl("exec", "-n", namespace, "client", "--", "python3", "-c",
-                                 CLIENT_SCRIPT, url, "60", timeout=120)
-        answers = json.loads(result.stdout)
+        answers = calls_from_client(cluster, namespace, url, 60)
         assert {status for status, _ in answers} == {200}, answers
         seen.update(served_by.rsplit(":", 1)[0] for _, served_by in answers)
         if (len(seen) if isinstance(want, int) else set(seen)) == want:
@@ -177,9 +216,7 @@ class Served:
                        for c in p.get("status", {}).get("conditions") or [])]
 
     def call_from_client(self, url: str, n: int) -> list[tuple[int, str]]:
-        result = self.cluster.kubectl("exec", "-n", self.namespace, "client", "--", "python3",
-                                      "-c", CLIENT_SCRIPT, url, str(n), timeout=120)
-        return [(int(status), served_by) for status, served_by in json.loads(result.stdout)]
+        return calls_from_client(self.cluster, self.namespace, url, n)
 
 
 @pytest.fixture(scope="module")
