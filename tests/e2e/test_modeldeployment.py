@@ -223,6 +223,31 @@ def test_scale_subresource(devcluster: Any, namespace: str, operator: OperatorPr
     assert scale["status"]["selector"] == "modelops.io/deployment=scaled,modelops.io/role=champion"
 
 
+def test_a_guaranteed_model_container_gets_a_guaranteed_pod(
+    devcluster: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    """The API server, not our code, classes the pods: requests equal to limits for the model
+    make every container's so (the static CPU manager pins only a Guaranteed pod's CPUs)."""
+    shapes = {
+        "pinned": {"limits": {"cpu": "1", "memory": "512Mi"}},
+        "shared": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                   "limits": {"cpu": "1", "memory": "512Mi"}},
+    }
+    for name, resources in shapes.items():
+        body = manifest(name)
+        body["spec"]["runtime"]["resources"] = resources
+        apply(devcluster, namespace, body)
+
+    def qos_classes() -> dict[str, str] | None:
+        pods = get_json(devcluster, "pods", "-n", namespace)["items"]
+        found = {p["metadata"]["labels"]["modelops.io/deployment"]: p["status"].get("qosClass")
+                 for p in pods}
+        return found if set(found) == set(shapes) else None
+
+    assert wait_until(qos_classes, timeout=90, what="a pod of each ModelDeployment") == {
+        "pinned": "Guaranteed", "shared": "Burstable"}
+
+
 def test_missing_credentials_secret_stalls_naming_the_field(
     devcluster: Any, namespace: str, operator: OperatorProcess
 ) -> None:

@@ -218,3 +218,59 @@ def test_label_maturity_reaches_the_sidecar_with_a_store_that_remembers_long_eno
     assert float(bounded_args[bounded_args.index("--loss-bound") + 1]) == 0.1 + 0.2
     # Feedback off (the default): the sidecar refuses labels.
     assert plain_args[plain_args.index("--feedback") + 1] == "off"
+
+
+def with_resources(resources: dict[str, Any], **spec: Any) -> ModelDeploymentSpec:
+    wire = make_spec().to_wire()
+    return ModelDeploymentSpec.model_validate(
+        {**wire, **spec, "runtime": {**wire.get("runtime", {}), "resources": resources}}
+    )
+
+
+def cpu_and_memory(amounts: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (amounts or {}).items() if k in ("cpu", "memory")}
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+        {"limits": {"cpu": "1", "memory": "512Mi"}},  # requests default to the limits
+        {"requests": {"cpu": "1000m"}, "limits": {"cpu": 1, "memory": "1Gi"}},
+    ],
+)
+def test_a_guaranteed_model_container_makes_every_container_guaranteed(
+    resources: dict[str, Any],
+) -> None:
+    # With a training profile, so that both init containers are there.
+    spec = with_resources(resources, model={
+        **make_spec().model.to_wire(),
+        "profile": {"uri": "https://models.example.com/fraud/profile.json", "digest": DIGEST}})
+    deployment = build_model_deployment("fraud", "ns", spec)
+    helpers = [c for c in containers(deployment) if c["name"] != "model"]
+    assert [c["name"] for c in helpers] == ["model-fetch", "profile-fetch", "metrics-sidecar"]
+    for container in helpers:
+        amounts = container["resources"]
+        assert set(amounts["limits"]) >= {"cpu", "memory"}, container["name"]
+        assert amounts["requests"] == amounts["limits"], container["name"]
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+        {"limits": {"cpu": "1"}},  # no memory limit
+        {"requests": {"cpu": "1", "memory": "1Gi"}},  # no limits
+    ],
+)
+def test_a_burstable_model_container_leaves_the_helpers_without_a_cpu_limit(
+    resources: dict[str, Any],
+) -> None:
+    deployment = build_model_deployment("fraud", "ns", with_resources(resources))
+    for container in containers(deployment):
+        if container["name"] == "model":
+            assert container["resources"] == resources
+            continue
+        amounts = container["resources"]
+        assert "cpu" not in amounts["limits"], container["name"]
+        assert cpu_and_memory(amounts["requests"]) == {"cpu": "50m", "memory": "64Mi"}
