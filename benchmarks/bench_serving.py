@@ -20,7 +20,10 @@ Python client whose targets take turns every request, then every 20 requests, so
 machine's drift, which moves whole 1 s rounds by more than a hop costs, hits every target alike
 (the figure the sidecar's 0.5 ms target is judged on: the larger of the two). Concurrency 16
 measures throughput (5 rounds of 3 s; a hop's share is the median over rounds of its req/s over
-direct's in the same round). MLServer and KServe are each installed into a virtualenv of their
+direct's in the same round). Then, on a machine with two cores or more, the same rounds for the
+four hops again with the model server pinned to CPU 0 and the proxies, nginx and wrk to the
+others: the placement the kubelet's static CPU manager gives a Guaranteed pod's model container
+(docs/runtimes.md), where the sidecar's goroutines no longer preempt the model. MLServer and KServe are each installed into a virtualenv of their
 own under ~/.cache (their pins conflict with ours) and run beside ours, measured in the same
 rounds; which settings and why: benchmarks/thirdparty_servers.py (in short: one worker process,
 no per-request logging, the same model file and request body). Besides req/s and latency, the CPU
@@ -157,6 +160,19 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def pin_group(pgid: int, cpus: set[int]) -> None:
+    """Every thread of every process in a process group onto `cpus` (threads started later
+    inherit it from the thread that starts them)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            for task in (stat.parent / "task").iterdir():
+                os.sched_setaffinity(int(task.name), cpus)
+        except (OSError, ValueError):
+            continue  # the process or thread ended meanwhile
+
+
 def cpu_ticks() -> list[int]:
     """The machine's CPU time counters from /proc/stat (user, nice, system, idle, iowait, irq,
     softirq, steal, ...), in clock ticks."""
@@ -246,13 +262,15 @@ UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def run_wrk(url: str, body: bytes, concurrency: int, script_dir: Path,
-            seconds: int) -> tuple[float, float, float, int]:
+            seconds: int, cpus: set[int] | None = None) -> tuple[float, float, float, int]:
     script = script_dir / "post.lua"
     script.write_text(WRK_SCRIPT.format(body=body.decode()))
     threads = min(concurrency, 2)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s",
                           "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, timeout=seconds + 60).stdout
+                         capture_output=True, text=True, timeout=seconds + 60,
+                         preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus)
+                         ).stdout
 
     def latency(percent: str) -> float:
         match = re.search(rf"^\s*{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -299,11 +317,12 @@ def run_python_load(url: str, body: bytes, concurrency: int,
 
 
 def measure_once(scenario: str, url: str, body: bytes, concurrency: int, seconds: int,
-                 work_dir: Path, groups: dict[str, int]) -> Result:
+                 work_dir: Path, groups: dict[str, int], load_cpus: set[int] | None = None
+                 ) -> Result:
     cpu_before = {name: group_cpu_seconds(pgid) for name, pgid in groups.items()}
     ticks_before = cpu_ticks()
     if shutil.which("wrk"):
-        rps, p50, p99, errors = run_wrk(url, body, concurrency, work_dir, seconds)
+        rps, p50, p99, errors = run_wrk(url, body, concurrency, work_dir, seconds, load_cpus)
         tool = "wrk"
     else:
         rps, p50, p99, errors = run_python_load(url, body, concurrency, seconds)
@@ -339,10 +358,11 @@ def show(result: Result, prefix: str = "   ") -> None:
 
 
 def measure_interleaved(targets: dict[str, str], body: bytes, work_dir: Path,
-                        groups: dict[str, int]) -> dict[tuple[str, int], list[Result]]:
+                        groups: dict[str, int], load_cpus: set[int] | None = None
+                        ) -> dict[tuple[str, int], list[Result]]:
     """Every scenario once per round, rounds repeated (see PLAN): a burst of background load
     then hits all scenarios alike instead of one. Results per (scenario, concurrency), in
-    round order."""
+    round order. `load_cpus`: the CPUs wrk runs on (default: any)."""
     for url in targets.values():  # warm-up: connections, lazy imports, caches
         for _ in range(50):
             httpx.post(url, content=body, headers={"Content-Type": "application/json"})
@@ -356,7 +376,7 @@ def measure_interleaved(targets: dict[str, str], body: bytes, work_dir: Path,
             shift = number % len(names)  # rotate, so no scenario always follows the same one
             for scenario in names[shift:] + names[:shift]:
                 result = measure_once(scenario, targets[scenario], body, concurrency, seconds,
-                                      work_dir, groups)
+                                      work_dir, groups, load_cpus)
                 if concurrency > 1 or number % 5 == 0:
                     show(result, f"     [{number + 1}/{count}] ")
                 rounds.setdefault((scenario, concurrency), []).append(result)
@@ -381,6 +401,14 @@ def paired(rounds: dict[tuple[str, int], list[Result]]
                                           float(np.percentile(differences, 90)),
                                           float(np.median(shares)))
     return found
+
+
+def paired_report(pairs: dict[tuple[str, int], tuple[float, float, float, float]]
+                  ) -> dict[str, dict[str, float]]:
+    """`paired`'s figures by "scenario c=N", named, for the JSON report."""
+    names = ("added_p50_ms", "added_p50_p10", "added_p50_p90", "throughput_share")
+    return {f"{scenario} c={c}": dict(zip(names, figures, strict=True))
+            for (scenario, c), figures in pairs.items()}
 
 
 class KeepAliveClient:
@@ -612,10 +640,13 @@ def versus_table(rows: list[dict[str, object]]) -> list[str]:
 
 
 def targets_met(pairs: dict[tuple[str, int], tuple[float, float, float, float]],
-                alternating: dict[int, dict[str, Added]], results: list[Result]) -> list[str]:
+                alternating: dict[int, dict[str, Added]], results: list[Result],
+                own_core: dict[tuple[str, int], tuple[float, float, float, float]] | None = None
+                ) -> list[str]:
     """The data-plane issue's targets, each with the figure it is judged on: a hop's added p50
     at c=1 from the alternating runs (quiet host slices when there were enough, the larger of
-    the two turn lengths), throughput shares from paired rounds at c=16."""
+    the two turn lengths), throughput shares from paired rounds at c=16, on shared cores and,
+    when measured (`own_core`), with the model server on a core of its own."""
     lines = []
 
     def added(hop: str) -> tuple[float, str] | None:
@@ -641,6 +672,11 @@ def targets_met(pairs: dict[tuple[str, int], tuple[float, float, float, float]],
         share = pairs[("sidecar", 16)][3]
         lines.append(f"sidecar keeps >= 90% of direct throughput at c=16 (median of paired "
                      f"rounds): {share:.1%} -> {'met' if share >= 0.9 else 'MISSED'}")
+    if own_core and ("sidecar", 16) in own_core:
+        share = own_core[("sidecar", 16)][3]
+        lines.append(f"the same with the model server on a core of its own (a Guaranteed pod "
+                     f"under the static CPU manager): {share:.1%} -> "
+                     f"{'met' if share >= 0.9 else 'MISSED'}")
     by = {(r.scenario, r.concurrency): r for r in results}
     for c in CONCURRENCIES:
         cpu = [f"{group} {by[(scenario, c)].cpu_us_per_request.get(group, 0.0):.0f}"
@@ -677,6 +713,7 @@ def main() -> int:
                                              "router_metrics", "nginx")}
     infer_path = "/v2/models/fraud/infer"
     rounds: dict[tuple[str, int], list[Result]] = {}
+    own_core_rounds: dict[tuple[str, int], list[Result]] = {}
     alternating: dict[int, dict[str, Added]] = {}
     try:
         server = procs.start("server", [python, "-m", "modelops_serving.server", "--name", "fraud",
@@ -756,6 +793,21 @@ def main() -> int:
                              f"{STEAL_QUIET_PERCENT:.0f}% ({added.quiet_share:.0%} of the run) "
                              f"{quiet}")
                 print(line, flush=True)
+        cpus = os.cpu_count() or 1
+        if cpus >= 2:
+            # Last, since the pinning stays: the kubelet's static CPU manager gives a
+            # Guaranteed pod's whole cpus to its container alone (docs/runtimes.md); the
+            # proxies and the load run on the shared rest, as the sidecar does there.
+            others = set(range(1, cpus))
+            print(f">> placement: the model server alone on CPU 0; the proxies, nginx and wrk "
+                  f"on CPU {','.join(map(str, sorted(others)))}", flush=True)
+            hop_groups: dict[str, int] = {
+                name: groups[name] for name in ("server", "sidecar", "router", "nginx")
+                if name in groups}
+            for name, pgid in hop_groups.items():
+                pin_group(pgid, {0} if name == "server" else others)
+            own_core_rounds = measure_interleaved({name: urls[name] for name in hops}, body,
+                                                  work, hop_groups, others)
     finally:
         procs.stop_all()
     results = [median_result(r) for r in rounds.values()]
@@ -773,7 +825,12 @@ def main() -> int:
               "ms, CPU in us per request; xN = their figure over ours)")
         for line in versus_table(versus):
             print("   " + line)
-    verdicts = targets_met(pairs, alternating, results)
+    own_core = paired(own_core_rounds)
+    if own_core_rounds:
+        print(">> with the model server on a core of its own (medians of paired rounds)")
+        for line in ratios([median_result(r) for r in own_core_rounds.values()], own_core):
+            print("   " + line)
+    verdicts = targets_met(pairs, alternating, results, own_core)
     print(">> targets")
     for line in verdicts:
         print("   " + line)
@@ -781,9 +838,8 @@ def main() -> int:
               "load_average_after": os.getloadavg(), "cpus": os.cpu_count(),
               "plan": {str(c): {"rounds": n, "seconds": t} for c, (n, t) in PLAN.items()},
               "results": [asdict(r) for r in results],
-              "paired_rounds": {f"{k[0]} c={k[1]}": dict(zip(
-                  ("added_p50_ms", "added_p50_p10", "added_p50_p90", "throughput_share"), v,
-                  strict=True)) for k, v in pairs.items()},
+              "paired_rounds": paired_report(pairs),
+              "own_core_paired_rounds": paired_report(own_core),
               "alternating_added_p50_ms": {
                   str(block): {name: asdict(a) for name, a in added.items()}
                   for block, added in alternating.items()},

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from benchmarks.bench_serving import (
@@ -10,6 +14,7 @@ from benchmarks.bench_serving import (
     Slice,
     added_by_alternation,
     paired,
+    pin_group,
     steal_percent,
     targets_met,
     versus_ours,
@@ -76,6 +81,31 @@ def test_verdicts_name_the_figure_and_say_met_or_missed() -> None:
     assert "+0.900 vs 2 x +0.500 ms -> met" in router
     assert "85.0% -> MISSED" in throughput
     assert "x4.00" in versus and versus.endswith("met")
+
+
+def test_the_model_server_on_its_own_core_is_a_verdict_of_its_own() -> None:
+    own_core = {("sidecar", 16): (0.05, 0.0, 0.1, 0.97)}
+    shared, pinned = targets_met({("sidecar", 16): (0.1, 0.0, 0.2, 0.71)}, {}, [], own_core)
+    assert shared.endswith("71.0% -> MISSED")
+    assert "a core of its own" in pinned and pinned.endswith("97.0% -> met")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_pinning_a_process_group_pins_every_thread_of_it() -> None:
+    code = ("import threading, time; threading.Thread(target=time.sleep, args=(30,)).start(); "
+            "print(flush=True); time.sleep(30)")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                               start_new_session=True)
+    try:
+        assert process.stdout is not None and process.stdout.readline() == b"\n"
+        cpu = max(os.sched_getaffinity(0))
+        pin_group(process.pid, {cpu})
+        tasks = os.listdir(f"/proc/{process.pid}/task")
+        assert len(tasks) == 2
+        assert all(os.sched_getaffinity(int(task)) == {cpu} for task in tasks)
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_a_noisy_host_judges_by_the_whole_runs_and_says_so() -> None:
