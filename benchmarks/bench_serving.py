@@ -14,24 +14,25 @@ fixed concurrency, every scenario once per round for several rounds (medians rep
   kserve         client -> KServe's Python model server (PyPI ``kserve``, one worker, a
                  ``kserve.Model`` subclass as sklearnserver's, which is not on PyPI)
 
-Concurrency 1 measures the latency a hop adds, twice: with wrk in 15 rounds of 1 s (a hop's added
-p50 is the median over rounds of its p50 minus direct's in the same round), and with a blocking
-Python client whose targets take turns every request, then every 20 requests, so that the
-machine's drift, which moves whole 1 s rounds by more than a hop costs, hits every target alike
-(the figure the sidecar's 0.5 ms target is judged on: the larger of the two). Concurrency 16
-measures throughput (5 rounds of 3 s; a hop's share is the median over rounds of its req/s over
-direct's in the same round). Then, on a machine with two cores or more, the same rounds for the
-four hops again with the model server pinned to CPU 0 and the proxies, nginx and wrk to the
+Concurrency 1 measures the latency a hop adds, twice: with wrk in 15 rounds of 1 s (a hop's
+added p50 is the median over rounds of its p50 minus direct's in the same round), and with a
+blocking Python client whose targets take turns every request, then every 20 requests, so that
+the machine's drift, which moves whole 1 s rounds by more than a hop costs, hits every target
+alike (the figure the sidecar's 0.5 ms target is judged on: the larger of the two). Concurrency
+16 measures throughput (5 rounds of 3 s; a hop's share is the median over rounds of its req/s
+over direct's in the same round). Then, on a machine with two cores or more, the same rounds for
+the four hops again with the model server pinned to CPU 0 and the proxies, nginx and wrk to the
 others: the placement the kubelet's static CPU manager gives a Guaranteed pod's model container
-(docs/runtimes.md), where the sidecar's goroutines no longer preempt the model. MLServer and KServe are each installed into a virtualenv of their
-own under ~/.cache (their pins conflict with ours) and run beside ours, measured in the same
-rounds; which settings and why: benchmarks/thirdparty_servers.py (in short: one worker process,
-no per-request logging, the same model file and request body). Besides req/s and latency, the CPU
-time each process spent per request is read from /proc: it is far less disturbed by a busy
-machine. A table puts our server's req/s at c=16, p50/p99 at c=1 and c=16 and CPU per request
-beside each third-party server's, with ratios to ours. Results go to bench-results/serving/.
-Figures are noisy on a shared 2-core machine: read the ratios, which are measured back to back in
-the same run, rather than the absolute numbers.
+(docs/runtimes.md), where the sidecar's goroutines no longer preempt the model. MLServer and
+KServe are each installed into a virtualenv of their own under ~/.cache (their pins conflict
+with ours) and run beside ours, measured in the same rounds; which settings and why:
+benchmarks/thirdparty_servers.py (in short: one worker process, no per-request logging, the same
+model file and request body). Besides req/s and latency, the CPU time each process spent per
+request is read from /proc: it is far less disturbed by a busy machine. A table puts our
+server's req/s at c=16, p50/p99 at c=1 and c=16 and CPU per request beside each third-party
+server's, with ratios to ours. Results go to bench-results/serving/. Figures are noisy on a
+shared 2-core machine: read the ratios, which are measured back to back in the same run, rather
+than the absolute numbers.
 """
 
 from __future__ import annotations
