@@ -21,7 +21,7 @@ the machine's drift, which moves whole 1 s rounds by more than a hop costs, hits
 alike (the figure the sidecar's 0.5 ms target is judged on: the larger of the two). Concurrency
 16 measures throughput (5 rounds of 3 s; a hop's share is the median over rounds of its req/s
 over direct's in the same round). Then, on a machine with two cores or more, the same rounds for
-the four hops again with the model server pinned to CPU 0 and the proxies, nginx and wrk to the
+the four hops again with the model server pinned to one CPU and the proxies, nginx and wrk to the
 others: the placement the kubelet's static CPU manager gives a Guaranteed pod's model container
 (docs/runtimes.md), where the sidecar's goroutines no longer preempt the model. MLServer and
 KServe are each installed into a virtualenv of their own under ~/.cache (their pins conflict
@@ -794,19 +794,19 @@ def main() -> int:
                              f"{STEAL_QUIET_PERCENT:.0f}% ({added.quiet_share:.0%} of the run) "
                              f"{quiet}")
                 print(line, flush=True)
-        cpus = os.cpu_count() or 1
-        if cpus >= 2:
+        model_cpu, *rest = sorted(os.sched_getaffinity(0))
+        if rest:
             # Last, since the pinning stays: the kubelet's static CPU manager gives a
             # Guaranteed pod's whole cpus to its container alone (docs/runtimes.md); the
             # proxies and the load run on the shared rest, as the sidecar does there.
-            others = set(range(1, cpus))
-            print(f">> placement: the model server alone on CPU 0; the proxies, nginx and wrk "
-                  f"on CPU {','.join(map(str, sorted(others)))}", flush=True)
+            others = set(rest)
+            print(f">> placement: the model server alone on CPU {model_cpu}; the proxies, nginx "
+                  f"and wrk on CPU {','.join(map(str, rest))}", flush=True)
             hop_groups: dict[str, int] = {
                 name: groups[name] for name in ("server", "sidecar", "router", "nginx")
                 if name in groups}
             for name, pgid in hop_groups.items():
-                pin_group(pgid, {0} if name == "server" else others)
+                pin_group(pgid, {model_cpu} if name == "server" else others)
             own_core_rounds = measure_interleaved({name: urls[name] for name in hops}, body,
                                                   work, hop_groups, others)
     finally:
