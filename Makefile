@@ -40,8 +40,7 @@ $(VENV)/.installed: pyproject.toml
 DATAPLANE_FILES := $(shell find dataplane -type f 2>/dev/null)
 $(VENV)/.dataplane: $(VENV)/.installed $(DATAPLANE_FILES)
 	@echo ">> building the data plane (dataplane/) into $(VENV)/bin"
-	cd dataplane && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath \
-	  -o $(abspath $(VENV))/bin/modelops-proxy ./cmd/modelops-proxy
+	bash dataplane/build.sh $(VENV)/bin/modelops-proxy
 	ln -sf modelops-proxy $(VENV)/bin/modelops-sidecar
 	ln -sf modelops-proxy $(VENV)/bin/modelops-router
 	touch $@

@@ -148,6 +148,11 @@ class Processes:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
+# The process groups a scenario's requests go through (a third-party server: its own group).
+PATHS = {"direct": {"server"}, "sidecar": {"server", "sidecar"},
+         "router+sidecar": {"server", "sidecar", "router"}, "nginx": {"server", "nginx"}}
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """User+system CPU of every process in a process group (nginx runs master + worker)."""
     total = 0
@@ -332,7 +337,8 @@ def measure_once(scenario: str, url: str, body: bytes, concurrency: int, seconds
     cpu = {name: round((group_cpu_seconds(pgid) - cpu_before[name]) / served * 1e6, 1)
            for name, pgid in groups.items()}
     # Only the processes on this scenario's path; the others sat idle.
-    cpu = {name: value for name, value in cpu.items() if value >= 40}
+    on_path = PATHS.get(scenario, {scenario})
+    cpu = {name: value for name, value in cpu.items() if name in on_path}
     return Result(scenario, concurrency, round(rps, 1), round(p50, 3), round(p99, 3), errors,
                   tool, cpu, round(steal_percent(ticks_before, cpu_ticks()), 1))
 

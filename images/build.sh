@@ -151,8 +151,8 @@ app_layer() {
 # in the binary. Echoes the path of the layer tar (as the other steps).
 dataplane_layer() {
   local stage; stage=$(mktemp -d)
-  (cd dataplane && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 GOFLAGS=-mod=mod go build -trimpath \
-    -buildvcs=false -ldflags='-s -w -buildid=' -o "$stage/usr/local/bin/modelops-proxy" ./cmd/modelops-proxy) >&2
+  GOOS=linux GOARCH=amd64 bash dataplane/build.sh "$stage/usr/local/bin/modelops-proxy" \
+    -s -w -buildid= >&2
   ln -s modelops-proxy "$stage/usr/local/bin/modelops-sidecar"
   ln -s modelops-proxy "$stage/usr/local/bin/modelops-router"
   keyed_tar "$stage" dataplane

@@ -40,8 +40,12 @@ func Main(args []string) int {
 		"is accepted (spec.monitoring.feedback.maxDelay)")
 	_ = f.String("log-level", "INFO", "logging level")
 	limits := serve.AddLimitFlags(f)
+	setProcs := serve.AddProcsFlag(f, 1)
 	if err := f.Parse(args); err != nil {
 		return cli.ParseFailed(err)
+	}
+	if err := setProcs(); err != nil {
+		return cli.Fail(err)
 	}
 	if *capacity < 1 || *ttl <= 0 || *queue < 1 || *workers < 1 || *reload <= 0 {
 		return cli.Fail(fmt.Errorf("--feedback-capacity, --mirror-queue, --mirror-workers must be " +

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -61,7 +62,7 @@ func (p *Program) Run() error {
 	go func() { failed <- serveUntilClosed(metrics, metricsListener) }()
 	go func() { failed <- serveUntilClosed(traffic, listener) }()
 	slog.Info("listening", "program", p.Name, "traffic", listener.Addr().String(),
-		"metrics", metricsListener.Addr().String())
+		"metrics", metricsListener.Addr().String(), "procs", runtime.GOMAXPROCS(0))
 
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)

@@ -59,8 +59,12 @@ func Main(args []string) int {
 		"; empty: none); outlyingInput needs --profile-file")
 	_ = f.String("log-level", "INFO", "logging level")
 	limits := serve.AddLimitFlags(f)
+	setProcs := serve.AddProcsFlag(f, 1)
 	if err := f.Parse(args); err != nil {
 		return cli.ParseFailed(err)
+	}
+	if err := setProcs(); err != nil {
+		return cli.Fail(err)
 	}
 	target, err := parseUpstream(*upstreamURL)
 	if err != nil {
