@@ -100,6 +100,23 @@ class Result:
     steal_percent: float = 0.0
 
 
+# A bare httputil.ReverseProxy with the data plane's runtime settings (dataplane/cmd/plainproxy):
+# what net/http and the Go runtime add by themselves, which issue 13 asks the proxies to use.
+FLOOR = "net/http floor"
+
+
+def build_plain_proxy(work: Path) -> str | None:
+    """dataplane/cmd/plainproxy built as the data plane is (dataplane/build.sh); None, with one
+    line, when Go is missing."""
+    if shutil.which("go") is None:
+        print(f"!! go is not installed: the {FLOOR} row is skipped")
+        return None
+    binary = work / "plainproxy"
+    subprocess.run(["bash", str(ROOT / "dataplane" / "build.sh"), str(binary)], check=True,
+                   env={**os.environ, "PACKAGE": "./cmd/plainproxy"})
+    return str(binary)
+
+
 def data_plane(name: str) -> str:
     """The Go sidecar or router that `make install` put beside this Python (dataplane/)."""
     path = Path(sys.executable).parent / name
@@ -150,7 +167,8 @@ class Processes:
 
 # The process groups a scenario's requests go through (a third-party server: its own group).
 PATHS = {"direct": {"server"}, "sidecar": {"server", "sidecar"},
-         "router+sidecar": {"server", "sidecar", "router"}, "nginx": {"server", "nginx"}}
+         "router+sidecar": {"server", "sidecar", "router"}, "nginx": {"server", "nginx"},
+         FLOOR: {"server", FLOOR}}
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -568,12 +586,12 @@ def ratios(results: list[Result],
         direct = by.get(("direct", c))
         if direct is None:
             continue
-        for scenario in ("sidecar", "router+sidecar", "nginx"):
+        for scenario in ("sidecar", "router+sidecar", FLOOR, "nginx"):
             other = by.get((scenario, c))
             if other:
                 median, low, high, share = pairs[(scenario, c)]
                 lines.append(
-                    f"c={c:<3} {scenario:<15} throughput {share:6.1%} of direct, adds "
+                    f"c={c:<3} {scenario:<16} throughput {share:6.1%} of direct, adds "
                     f"{median:+.3f} ms at p50 (10-90% of rounds {low:+.3f}..{high:+.3f}), "
                     f"{other.p99_ms - direct.p99_ms:+.3f} ms at p99")
         for scenario in THIRD_PARTY:
@@ -675,6 +693,16 @@ def targets_met(pairs: dict[tuple[str, int], tuple[float, float, float, float]],
         verdict = "met" if router[0] <= 2 * nginx[0] else "MISSED"
         lines.append(f"router+sidecar's added p50 at c=1 <= 2x nginx's: {router[0]:+.3f} vs "
                      f"2 x {nginx[0]:+.3f} ms -> {verdict}")
+    floor = added(FLOOR)
+    if floor and nginx:
+        reach = ("below what net/http costs by itself" if floor[0] > nginx[0]
+                 else "above what net/http costs by itself")
+        lines.append(f"{FLOOR} (a bare httputil.ReverseProxy, the proxies' runtime settings) "
+                     f"adds {floor[0]:+.3f} ms at p50 c=1, nginx {nginx[0]:+.3f}: the sidecar "
+                     f"target lies {reach}")
+        if sidecar:
+            lines.append(f"the sidecar's own work over that floor: {sidecar[0] - floor[0]:+.3f} "
+                         f"ms at p50 c=1")
     if ("sidecar", 16) in pairs:
         share = pairs[("sidecar", 16)][3]
         lines.append(f"sidecar keeps >= 90% of direct throughput at c=16 (median of paired "
@@ -688,7 +716,8 @@ def targets_met(pairs: dict[tuple[str, int], tuple[float, float, float, float]],
     for c in CONCURRENCIES:
         cpu = [f"{group} {by[(scenario, c)].cpu_us_per_request.get(group, 0.0):.0f}"
                for scenario, group in (("direct", "server"), ("sidecar", "sidecar"),
-                                       ("router+sidecar", "router"), ("nginx", "nginx"))
+                                       ("router+sidecar", "router"), (FLOOR, FLOOR),
+                                       ("nginx", "nginx"))
                if (scenario, c) in by and group in by[(scenario, c)].cpu_us_per_request]
         if cpu:
             lines.append(f"CPU per request at c={c} (us, each hop's own processes): "
@@ -717,7 +746,7 @@ def main() -> int:
                                    "data": rows.ravel().tolist()}]}).encode()
     python = sys.executable
     ports = {name: free_port() for name in ("server", "sidecar", "sidecar_metrics", "router",
-                                             "router_metrics", "nginx")}
+                                             "router_metrics", "nginx", "floor")}
     infer_path = "/v2/models/fraud/infer"
     rounds: dict[tuple[str, int], list[Result]] = {}
     own_core_rounds: dict[tuple[str, int], list[Result]] = {}
@@ -744,6 +773,12 @@ def main() -> int:
             "--log-level", "WARNING", *signed])
         targets = {"direct": (ports["server"], server), "sidecar": (ports["sidecar"], sidecar),
                    "router+sidecar": (ports["router"], router)}
+        plain_proxy = build_plain_proxy(work)
+        if plain_proxy:
+            floor = procs.start("floor", [plain_proxy, "--upstream", f"http://{HOST}:"
+                                          f"{ports['server']}", "--listen",
+                                          f"{HOST}:{ports['floor']}"])
+            targets[FLOOR] = (ports["floor"], floor)
         if shutil.which("nginx") or os.path.exists("/usr/sbin/nginx"):
             nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
             conf = nginx_config(work, ports["nginx"], ports["server"])
@@ -779,7 +814,7 @@ def main() -> int:
         urls = {name: f"http://{HOST}:{port}{infer_path}" for name, (port, _) in targets.items()}
         rounds = measure_interleaved(urls, body, work, groups)
         hops = {name: port for name, (port, _) in targets.items()
-                if name in ("direct", "sidecar", "router+sidecar", "nginx")}
+                if name in ("direct", "sidecar", "router+sidecar", FLOOR, "nginx")}
         for block in ALTERNATION_BLOCKS:
             print(f">> concurrency 1, targets taking turns every {block} request(s), "
                   f"{ALTERNATION_REQUESTS} requests each", flush=True)
@@ -809,7 +844,7 @@ def main() -> int:
             print(f">> placement: the model server alone on CPU {model_cpu}; the proxies, nginx "
                   f"and wrk on CPU {','.join(map(str, rest))}", flush=True)
             hop_groups: dict[str, int] = {
-                name: groups[name] for name in ("server", "sidecar", "router", "nginx")
+                name: groups[name] for name in ("server", "sidecar", "router", FLOOR, "nginx")
                 if name in groups}
             for name, pgid in hop_groups.items():
                 pin_group(pgid, {model_cpu} if name == "server" else others)

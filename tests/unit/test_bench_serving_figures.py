@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from benchmarks.bench_serving import (
+    FLOOR,
     MIN_QUIET_SLICES,
     Result,
     Slice,
@@ -81,6 +82,19 @@ def test_verdicts_name_the_figure_and_say_met_or_missed() -> None:
     assert "+0.900 vs 2 x +0.500 ms -> met" in router
     assert "85.0% -> MISSED" in throughput
     assert "x4.00" in versus and versus.endswith("met")
+
+
+def test_net_https_floor_says_whether_the_sidecar_target_lies_below_it() -> None:
+    """The bare ReverseProxy's hop against nginx's: when it alone adds more, no proxy built on
+    net/http can meet the target, and what the sidecar adds over it is its own work."""
+    slices = hops(3.0, MIN_QUIET_SLICES, 1.0, sidecar=0.2, nginx=0.13)
+    for piece in slices:
+        piece.latencies[FLOOR] = [1.15] * 5
+    sidecar, floor, own = targets_met({}, {1: added_by_alternation(slices)}, [])
+    assert sidecar.endswith("-> MISSED")
+    assert "+0.150 ms at p50 c=1, nginx +0.130" in floor
+    assert floor.endswith("lies below what net/http costs by itself")
+    assert own == "the sidecar's own work over that floor: +0.050 ms at p50 c=1"
 
 
 def test_the_model_server_on_its_own_core_is_a_verdict_of_its_own() -> None:

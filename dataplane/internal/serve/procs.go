@@ -14,8 +14,8 @@ import (
 //
 // The sidecar defaults to 1. A proxy in front of one model server needs well under a core, and
 // with a second processor the runtime wakes an idle thread to look for work at every network
-// event: measured on the serving benchmark, that cost 40 % more CPU per request and a third of
-// the added latency (docs/serving.md, "Threads").
+// event: measured behind the model server at c=1, that cost 40 % more CPU per request and a
+// quarter of the latency the sidecar adds (docs/serving.md, "Threads").
 func AddProcsFlag(f *cli.Flags, fallback int64) func() error {
 	if _, set := os.LookupEnv("GOMAXPROCS"); set {
 		fallback = 0
