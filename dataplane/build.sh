@@ -8,9 +8,10 @@
 # Why: a proxy at low load goes idle between requests. Idle, sysmon sleeps on a futex and the
 # next system call wakes it, and it then polls every 20 us until the process is idle again:
 # three extra context switches per request and 40 % of the sidecar's CPU at c=1
-# (docs/serving.md, "Threads"). The runtime keeps sysmon on its plain backoff (20 us doubling to 10 ms) whenever
-# schedtrace is on; its largest period, 2^31-1 ms (24.8 days of the node's uptime), prints the
-# scheduler's one-line summary at most that often. GODEBUG in the environment still wins.
+# (docs/serving.md, "Threads"). The runtime keeps sysmon on its plain backoff (20 us doubling
+# to 10 ms) whenever schedtrace is on; its largest period, 2^31-1 ms (24.8 days of the node's
+# uptime), prints the scheduler's one-line summary at most that often. GODEBUG in the
+# environment still wins.
 set -euo pipefail
 out=$(realpath -m "$1")
 package=${PACKAGE:-./cmd/modelops-proxy}
