@@ -12,7 +12,7 @@ import (
 // is fallback unless GOMAXPROCS is set in the environment, which the Go runtime has applied
 // already; 0 keeps the runtime's own choice (the CPUs of the cgroup's CPU limit, at least 2).
 //
-// The sidecar defaults to 1. A proxy in front of one model server needs well under a core, and
+// Both programs default to 1. A proxy in front of one model server needs well under a core, and
 // with a second processor the runtime wakes an idle thread to look for work at every network
 // event: measured behind the model server at c=1, that cost 40 % more CPU per request and a
 // quarter of the latency the sidecar adds (docs/serving.md, "Threads").
