@@ -170,8 +170,12 @@ def test_the_serving_image_has_every_command_the_operator_runs() -> None:
     for name in ("modelops-sidecar", "modelops-router"):
         assert f'ln -s modelops-proxy "$stage/usr/local/bin/{name}"' in script
         assert f"ln -s modelops-proxy /out/{name}" in containerfile("serving")
-    assert "CGO_ENABLED=0" in script and "COPY --from=dataplane /out/ /usr/local/bin/" in (
-        containerfile("serving"))
+    # Both builds go through dataplane/build.sh, static and with the same linked-in default.
+    build = (IMAGES.parent / "dataplane" / "build.sh").read_text()
+    assert "CGO_ENABLED=0" in build and "-X=runtime.godebugDefault=" in build
+    assert 'bash dataplane/build.sh "$stage/usr/local/bin/modelops-proxy"' in script
+    assert "RUN bash /src/dataplane/build.sh /out/modelops-proxy" in containerfile("serving")
+    assert "COPY --from=dataplane /out/ /usr/local/bin/" in containerfile("serving")
     assert 'if [ "$image" = serving ]; then go_layers=("$(dataplane_layer)"); fi' in script
 
 
