@@ -261,27 +261,35 @@ class ScriptedUpstream:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        # The proxy may close or reset this connection at any point (its own client went away,
+        # as in the hostile suite's pipelining case): that ends this connection and nothing else.
+        with conn, contextlib.suppress(ConnectionError):
+            self._answer_requests(conn)
+
+    def _answer_requests(self, conn: socket.socket) -> None:
         buffer, count = b"", 0
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                while len(buffer) < length:
-                    buffer += conn.recv(65536)
-                buffer = buffer[length:]
-                count += 1
-                answer = self.script(count)
-                if answer is None:
-                    self.closed_unanswered += 1
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                data = conn.recv(65536)
+                if not data:
                     return
-                conn.sendall(answer)
-                self.answered += 1
+                buffer += data
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(buffer) < length:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buffer += data
+            buffer = buffer[length:]
+            count += 1
+            answer = self.script(count)
+            if answer is None:
+                self.closed_unanswered += 1
+                return
+            conn.sendall(answer)
+            self.answered += 1
 
     def stop(self) -> None:
         self.stopping = True
