@@ -165,10 +165,11 @@ class Processes:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-# The process groups a scenario's requests go through (a third-party server: its own group).
+# The hops in front of our model server, in the order reports list them, and the process groups
+# a request through each goes through (a third-party server is a scenario of its own group).
 PATHS = {"direct": {"server"}, "sidecar": {"server", "sidecar"},
-         "router+sidecar": {"server", "sidecar", "router"}, "nginx": {"server", "nginx"},
-         FLOOR: {"server", FLOOR}}
+         "router+sidecar": {"server", "sidecar", "router"}, FLOOR: {"server", FLOOR},
+         "nginx": {"server", "nginx"}}
 
 
 def group_cpu_seconds(pgid: int) -> float:
@@ -586,7 +587,7 @@ def ratios(results: list[Result],
         direct = by.get(("direct", c))
         if direct is None:
             continue
-        for scenario in ("sidecar", "router+sidecar", FLOOR, "nginx"):
+        for scenario in [hop for hop in PATHS if hop != "direct"]:
             other = by.get((scenario, c))
             if other:
                 median, low, high, share = pairs[(scenario, c)]
@@ -814,7 +815,7 @@ def main() -> int:
         urls = {name: f"http://{HOST}:{port}{infer_path}" for name, (port, _) in targets.items()}
         rounds = measure_interleaved(urls, body, work, groups)
         hops = {name: port for name, (port, _) in targets.items()
-                if name in ("direct", "sidecar", "router+sidecar", FLOOR, "nginx")}
+                if name in PATHS}
         for block in ALTERNATION_BLOCKS:
             print(f">> concurrency 1, targets taking turns every {block} request(s), "
                   f"{ALTERNATION_REQUESTS} requests each", flush=True)
@@ -843,9 +844,8 @@ def main() -> int:
             others = set(rest)
             print(f">> placement: the model server alone on CPU {model_cpu}; the proxies, nginx "
                   f"and wrk on CPU {','.join(map(str, rest))}", flush=True)
-            hop_groups: dict[str, int] = {
-                name: groups[name] for name in ("server", "sidecar", "router", FLOOR, "nginx")
-                if name in groups}
+            on_a_hop = set().union(*PATHS.values())
+            hop_groups = {name: pgid for name, pgid in groups.items() if name in on_a_hop}
             for name, pgid in hop_groups.items():
                 pin_group(pgid, {model_cpu} if name == "server" else others)
             own_core_rounds = measure_interleaved({name: urls[name] for name in hops}, body,
