@@ -84,7 +84,7 @@ def test_verdicts_name_the_figure_and_say_met_or_missed() -> None:
     assert "x4.00" in versus and versus.endswith("met")
 
 
-def test_net_https_floor_says_whether_the_sidecar_target_lies_below_it() -> None:
+def test_net_http_floor_says_whether_the_sidecar_target_lies_below_it() -> None:
     """The bare ReverseProxy's hop against nginx's: when it alone adds more, no proxy built on
     net/http can meet the target, and what the sidecar adds over it is its own work."""
     slices = hops(3.0, MIN_QUIET_SLICES, 1.0, sidecar=0.2, nginx=0.13)
